@@ -1,0 +1,5 @@
+import sys
+
+from ctrfs.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,130 @@
+"""Shared pieces of the commands: target arguments, JSON output, safe printing."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ctrfs.errors import UsageError
+
+if TYPE_CHECKING:
+    from ctrfs.container import Container
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+def roots(ctx: click.Context) -> Any:
+    return ctx.find_root().obj.roots
+
+
+def split_target_path(spec: str, *, require_path: bool = False) -> tuple[str, str | None]:
+    """``TARGET:PATH`` → (TARGET, PATH). ``RUNTIME://REF:PATH`` keeps the scheme's colon."""
+    head = ""
+    rest = spec
+    if "://" in spec:
+        scheme, _, rest = spec.partition("://")
+        head = scheme + "://"
+    target, sep, path = rest.partition(":")
+    target = head + target
+    if not target or target.endswith("://"):
+        raise UsageError(f"missing container in {spec!r}; expected TARGET[:PATH]")
+    if sep and not path:
+        path = "/"
+    if require_path and not sep:
+        raise UsageError(f"missing path in {spec!r}; expected TARGET:PATH (e.g. web:/etc/hosts)")
+    return target, (path if sep else None)
+
+
+def get_container(ctx: click.Context, target: str) -> Container:
+    from ctrfs.targets import resolve
+
+    return resolve(target, roots(ctx))
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, bytes):
+        return os.fsdecode(obj)
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return asdict(obj)
+    return str(obj)
+
+
+def escape(name: str | bytes) -> str:
+    """A name safe to print on a terminal: control characters, backslashes and undecodable bytes
+    become escapes (``\\n``, ``\\x1b``), as in GNU ls's ``--quoting-style=escape``."""
+    if isinstance(name, str):
+        raw = os.fsencode(name)
+    else:
+        raw = name
+    text = raw.decode("utf-8", "surrogateescape")
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:  # undecodable byte
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif o < 0x20 or o == 0x7F or 0x80 <= o < 0xA0:
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def json_name(name: str | bytes) -> str:
+    """A name for JSON: valid UTF-8 stays as is, undecodable bytes become ``\\xNN`` escapes."""
+    raw = os.fsencode(name) if isinstance(name, str) else name
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def stdout_is_tty() -> bool:
+    return sys.stdout.isatty()
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def table(columns: list[str], rows: list[list[str]]) -> None:
+    """A table on stdout: rich on a terminal, plain aligned columns otherwise (fast, greppable)."""
+    if stdout_is_tty():
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        t = Table(box=None, pad_edge=False, header_style="bold")
+        for c in columns:
+            t.add_column(c, overflow="fold")
+        for r in rows:
+            t.add_row(*(Text(c) for c in r))  # Text: names are never rich markup
+        Console(highlight=False).print(t)
+        return
+    widths = [len(c) for c in columns]
+    for r in rows:
+        for i, cell in enumerate(r):
+            widths[i] = max(widths[i], len(cell))
+    lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(columns)).rstrip()]
+    for r in rows:
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip())
+    sys.stdout.write("\n".join(lines) + "\n")

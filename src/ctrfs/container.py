@@ -1,0 +1,133 @@
+"""Container: one container's identity, processes, namespaces and root filesystem facts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ctrfs.errors import ProcessGone, Unsupported, translate_oserror
+from ctrfs.proc.mountinfo import Mount
+from ctrfs.runtimes.base import ContainerRecord, Pod, Roots
+
+if TYPE_CHECKING:
+    from ctrfs.rootfs import Root
+
+
+@dataclass
+class RootFS:
+    """The root mount of a container, from its main process's mountinfo (or runtime state)."""
+
+    fstype: str | None
+    source: str | None
+    options: tuple[str, ...] = ()
+    lowerdirs: list[str] = field(default_factory=list)  # top-first, short links resolved
+    lowerdirs_raw: list[str] = field(default_factory=list)  # as the kernel shows them
+    upperdir: str | None = None
+    workdir: str | None = None
+    merged: str | None = None  # where the same overlay is mounted in the host namespace
+    mount: Mount | None = None
+
+    @property
+    def is_overlay(self) -> bool:
+        return self.fstype == "overlay"
+
+
+@dataclass
+class Container:
+    """A container found on this host. Built by :func:`ctrfs.containers` / :func:`ctrfs.container`."""
+
+    id: str
+    runtime: str
+    name: str | None
+    image: str | None
+    state: str
+    pid: int | None  # main process, host PID namespace
+    start_time: int | None  # of the main process, clock ticks since boot (identity with pid)
+    pids: list[int]
+    namespaces: dict[str, int]  # ns type → inode
+    cgroup: str | None
+    pod: Pod | None
+    rootfs: RootFS | None
+    record: ContainerRecord
+    roots: Roots = field(default_factory=Roots)
+    _process_names: dict[int, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.short_id
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    def proc_path(self, *parts: str, pid: int | None = None) -> str:
+        """``<procfs>/<pid>/<parts>`` for the main (or given) process."""
+        p = pid if pid is not None else self.pid
+        if p is None:
+            raise Unsupported("container is not running", target=self.display_name)
+        return os.path.join(self.roots.proc, str(p), *parts)
+
+    def check_alive(self) -> None:
+        """Raise ProcessGone unless the main process is still the one we found (pid + start time)."""
+        from ctrfs.proc.stat import parse_stat
+
+        if self.pid is None:
+            raise Unsupported("container is not running", target=self.display_name)
+        try:
+            with open(self.proc_path("stat"), "rb") as f:
+                st = parse_stat(f.read())
+        except OSError as err:
+            raise ProcessGone(target=self.display_name, pid=self.pid) from err
+        if self.start_time is not None and st.start_time != self.start_time:
+            raise ProcessGone(target=self.display_name, pid=self.pid,
+                              message="the container's process is gone (PID reused)")
+
+    def mounts(self) -> list[Mount]:
+        """The container's mount table, from its main process's mountinfo."""
+        from ctrfs.proc.mountinfo import parse_mountinfo
+
+        with translate_oserror(target=self.display_name, pid=self.pid, proc_scope=True):
+            with open(self.proc_path("mountinfo"), "rb") as f:
+                return parse_mountinfo(f.read())
+
+    def open_root(self) -> Root:
+        """A safe handle on the container's root filesystem (see :mod:`ctrfs.rootfs`)."""
+        from ctrfs.rootfs import open_root
+
+        return open_root(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        rootfs = None
+        if self.rootfs is not None:
+            rootfs = {k: v for k, v in asdict(self.rootfs).items() if k != "mount"}
+            m = self.rootfs.mount
+            rootfs["mount_id"] = m.mount_id if m else None
+        rec = self.record
+        return {
+            "id": self.id,
+            "short_id": self.short_id,
+            "name": self.name,
+            "runtime": self.runtime,
+            "image": self.image,
+            "state": self.state,
+            "pid": self.pid,
+            "start_time": self.start_time,
+            "pids": self.pids,
+            "namespaces": self.namespaces,
+            "cgroup": self.cgroup,
+            "pod": asdict(self.pod) if self.pod else None,
+            "rootfs": rootfs,
+            "runtime_namespace": rec.namespace,
+            "bundle": rec.bundle,
+            "created": rec.created,
+            "labels": rec.labels,
+            "annotations": rec.annotations,
+            "sources": rec.sources,
+        }

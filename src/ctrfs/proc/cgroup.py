@@ -1,0 +1,101 @@
+"""``/proc/<pid>/cgroup`` (cgroups(7)) and the container IDs runtimes encode in cgroup paths.
+
+Read from the host's cgroup namespace the paths are absolute. Shapes recognised (cgroupfs and
+systemd drivers, cgroup v1 and v2):
+
+- Docker: ``/docker/<id>``, ``/system.slice/docker-<id>.scope``
+- podman/libpod: ``/machine.slice/libpod-<id>.scope[/container]``, ``/libpod_parent/libpod-<id>``
+- containerd CRI: ``/kubepods/<qos>/pod<uid>/<id>``, ``…-pod<uid>.slice/cri-containerd-<id>.scope``
+- CRI-O: ``…/crio-<id>.scope``, ``/kubepods/…/pod<uid>/crio-<id>``
+
+Pod UIDs in systemd slice names have ``-`` replaced by ``_`` (kubelet's escaping); we undo it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from ctrfs.proc.mountinfo import ParseError
+
+
+@dataclass(frozen=True)
+class CgroupLine:
+    hierarchy: int
+    controllers: tuple[str, ...]
+    path: str
+
+
+@dataclass(frozen=True)
+class ContainerRef:
+    """What a cgroup path says about the container a process belongs to."""
+
+    id: str
+    runtime: str | None  # docker, podman, containerd, cri-o, or None when only the shape is known
+    pod_uid: str | None = None
+
+
+def parse_cgroup(data: bytes) -> list[CgroupLine]:
+    """Parse ``hierarchy-ID:controller-list:cgroup-path`` lines. Raises only ParseError."""
+    out = []
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        hier, sep1, rest = line.partition(b":")
+        ctrls, sep2, path = rest.partition(b":")
+        if not (sep1 and sep2):
+            raise ParseError(f"cgroup line without two colons: {line[:200]!r}")
+        try:
+            hierarchy = int(hier)
+        except ValueError as err:
+            raise ParseError(f"cgroup line with bad hierarchy: {line[:200]!r}") from err
+        controllers = tuple(c.decode("ascii", "replace") for c in ctrls.split(b",") if c)
+        out.append(CgroupLine(hierarchy, controllers, os.fsdecode(path)))
+    return out
+
+
+_HEX64 = r"[0-9a-f]{64}"
+_PATTERNS: tuple[tuple[re.Pattern[str], str | None], ...] = (
+    (re.compile(rf"(?:^|/)docker-({_HEX64})\.scope(?:/|$)"), "docker"),
+    (re.compile(rf"(?:^|/)docker/({_HEX64})(?:/|$)"), "docker"),
+    (re.compile(rf"(?:^|/)libpod-({_HEX64})\.scope(?:/|$)"), "podman"),
+    (re.compile(rf"(?:^|/)libpod-({_HEX64})(?:/|$)"), "podman"),
+    (re.compile(rf"(?:^|/)cri-containerd-({_HEX64})\.scope(?:/|$)"), "containerd"),
+    (re.compile(rf"(?:^|/)crio-({_HEX64})(?:\.scope)?(?:/|$)"), "cri-o"),
+    (re.compile(rf"(?:^|/)pod[0-9a-f_-]{{36}}(?:\.slice)?/({_HEX64})(?:/|$)"), None),
+    (re.compile(rf"(?:^|/)(?:[a-z0-9-]+-)?({_HEX64})\.scope(?:/|$)"), None),
+)
+_POD = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
+
+
+def container_ref_from_path(path: str) -> ContainerRef | None:
+    for pattern, runtime in _PATTERNS:
+        m = pattern.search(path)
+        if m:
+            pod = _POD.search(path)
+            pod_uid = pod.group(1).replace("_", "-") if pod else None
+            return ContainerRef(m.group(1), runtime, pod_uid)
+    return None
+
+
+def container_ref(lines: list[CgroupLine]) -> ContainerRef | None:
+    """The container a process's cgroup lines point at, if any shape matches."""
+    # The unified (v2) line comes last and is "/" on a v1 host: try the named hierarchies too.
+    for line in sorted(lines, key=lambda cl: cl.path == "/"):
+        ref = container_ref_from_path(line.path)
+        if ref:
+            return ref
+    return None
+
+
+def cgroup_path(lines: list[CgroupLine]) -> str | None:
+    """One representative cgroup path: the v2 one when set, else pids/memory/first v1 one."""
+    by_ctrl = {c: cl.path for cl in lines for c in cl.controllers}
+    for cl in lines:
+        if cl.hierarchy == 0 and cl.path != "/":
+            return cl.path
+    for name in ("pids", "memory", "cpu", "devices"):
+        if name in by_ctrl:
+            return by_ctrl[name]
+    return lines[0].path if lines else None

@@ -1,0 +1,160 @@
+"""What every runtime module yields, and where on disk it looks."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Roots:
+    """Where ctrfs looks. Every root is configurable so a host mounted at /host works."""
+
+    proc: str = "/proc"
+    docker: str = "/var/lib/docker"
+    docker_run: str = "/run/docker"
+    containerd_run: str = "/run/containerd"
+    storage: str = "/var/lib/containers/storage"
+    storage_run: str = "/run/containers/storage"
+    runc_dirs: tuple[str, ...] = ("/run/runc", "/run/crun")
+
+    @classmethod
+    def under(cls, prefix: str) -> Roots:
+        """All default roots below ``prefix`` (a host filesystem mounted elsewhere)."""
+        d = cls()
+        j = lambda p: os.path.join(prefix, p.lstrip("/"))  # noqa: E731
+        return cls(
+            proc=j(d.proc), docker=j(d.docker), docker_run=j(d.docker_run),
+            containerd_run=j(d.containerd_run), storage=j(d.storage),
+            storage_run=j(d.storage_run), runc_dirs=tuple(j(p) for p in d.runc_dirs),
+        )
+
+
+@dataclass(frozen=True)
+class Pod:
+    namespace: str | None
+    name: str | None
+    uid: str | None
+    container: str | None  # the container's name within the pod
+    sandbox_id: str | None = None
+    is_sandbox: bool = False
+
+
+@dataclass
+class ContainerRecord:
+    """Facts one runtime's on-disk state gives about one container."""
+
+    id: str
+    runtime: str
+    name: str | None = None
+    image: str | None = None
+    image_id: str | None = None
+    state: str = "unknown"  # running, exited, created, paused, unknown
+    pid: int | None = None
+    namespace: str | None = None  # containerd namespace
+    pod: Pod | None = None
+    bundle: str | None = None
+    rootfs: str | None = None  # rootfs directory from the OCI bundle, host path
+    created: str | None = None
+    # Overlay layout the runtime itself records (Docker/containers-storage), host paths,
+    # lowerdirs top-first. Filled for stopped containers too.
+    upperdir: str | None = None
+    workdir: str | None = None
+    lowerdirs: list[str] | None = None
+    mergeddir: str | None = None
+    layer_ids: list[str] | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def merge(self, other: ContainerRecord) -> None:
+        """Fill fields this record lacks from another record about the same container."""
+        for name in ("name", "image", "image_id", "pid", "namespace", "pod", "bundle", "rootfs",
+                     "created", "upperdir", "workdir", "lowerdirs", "mergeddir", "layer_ids"):
+            if getattr(self, name) is None and getattr(other, name) is not None:
+                setattr(self, name, getattr(other, name))
+        if self.state == "unknown":
+            self.state = other.state
+        for k, v in other.labels.items():
+            self.labels.setdefault(k, v)
+        for k, v in other.annotations.items():
+            self.annotations.setdefault(k, v)
+        self.sources.extend(s for s in other.sources if s not in self.sources)
+        for k, v in other.extra.items():
+            self.extra.setdefault(k, v)
+
+
+def read_json(path: str) -> Any:
+    """A JSON file, or None when missing/unreadable/malformed (runtime state is best effort)."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+
+
+def read_int(path: str) -> int | None:
+    text = read_text(path)
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+# Annotation keys a kubelet's CRI runtime sets on containers (containerd's CRI plugin
+# pkg/cri/annotations, CRI-O's pkg/annotations).
+CRI_CONTAINERD = {
+    "type": "io.kubernetes.cri.container-type",
+    "container": "io.kubernetes.cri.container-name",
+    "sandbox_id": "io.kubernetes.cri.sandbox-id",
+    "pod": "io.kubernetes.cri.sandbox-name",
+    "namespace": "io.kubernetes.cri.sandbox-namespace",
+    "uid": "io.kubernetes.cri.sandbox-uid",
+    "image": "io.kubernetes.cri.image-name",
+}
+CRI_O = {
+    "type": "io.kubernetes.cri-o.ContainerType",
+    "container": "io.kubernetes.container.name",
+    "sandbox_id": "io.kubernetes.cri-o.SandboxID",
+    "pod": "io.kubernetes.pod.name",
+    "namespace": "io.kubernetes.pod.namespace",
+    "uid": "io.kubernetes.pod.uid",
+    "image": "io.kubernetes.cri-o.ImageName",
+}
+
+
+def pod_from_annotations(ann: dict[str, str]) -> Pod | None:
+    for keys in (CRI_CONTAINERD, CRI_O):
+        if keys["pod"] in ann or keys["uid"] in ann:
+            kind = ann.get(keys["type"], "container")
+            return Pod(
+                namespace=ann.get(keys["namespace"]),
+                name=ann.get(keys["pod"]),
+                uid=ann.get(keys["uid"]),
+                container=ann.get(keys["container"]),
+                sandbox_id=ann.get(keys["sandbox_id"]),
+                is_sandbox=kind == "sandbox",
+            )
+    return None
+
+
+def image_from_annotations(ann: dict[str, str]) -> str | None:
+    return ann.get(CRI_CONTAINERD["image"]) or ann.get(CRI_O["image"])
