@@ -66,6 +66,10 @@ if _statx is not None:
                        ctypes.c_void_p]
     _statx.restype = ctypes.c_int
 
+_fstatfs = _libc.fstatfs
+_fstatfs.argtypes = [ctypes.c_int, ctypes.c_void_p]
+_fstatfs.restype = ctypes.c_int
+
 _inotify_init1 = _libc.inotify_init1
 _inotify_init1.argtypes = [ctypes.c_int]
 _inotify_init1.restype = ctypes.c_int
@@ -126,6 +130,19 @@ def mount_id(fd: int, name: bytes = b"") -> int | None:
         return None
     (mnt,) = _STX_MNT_ID.unpack_from(buf, _STX_MNT_ID_OFFSET)
     return int(mnt)
+
+
+PROC_SUPER_MAGIC = 0x9FA0  # statfs(2)
+_STATFS_TYPE = struct.Struct("=l")  # struct statfs starts with __fsword_t f_type (a long)
+
+
+def fs_type(fd: int) -> int:
+    """``f_type`` of the filesystem ``fd`` (O_PATH is fine) lives on, from fstatfs(2)."""
+    buf = ctypes.create_string_buffer(256)  # sizeof(struct statfs) is 120 on 64-bit
+    if _fstatfs(fd, buf) != 0:
+        _raise()
+    (ftype,) = _STATFS_TYPE.unpack_from(buf, 0)
+    return int(ftype) & 0xFFFFFFFF
 
 
 def inotify_init(flags: int = IN_CLOEXEC) -> int:
