@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ctrfs.container import Container, RootFS
 from ctrfs.errors import AccessDenied
 from ctrfs.proc.cgroup import ContainerRef, cgroup_path, container_ref, parse_cgroup
-from ctrfs.proc.mountinfo import Mount, ParseError, overlay_dirs, parse_mountinfo, root_mount
+from ctrfs.proc.mountinfo import ParseError, find_root_mount, overlay_dirs, parse_mountinfo
 from ctrfs.proc.stat import ProcStat, parse_stat, parse_status
 from ctrfs.runtimes import REGISTRY
 from ctrfs.runtimes.base import ContainerRecord, Roots
@@ -82,17 +82,23 @@ def scan_proc(roots: Roots) -> dict[str, _Group]:
     host_root = _root_id(proc, hp)
     groups: dict[str, _Group] = {}
     other_roots: dict[int, bool] = {}  # mnt ns inode → is a separate root fs
+    # Processes of one container (and most host processes) have byte-identical cgroup files:
+    # parse each distinct content once.
+    parsed: dict[bytes, tuple[ContainerRef | None, str | None]] = {}
     for name in entries:
         if not name.isdigit():
             continue
         data = _read(f"{proc}/{name}/cgroup")
         if data is None:
             continue
-        try:
-            lines = parse_cgroup(data)
-        except ParseError:
-            continue
-        ref = container_ref(lines)
+        known = parsed.get(data)
+        if known is None:
+            try:
+                lines = parse_cgroup(data)
+            except ParseError:
+                continue
+            known = parsed[data] = (container_ref(lines), cgroup_path(lines))
+        ref, cg_path = known
         pid = int(name)
         if ref is not None:
             key = ref.id
@@ -117,7 +123,7 @@ def scan_proc(roots: Roots) -> dict[str, _Group]:
             key = f"mnt:{mnt}"
         g = groups.get(key)
         if g is None:
-            g = groups[key] = _Group(key, ref, mnt, cgroup_path(lines))
+            g = groups[key] = _Group(key, ref, mnt, cg_path)
         g.pids.append(pid)
     for g in groups.values():
         for pid in g.pids:
@@ -152,7 +158,8 @@ def _main_pid(g: _Group, proc: str, hint: int | None) -> int:
 def collect_records(roots: Roots) -> list[ContainerRecord]:
     by_id: dict[str, ContainerRecord] = {}
     for _name, discover in REGISTRY:
-        for rec in discover(roots):
+        # Later (lower-level) runtimes skip parsing state of IDs already described.
+        for rec in discover(roots, by_id.keys()):
             have = by_id.get(rec.id)
             if have is None:
                 by_id[rec.id] = rec
@@ -166,19 +173,20 @@ class _HostMounts:
 
     def __init__(self, roots: Roots) -> None:
         self._roots = roots
-        self._mounts: list[Mount] | None = None
+        self.links: dict[str, str] = {}  # short link → layer dir; image layers are shared
+        self._index: dict[tuple[int, int, str], str] | None = None
 
     def find(self, major: int, minor: int, root: str) -> str | None:
-        if self._mounts is None:
+        if self._index is None:
             data = _read(f"{self._roots.proc}/{host_pid(self._roots)}/mountinfo") or b""
             try:
-                self._mounts = parse_mountinfo(data)
+                mounts = parse_mountinfo(data)
             except ParseError:
-                self._mounts = []
-        for m in self._mounts:
-            if (m.major, m.minor, m.root) == (major, minor, root):
-                return m.mount_point
-        return None
+                mounts = []
+            self._index = {}
+            for m in mounts:
+                self._index.setdefault((m.major, m.minor, m.root), m.mount_point)
+        return self._index.get((major, minor, root))
 
 
 def rootfs_of(pid: int, roots: Roots, host_mounts: _HostMounts | None = None) -> RootFS | None:
@@ -186,18 +194,22 @@ def rootfs_of(pid: int, roots: Roots, host_mounts: _HostMounts | None = None) ->
     if data is None:
         return None
     try:
-        m = root_mount(parse_mountinfo(data))
+        m = find_root_mount(data)
     except ParseError:
         return None
     if m is None:
         return None
     fs = RootFS(fstype=m.fstype, source=m.source, options=m.super_options, mount=m)
+    hm = host_mounts or _HostMounts(roots)
     if m.fstype == "overlay":
         lowers, upper, work = overlay_dirs(m)
         fs.lowerdirs_raw = lowers
-        fs.lowerdirs = [resolve_short_link(p, roots) for p in lowers]
+        links = hm.links
+        for p in lowers:
+            if p not in links:
+                links[p] = resolve_short_link(p, roots)
+        fs.lowerdirs = [links[p] for p in lowers]
         fs.upperdir, fs.workdir = upper, work
-    hm = host_mounts or _HostMounts(roots)
     merged = hm.find(m.major, m.minor, m.root)
     if merged is not None and merged != "/":
         fs.merged = merged
