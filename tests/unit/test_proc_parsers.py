@@ -174,11 +174,11 @@ def test_status_nspid() -> None:
     assert parse_status(b"Name:\tapp\nNSpid:\t4698\t1\n")["NSpid"] == "4698\t1"
 
 
+hex64 = st.text("0123456789abcdef", min_size=64, max_size=64)
 cgroup_paths = st.one_of(
-    st.builds(lambda h: f"/docker/{h}", st.text("0123456789abcdef", min_size=64, max_size=64)),
-    st.builds(lambda h: f"/system.slice/docker-{h}.scope", st.text("0123456789abcdef", min_size=64, max_size=64)),
-    st.builds(lambda u, h: f"/kubepods/besteffort/pod{u}/{h}", st.uuids().map(str),
-              st.text("0123456789abcdef", min_size=64, max_size=64)),
+    st.builds(lambda h: f"/docker/{h}", hex64),
+    st.builds(lambda h: f"/system.slice/docker-{h}.scope", hex64),
+    st.builds(lambda u, h: f"/kubepods/besteffort/pod{u}/{h}", st.uuids().map(str), hex64),
     st.text(alphabet=st.characters(blacklist_characters="\n\0"), max_size=80).map(lambda t: "/" + t),
 )
 
