@@ -179,7 +179,8 @@ cgroup_paths = st.one_of(
     st.builds(lambda h: f"/docker/{h}", hex64),
     st.builds(lambda h: f"/system.slice/docker-{h}.scope", hex64),
     st.builds(lambda u, h: f"/kubepods/besteffort/pod{u}/{h}", st.uuids().map(str), hex64),
-    st.text(alphabet=st.characters(blacklist_characters="\n\0", blacklist_categories=("Cs",)), max_size=80).map(lambda t: "/" + t),
+    st.text(alphabet=st.characters(blacklist_characters="\n\0", blacklist_categories=("Cs",)),
+            max_size=80).map(lambda t: "/" + t),
 )
 
 
