@@ -263,10 +263,29 @@ def namespaces_of(pid: int, roots: Roots) -> dict[str, int]:
     return out
 
 
+# capabilities(7) bit numbers
+_NEEDED_CAPS = {"CAP_DAC_READ_SEARCH": 2, "CAP_SYS_PTRACE": 19}
+
+
+def check_privileges() -> None:
+    """Raise AccessDenied naming what is missing: other users' /proc/<pid>/root and runtime
+    state need CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (root has both)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            cap_eff = int(parse_status(f.read()).get("CapEff", "0"), 16)
+    except (OSError, ValueError):
+        return
+    missing = [name for name, bit in _NEEDED_CAPS.items() if not cap_eff >> bit & 1]
+    if missing:
+        raise AccessDenied(
+            "permission denied: needs root (or " + " and ".join(missing) + "); run it with sudo")
+
+
 def discover(roots: Roots | None = None, *, include_stopped: bool = False,
              details: bool = False) -> list[Container]:
     """Every container on the host. ``details`` also reads all namespace inodes."""
     roots = roots or Roots()
+    check_privileges()
     groups = scan_proc(roots)
     records = collect_records(roots)
     host_mounts = _HostMounts(roots)
