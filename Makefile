@@ -43,7 +43,7 @@ test: deps venv
 	exit $$rc
 
 demo: deps venv
-	$(SERVICES) run scripts/demo.sh
+	$(SERVICES) run $(VENV)/bin/python scripts/demo.py
 
 bench: deps venv
 	$(SERVICES) run $(VENV)/bin/python bench/run.py $(BENCH_ARGS)
