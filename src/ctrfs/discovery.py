@@ -163,10 +163,10 @@ def _main_pid(g: _Group, proc: str, hint: int | None) -> int | None:
         return None
     members = set(g.pids)
     tops = [p for p in g.pids if g.stats[p].ppid not in members]
-    if len(tops) > 1:
-        # PID 1 of the container's PID namespace is its init (an `unshare --fork` parent sits
-        # above it in the same mount namespace but outside the new PID namespace).
-        for p in tops + [p for p in g.pids if p not in tops]:
+    if g.ref is None:
+        # No runtime names the main process: take PID 1 of the container's own PID namespace.
+        # (`unshare --pid --fork` leaves its parent in the new mount namespace, above that init.)
+        for p in g.pids[:256]:
             status = _read(f"{proc}/{p}/status")
             if status:
                 nspid = parse_status(status).get("NSpid", "").split()
