@@ -155,7 +155,7 @@ def _get_rootfs(self: Container) -> RootFS | None:
         from ctrfs.discovery import rootfs_for
 
         value = self.__dict__["_rootfs"] = rootfs_for(self)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _set_rootfs(self: Container, value: RootFS | None) -> None:
