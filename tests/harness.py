@@ -18,6 +18,7 @@ import atexit
 import contextlib
 import ctypes
 import functools
+import itertools
 import json
 import os
 import secrets
@@ -64,7 +65,7 @@ class RunningContainer:
 
 _cleanups: dict[int, tuple[str, Callable[[], object]]] = {}
 _cleanup_lock = threading.Lock()
-_cleanup_seq = iter(range(1, 1 << 62))
+_cleanup_seq = itertools.count(1)
 
 
 def _register(what: str, fn: Callable[[], object]) -> int:
@@ -348,22 +349,37 @@ def _orphaned(owner: str) -> bool:
     return owner.isdigit() and not pid_alive(int(owner))
 
 
+@functools.cache
 def sweep_stale() -> None:
-    """Remove what test processes that died without cleaning up (SIGKILL, OOM) left behind."""
-    label = f"label={OWNER_LABEL}"
+    """Remove what test processes that died without cleaning up (SIGKILL, OOM) left behind.
+
+    Runs once per process; the fixtures call it before creating anything.
+    """
     for cli in ("docker", "podman"):
-        fmt = f'{{{{.ID}}}} {{{{.Label "{OWNER_LABEL}"}}}}'
-        res = run(cli, "ps", "-a", "--filter", label, "--format", fmt, check=False)
-        for line in res.stdout.decode().splitlines():
-            cid, _, owner = line.partition(" ")
-            if _orphaned(owner):
-                _rm_container(cli, cid)
-        res = run(cli, "images", "-q", "--filter", label, check=False)
-        for image_id in sorted(set(res.stdout.decode().split())):
-            fmt = f'{{{{index .Config.Labels "{OWNER_LABEL}"}}}}'
-            owner = out(cli, "image", "inspect", "-f", fmt, image_id, check=False)
-            if _orphaned(owner):
-                run(cli, "rmi", "-f", image_id, check=False)
+        if shutil.which(cli):
+            _sweep_cli(cli)
+    if shutil.which("ctr"):
+        _sweep_containerd()
+    for d in Path(tempfile.gettempdir()).glob(f"{PREFIX}o*-*"):
+        if _orphaned(d.name[len(PREFIX) + 1:].split("-", 1)[0]):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _sweep_cli(cli: str) -> None:
+    label = f"label={OWNER_LABEL}"
+    fmt = f'{{{{.ID}}}} {{{{.Label "{OWNER_LABEL}"}}}}'
+    for line in out(cli, "ps", "-a", "--filter", label, "--format", fmt, check=False).splitlines():
+        cid, _, owner = line.partition(" ")
+        if _orphaned(owner):
+            _rm_container(cli, cid)
+    fmt = f'{{{{index .Config.Labels "{OWNER_LABEL}"}}}}'
+    # newest first (the CLI's order), so committed children go before the images they build on
+    for image_id in dict.fromkeys(out(cli, "images", "-q", "--filter", label, check=False).split()):
+        if _orphaned(out(cli, "image", "inspect", "-f", fmt, image_id, check=False)):
+            _rmi(cli, image_id)
+
+
+def _sweep_containerd() -> None:
     for cid in ctr("containers", "ls", "-q", f'labels."{OWNER_LABEL}"', check=False).stdout.decode().split():
         info = ctr("containers", "info", cid, check=False)
         labels = json.loads(info.stdout).get("Labels", {}) if info.returncode == 0 else {}
@@ -376,9 +392,6 @@ def sweep_stale() -> None:
         ref, labels = row.split()[0], dict(kv.split("=", 1) for kv in row.split()[-1].split(",") if "=" in kv)
         if _orphaned(labels.get(OWNER_LABEL, "")):
             ctr("images", "rm", ref, labels.get(IMAGE_ID_LABEL, ref), check=False)
-    for d in Path(tempfile.gettempdir()).glob(f"{PREFIX}o*-*"):
-        if _orphaned(d.name[len(PREFIX) + 1:].split("-", 1)[0]):
-            shutil.rmtree(d, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------------
