@@ -535,7 +535,9 @@ _BARE_HELPER = FIXTURES / "bare_init.py"
 
 @contextlib.contextmanager
 def bare_container() -> Iterator[RunningContainer]:
-    """The shell-less logger in new mount/PID/UTS namespaces on an overlay root, made with unshare(1).
+    """The shell-less logger in new mount/PID/UTS namespaces on an overlay root, with no runtime.
+
+    unshare(1) makes the PID namespace; tests/fixtures/bare_init.py, its PID 1, does the rest.
 
     ``info``: lowerdir, upperdir, workdir, merged (host paths; the overlay is mounted only inside the
     container's mount namespace), unshare_pid.
@@ -565,9 +567,8 @@ def bare_container() -> Iterator[RunningContainer]:
 
     with _cleanup(f"bare container {top}", stop):
         proc = subprocess.Popen(
-            ["unshare", "--mount", "--pid", "--uts", "--fork", "--kill-child", "--propagation", "private",
-             sys.executable, str(_BARE_HELPER), str(dirs["lower"]), str(dirs["upper"]),
-             str(dirs["work"]), str(dirs["merged"]), "/app"],
+            ["unshare", "--pid", "--fork", "--kill-child", sys.executable, str(_BARE_HELPER),
+             *(str(dirs[k]) for k in ("lower", "upper", "work", "merged")), "/app"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent)
         assert proc.stderr is not None
