@@ -6,7 +6,8 @@ states each claim with :meth:`Runner.compare`: ctrfs against a peer measured in 
 same machine, so the ratios mean something on a busy host where absolute times do not. The runner
 prints one table and writes everything, raw samples included, to ``bench/results/<name>-<UTC>.json``.
 
-Exit status: 0 when every goal is met, 1 when one is missed, 2 on a benchmark error.
+Exit status: 2 on a benchmark error; with ``--strict``, 1 when a goal is missed (a shared, busy
+machine makes single runs noisy, so a missed goal alone is not an error by default).
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("names", nargs="*", default=list(DEFAULT_BENCHMARKS), help="benchmark modules in bench/")
     ap.add_argument("-n", "--repeat", type=int, default=7, help="timed repetitions per measurement")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/*.json")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     args = ap.parse_args(argv)
 
     sys.path.insert(0, str(BENCH_DIR))
@@ -155,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(runners)
     if failed:
         return 2
-    return 0 if all(c.met for r in runners for c in r.comparisons) else 1
+    missed = any(not c.met for r in runners for c in r.comparisons)
+    return 1 if missed and args.strict else 0
 
 
 if __name__ == "__main__":
