@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -438,12 +439,9 @@ def containerd_image() -> str:
 
 
 def _kill_ctr_task(cid: str) -> None:
-    ctr("task", "kill", "-s", "SIGKILL", cid, check=False)
-    with contextlib.suppress(TimeoutError):
-        wait_until(lambda: b"STOPPED" in ctr("task", "ls", check=False).stdout.split(cid.encode(), 1)[-1][:80]
-                   or cid.encode() not in ctr("task", "ls", check=False).stdout, f"task {cid} to stop", 20)
+    # --force kills a running task with SIGKILL and waits for it before deleting it.
     ctr("task", "rm", "-f", cid, check=False)
-    ctr("containers", "rm", cid, check=False)
+    ctr("containers", "rm", cid, check=False)  # and its snapshot
 
 
 def _rmdir_cgroups(rel: str) -> None:
@@ -483,8 +481,6 @@ def containerd_cri(pod_namespace: str = "ctrfs-test",
     (cgroupfs driver). ``info`` has pod_uid, pod_name, pod_namespace, sandbox_id, sandbox_pid,
     container_name, cgroup, bundle and k8s_target.
     """
-    import uuid
-
     image = containerd_image()
     pod_uid = str(uuid.uuid4())
     pod_name = unique_name()
@@ -515,8 +511,8 @@ def containerd_cri(pod_namespace: str = "ctrfs-test",
             image, cid, f"{pod_cgroup}/{cid}", app_ann,
             {**kube_labels, "io.cri-containerd.kind": "container",
              "io.kubernetes.container.name": container_name},
-            with_ns=tuple(f"{ns}:/proc/{sandbox_pid}/ns/{ns[:3] if ns != 'network' else 'net'}"
-                          for ns in ("network", "ipc", "uts"))))
+            with_ns=tuple(f"{kind}:/proc/{sandbox_pid}/ns/{link}"
+                          for kind, link in (("network", "net"), ("ipc", "ipc"), ("uts", "uts")))))
         wait_for_log(app_pid)
         yield RunningContainer(
             runtime="containerd", id=cid, name=container_name, pid=app_pid, image=image,
