@@ -377,3 +377,54 @@ def test_case17_tar_stream_names_are_relative(victim, resolver) -> None:
         assert m.name == top or m.name.startswith(top + "/")
         if m.islnk():
             assert m.linkname in names  # hardlinks only to members already in the archive
+
+
+# -- 18 (beyond the brief's list, cheap with the harness's swapper) ----------------------------
+
+@pytest.fixture(scope="module")
+def swapper_binary(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    exe = tmp_path_factory.mktemp("swapper") / "swapper"
+    harness.run("gcc", "-static", "-O2", "-o", str(exe), str(harness.FIXTURES / "swapper.c"))
+    return exe.read_bytes()
+
+
+def test_case18_rename_exchange_race(resolver, swapper_binary: bytes) -> None:
+    """/race/dir (real, holding etc/passwd = "legit") and /race/link (-> /) swapped in a tight
+    loop: every read gives the legitimate file, the container's own /etc/passwd, or an error;
+    never the host's /etc/passwd. In-process through the library, to make many attempts."""
+    from ctrfs import container
+    from ctrfs.errors import CtrfsError
+    from ctrfs.rootfs.proc import ProcRoot
+
+    host_passwd = Path("/etc/passwd").read_bytes()
+    with own_container() as c:
+        harness.docker_exec(c, "sh", "-c", "cat > /swapper && chmod 755 /swapper",
+                            input=swapper_binary)
+        sh(c, "mkdir -p /race/dir/etc && echo legit > /race/dir/etc/passwd && ln -s / /race/link")
+        container_passwd = sh(c, "cat /etc/passwd").encode()
+        harness.run("docker", "exec", "-d", c.id, "/swapper", "/race/dir", "/race/link", "60")
+        seen: dict[str, int] = {}
+        with ProcRoot(container(c.name), fallback=resolver["CTRFS_FORCE_FALLBACK"] == "1") as r:
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline:
+                try:
+                    with r.open_file("/race/dir/etc/passwd") as f:
+                        data = f.read()
+                except CtrfsError as err:
+                    seen[type(err).__name__] = seen.get(type(err).__name__, 0) + 1
+                    continue
+                assert data != host_passwd
+                assert data in (b"legit\n", container_passwd)
+                key = "legit" if data == b"legit\n" else "container"
+                seen[key] = seen.get(key, 0) + 1
+            # walks race too: whatever they yield stays inside the container
+            for _ in range(20):
+                for e in r.walk("/race", one_filesystem=True):
+                    if e.is_file():
+                        try:
+                            with e.open() as f:
+                                assert f.read() != host_passwd
+                        except CtrfsError:
+                            pass
+        # both outcomes seen: the swapper really raced the reads (tens of thousands each here)
+        assert seen.get("legit", 0) > 0 and seen.get("container", 0) > 0, seen
