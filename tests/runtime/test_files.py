@@ -563,3 +563,13 @@ def test_help_has_examples() -> None:
     for cmd in ("ls", "cat", "stat", "find", "grep", "tail", "du", "cp", "export"):
         out = ctrfs(cmd, "--help").stdout.decode()
         assert "Examples:" in out and f"ctrfs {cmd}" in out.split("Examples:")[1]
+
+
+def test_not_root_is_permission_denied(seeded) -> None:
+    c, d = seeded
+    for argv in (["cat", f"pid://{c.pid}:{d}/tree/hello.txt"], ["ls", f"{c.target}:{d}"]):
+        res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              sys.executable, "-m", "ctrfs", *argv], capture_output=True, timeout=60)
+        err = res.stderr.decode()
+        assert res.returncode == 4 and "permission denied" in err and err.count("\n") == 1, err
+        assert res.stdout == b""
