@@ -272,11 +272,11 @@ class FdRoot(Root):
             dfd, _ = self._open_dir(path)
         top = norm_path(path)
         try:
+            mnt_here = _sys.mount_id(dfd)
             with os.scandir(dfd) as it:
                 for de in it:
                     try:
                         st = de.stat(follow_symlinks=False)
-                        mnt_here = _sys.mount_id(dfd)
                         mnt = _sys.mount_id(dfd, os.fsencode(de.name))
                     except FileNotFoundError:
                         continue  # removed since the listing was read
