@@ -361,3 +361,15 @@ def test_tail_F_on_dirroot_rotation_and_truncation(tree: Path) -> None:
     notes = [e.message for e in got if isinstance(e, TailNotice)]
     assert data == b"old2\nnew1\nrot1\nend\n"
     assert any("replaced" in n for n in notes) and any("truncated" in n for n in notes)
+
+
+def test_ls_links_given_as_path(tree: Path) -> None:
+    os.symlink("d", tree / "ld")
+    os.symlink("/nowhere", tree / "dangling")
+    with DirRoot(tree) as r:
+        [lst] = list(ls(r, "/ld"))
+        assert lst.is_dir and "a.log" in [i.name for i in lst.entries]
+        [lst] = list(ls(r, "/ld", follow=False))
+        assert not lst.is_dir and lst.entries[0].link_target == b"d"
+        [lst] = list(ls(r, "/dangling"))
+        assert lst.entries[0].type == "l"
