@@ -373,3 +373,35 @@ def test_ls_links_given_as_path(tree: Path) -> None:
         assert not lst.is_dir and lst.entries[0].link_target == b"d"
         [lst] = list(ls(r, "/dangling"))
         assert lst.entries[0].type == "l"
+
+
+@pytest.mark.root
+def test_tar_mounts_kept_as_mount_points_or_included(tree: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    (tmp_path / "hosts").write_text("127.0.0.1 bound\n")
+    (tree / "d" / "hosts").write_text("")
+    (tree / "vol").mkdir()
+    (tree / "pr").mkdir()
+    mounts = [["mount", "--bind", str(tmp_path / "hosts"), str(tree / "d" / "hosts")],
+              ["mount", "-t", "tmpfs", "tmpfs", str(tree / "vol")],
+              ["mount", "-t", "proc", "proc", str(tree / "pr")]]
+    for m in mounts:
+        subprocess.run(m, check=True)
+    try:
+        (tree / "vol" / "sub").mkdir()
+        (tree / "vol" / "sub" / "x").write_text("in volume")
+        with DirRoot(tree) as r:
+            m, data, warnings = _tar(r)
+            assert m["d/hosts"].isreg() and m["d/hosts"].size == 0  # the mount point only
+            assert m["vol"].isdir() and "vol/sub" not in m
+            assert m["pr"].isdir() and not [n for n in m if n.startswith("pr/")]
+            assert warnings == []
+            m, data, warnings = _tar(r, include_mounts=True)
+            assert data["d/hosts"] == b"127.0.0.1 bound\n"
+            assert data["vol/sub/x"] == b"in volume"
+            assert not [n for n in m if n.startswith("pr/")]  # /proc is never entered
+            assert warnings == []
+    finally:
+        for m in reversed(mounts):
+            subprocess.run(["umount", "-l", m[-1]], check=True)

@@ -34,6 +34,24 @@ class ArchiveStats:
     warnings: int = 0
 
 
+class PseudoFilter:
+    """Leaves out what lies below a walk that starts inside a kernel pseudo filesystem
+    (``cp TARGET:/proc/1 …``, ``grep -r x TARGET:/sys``): the start is kept, nothing below it
+    is read. Walks never enter such filesystems below their start by themselves."""
+
+    def __init__(self, warn: WarnFn) -> None:
+        self.prefix: str | None = None
+        self.warn = warn
+
+    def skip(self, e: Entry) -> bool:
+        if self.prefix is not None:
+            return e.path.startswith(self.prefix)
+        if e.depth == 0 and e.is_dir() and e.pseudo_fs:
+            self.prefix = e.path.rstrip("/") + "/"
+            self.warn(WalkWarning(e.path, "kernel pseudo filesystem: its content is left out"))
+        return False
+
+
 class ExactReader:
     """Reads exactly ``size`` bytes from ``f``: zero padding if the file shrank meanwhile,
     truncation if it grew, so the tar member matches the header written before the data."""
@@ -90,12 +108,14 @@ class TarWriter:
     """Adds Root entries to a streamed PAX tar."""
 
     def __init__(self, root: Root, out: BinaryIO, *, on_warning: WarnFn | None = None,
-                 progress: ProgressFn | None = None, xattrs: bool = True) -> None:
+                 progress: ProgressFn | None = None, xattrs: bool = True,
+                 include_mounts: bool = False) -> None:
         self.root = root
         self.names = Names(root)
         self.warn = on_warning or (lambda w: None)
         self.progress = progress
         self.xattrs = xattrs
+        self.include_mounts = include_mounts
         self.stats = ArchiveStats()
         # (dev, ino) → [first member name, links still expected]; dropped when all were seen,
         # so memory follows the number of partly-seen multi-link inodes, not the tree size.
@@ -121,7 +141,8 @@ class TarWriter:
         if stat_mod.S_ISSOCK(mode):
             self._warn(entry.path, "socket; tar cannot hold it, skipped")
             return
-        if entry.mount_point and not stat_mod.S_ISDIR(mode):
+        hidden = entry.mount_point and not self.include_mounts
+        if hidden and not stat_mod.S_ISDIR(mode):
             # A file bind-mounted over the root fs (/etc/hosts, /etc/resolv.conf...): the file
             # beneath it is hidden from /proc/<pid>/root. Keep the name, as an empty file,
             # like docker export's view of the runtime's placeholder.
@@ -162,7 +183,7 @@ class TarWriter:
         else:
             self._warn(entry.path, "unknown file type; skipped")
             return
-        if self.xattrs and not entry.mount_point:
+        if self.xattrs and not hidden:
             pax = _xattr_pax(entry, fileobj)
             if pax:
                 ti.pax_headers = {**ti.pax_headers, **pax}
@@ -210,10 +231,14 @@ def write_tar(root: Root, out: BinaryIO, path: PathArg = "/", *, prefix: str | N
     top = norm_path(path).rstrip("/") or "/"
     if prefix is None:
         prefix = "" if top == "/" else os.path.basename(top)
-    w = TarWriter(root, out, on_warning=on_warning, progress=progress)
+    w = TarWriter(root, out, on_warning=on_warning, progress=progress,
+                  include_mounts=include_mounts)
+    pseudo = PseudoFilter(w.warn)
     try:
         for e in root.walk(path, follow=follow, one_filesystem=not include_mounts,
                            on_warning=w.warn):
+            if pseudo.skip(e):
+                continue
             if e.depth == 0:
                 if top == "/":
                     continue  # docker export has no "./" member

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctrfs.errors import CtrfsError, NotFound, UsageError
-from ctrfs.ops.archive import SKIP_XATTR_PREFIXES, ExactReader, ProgressFn
+from ctrfs.ops.archive import SKIP_XATTR_PREFIXES, ExactReader, ProgressFn, PseudoFilter
 from ctrfs.ops.listing import text
 from ctrfs.rootfs.base import Entry, NotRegularFile, PathArg, Root, WalkWarning, WarnFn, norm_path
 from ctrfs.rootfs.resolve import resolve as resolve_in
@@ -223,7 +223,10 @@ def copy_out(root: Root, src: PathArg, dest: str, *, follow: bool = False,
     try:
         c = _Copier(root, tmpfd, preserve_all=preserve_all, warn=on_warning or (lambda w: None),
                     progress=progress, result=result)
+        pseudo = PseudoFilter(c.warn_fn)
         for e in root.walk(src, follow=follow, one_filesystem=False, on_warning=on_warning):
+            if pseudo.skip(e):
+                continue
             c.add(e, "data" if e.depth == 0 else e.name)
         c.finish()
         root.check_alive()
