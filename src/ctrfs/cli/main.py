@@ -15,6 +15,8 @@ from ctrfs.errors import CtrfsError, UsageError
 # for rich or pyelftools. Keep this list sorted; one line per command.
 COMMANDS: dict[str, str] = {
     "inspect": "ctrfs.cli.cmd_discover:inspect_cmd",
+    "libs": "ctrfs.cli.cmd_probes:libs_cmd",
+    "probe": "ctrfs.cli.cmd_probes:probe_cmd",
     "ps": "ctrfs.cli.cmd_discover:ps_cmd",
 }
 

@@ -408,12 +408,12 @@ def _resolve(obj: MappedObject, proc: str, layers: _Layers | None) -> os.stat_re
     return mst
 
 
-def _open_verified(obj: MappedObject, expect: os.stat_result | None) -> tuple[int, os.stat_result] | None:
+def open_mapped_file(obj: MappedObject, expect: os.stat_result | None) -> tuple[int, os.stat_result] | None:
     """Open the mapped file itself (map_files entry, else the verified root path), regular files only."""
     for path in (obj.map_files_path, obj.host_path):
         if path is None:
             continue
-        st = expect if path == obj.map_files_path else _stat(path)
+        st = expect if expect is not None and path == obj.map_files_path else _stat(path)
         if st is None or not stat.S_ISREG(st.st_mode):
             continue
         try:
@@ -445,7 +445,7 @@ def _facts(obj: MappedObject, mst: os.stat_result | None, cache: ElfCache) -> No
             obj.facts = facts
             obj.size, obj.mtime_ns = lst.st_size, lst.st_mtime_ns
             return
-    opened = _open_verified(obj, mst)
+    opened = open_mapped_file(obj, mst)
     if opened is None:
         return
     fd, fst = opened
