@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# Imported eagerly and before the function ``container`` below is defined: a first import of the
+# submodule ``ctrfs.container`` would otherwise rebind the package attribute to the module.
+from ctrfs.container import Container
 from ctrfs.errors import (
     AccessDenied,
     Ambiguous,
@@ -25,7 +28,6 @@ from ctrfs.errors import (
 )
 
 if TYPE_CHECKING:
-    from ctrfs.container import Container
     from ctrfs.runtimes.base import Roots
 
 __all__ = [
@@ -56,11 +58,3 @@ def container(target: str, roots: Roots | None = None) -> Container:
     from ctrfs.targets import resolve
 
     return resolve(target, roots)
-
-
-def __getattr__(name: str) -> object:
-    if name == "Container":
-        from ctrfs.container import Container
-
-        return Container
-    raise AttributeError(name)

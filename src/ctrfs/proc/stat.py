@@ -14,6 +14,11 @@ class ProcStat:
     state: str
     ppid: int
     start_time: int  # clock ticks since boot (field 22): with pid, it pins a process's identity
+    flags: int = 0  # field 9, PF_* bits
+
+    @property
+    def is_kernel_thread(self) -> bool:
+        return bool(self.flags & 0x00200000)  # PF_KTHREAD, include/linux/sched.h
 
 
 def parse_stat(data: bytes) -> ProcStat:
@@ -33,6 +38,7 @@ def parse_stat(data: bytes) -> ProcStat:
             state=rest[0].decode("ascii", "replace"),
             ppid=int(rest[1]),
             start_time=int(rest[19]),
+            flags=int(rest[6]),
         )
     except ValueError as err:
         raise ParseError("stat with bad numbers") from err

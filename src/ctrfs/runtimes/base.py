@@ -12,6 +12,7 @@ from typing import Any
 class Roots:
     """Where ctrfs looks. Every root is configurable so a host mounted at /host works."""
 
+    host: str = "/"  # where the host's filesystem is seen (paths from mountinfo are below it)
     proc: str = "/proc"
     docker: str = "/var/lib/docker"
     docker_run: str = "/run/docker"
@@ -26,10 +27,17 @@ class Roots:
         d = cls()
         j = lambda p: os.path.join(prefix, p.lstrip("/"))  # noqa: E731
         return cls(
-            proc=j(d.proc), docker=j(d.docker), docker_run=j(d.docker_run),
+            host=prefix, proc=j(d.proc), docker=j(d.docker), docker_run=j(d.docker_run),
             containerd_run=j(d.containerd_run), storage=j(d.storage),
             storage_run=j(d.storage_run), runc_dirs=tuple(j(p) for p in d.runc_dirs),
         )
+
+
+    def host_path(self, path: str) -> str:
+        """A host path (as mountinfo or runtime state names it) as this process can open it."""
+        if self.host in ("", "/"):
+            return path
+        return os.path.join(self.host, path.lstrip("/"))
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,7 @@ class ContainerRecord:
         self.sources.extend(s for s in other.sources if s not in self.sources)
         for k, v in other.extra.items():
             self.extra.setdefault(k, v)
+
 
 
 def read_json(path: str) -> Any:

@@ -1,0 +1,87 @@
+"""``ctrfs ps`` and ``ctrfs inspect``."""
+
+from __future__ import annotations
+
+import click
+
+from ctrfs.cli.common import emit_json, escape, get_container, json_option, roots, table
+
+
+def _pod_label(c) -> str:  # type: ignore[no-untyped-def]
+    p = c.pod
+    if p is None:
+        return ""
+    if p.name:
+        return f"{p.namespace}/{p.name}/{p.container or '-'}"
+    return f"uid:{p.uid}" if p.uid else ""
+
+
+@click.command("ps", epilog="""\b
+Examples:
+  ctrfs ps                 running containers of Docker, podman, containerd, CRI-O, runc, bare
+  ctrfs ps -a              also stopped containers known from runtime state on disk
+  ctrfs ps --json | jq '.[] | select(.runtime=="containerd") | .pid'
+""")
+@click.option("-a", "--all", "show_all", is_flag=True, help="Include stopped containers.")
+@json_option
+@click.pass_context
+def ps_cmd(ctx: click.Context, show_all: bool, as_json: bool) -> None:
+    """List containers on this host, of every runtime, without calling any daemon."""
+    from ctrfs.discovery import discover
+
+    found = discover(roots(ctx), include_stopped=show_all)
+    if as_json:
+        emit_json([c.to_dict() for c in found])
+        return
+    rows = [[
+        c.short_id if not c.id.startswith("mnt:") else c.id,
+        escape(c.name or ""), c.runtime, escape(c.image or ""), c.state,
+        str(c.pid or ""), str(len(c.pids)), escape(_pod_label(c)),
+        c.rootfs.fstype or "" if c.rootfs else "",
+    ] for c in found]
+    table(["CONTAINER ID", "NAME", "RUNTIME", "IMAGE", "STATE", "PID", "PROCS", "POD", "ROOTFS"], rows)
+
+
+@click.command("inspect", epilog="""\b
+Examples:
+  ctrfs inspect web                      identity, pids, namespaces, root mount, layers
+  ctrfs inspect k8s://default/nginx/app --json
+  ctrfs inspect pid://4242               the container PID 4242 lives in
+""")
+@click.argument("target")
+@json_option
+@click.pass_context
+def inspect_cmd(ctx: click.Context, target: str, as_json: bool) -> None:
+    """Show everything ctrfs knows about one container."""
+    c = get_container(ctx, target)
+    data = c.to_dict()
+    if as_json:
+        emit_json(data)
+        return
+    out = []
+    add = lambda k, v: out.append(f"{k + ':' if k else '':<14}{escape(str(v))}")  # noqa: E731
+    add("ID", c.id)
+    add("Name", c.name or "")
+    add("Runtime", c.runtime + (f" (namespace {c.record.namespace})" if c.record.namespace else ""))
+    add("Image", c.image or "")
+    add("State", c.state)
+    if c.pid is not None:
+        add("PID", f"{c.pid} (start time {c.start_time} ticks)")
+        add("PIDs", " ".join(map(str, c.pids)))
+        add("Cgroup", c.cgroup or "")
+    if c.pod:
+        add("Pod", _pod_label(c) + (f" uid {c.pod.uid}" if c.pod.uid else ""))
+    if c.namespaces:
+        add("Namespaces", " ".join(f"{k}:{v}" for k, v in sorted(c.namespaces.items())))
+    fs = c.rootfs
+    if fs:
+        add("Rootfs", f"{fs.fstype} ({fs.source})")
+        if fs.upperdir:
+            add("UpperDir", fs.upperdir)
+        for i, d in enumerate(fs.lowerdirs):
+            add("LowerDir" if i == 0 else "", d)
+        if fs.workdir:
+            add("WorkDir", fs.workdir)
+        if fs.merged:
+            add("MergedDir", fs.merged)
+    click.echo("\n".join(out))

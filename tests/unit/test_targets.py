@@ -1,0 +1,60 @@
+"""Target strings and TARGET:PATH splitting (pure)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ctrfs.cli.common import escape, split_target_path
+from ctrfs.errors import CtrfsError, UsageError
+from ctrfs.targets import parse_target
+
+
+@pytest.mark.parametrize(("text", "scheme", "ref"), [
+    ("web", None, "web"), ("docker://web", "docker", "web"), ("CRIO://abc", "cri-o", "abc"),
+    ("k8s://default/nginx", "k8s", "default/nginx"), ("k8s://ns/pod/app", "k8s", "ns/pod/app"),
+    ("pid://4242", "pid", "4242"), ("containerd://k8s.io/abc", "containerd", "k8s.io/abc"),
+])
+def test_parse_target(text: str, scheme: str | None, ref: str) -> None:
+    t = parse_target(text)
+    assert (t.scheme, t.ref) == (scheme, ref)
+
+
+@pytest.mark.parametrize("bad", ["", "ftp://x", "pid://abc", "pid://0", "k8s://ns", "k8s://a/b/c/d",
+                                 "k8s://a//c", "docker://", "a\nb"])
+def test_bad_targets_are_usage_errors(bad: str) -> None:
+    with pytest.raises(UsageError) as e:
+        parse_target(bad)
+    assert e.value.exit_code == 2
+
+
+@pytest.mark.parametrize(("spec", "target", "path"), [
+    ("web:/etc/hosts", "web", "/etc/hosts"), ("web", "web", None), ("web:", "web", "/"),
+    ("docker://web:/a:b", "docker://web", "/a:b"), ("k8s://ns/pod/c:/x", "k8s://ns/pod/c", "/x"),
+    ("pid://12:/proc", "pid://12", "/proc"),
+])
+def test_split_target_path(spec: str, target: str, path: str | None) -> None:
+    assert split_target_path(spec) == (target, path)
+
+
+def test_split_requires_path() -> None:
+    with pytest.raises(UsageError):
+        split_target_path("web", require_path=True)
+
+
+@given(st.text(max_size=40))
+def test_target_parsing_never_raises_anything_else(text: str) -> None:
+    try:
+        parse_target(text)
+        split_target_path(text)
+    except CtrfsError:
+        pass
+
+
+@pytest.mark.parametrize(("name", "shown"), [
+    ("plain", "plain"), ("a\nb", "a\\nb"), ("\x1b[31mred", "\\x1b[31mred"), (b"x\xff", "x\\xff"),
+    ("back\\slash", "back\\\\slash"), ("tab\t", "tab\\t"),
+])
+def test_escape_for_terminal(name: str | bytes, shown: str) -> None:
+    assert escape(name) == shown
