@@ -82,6 +82,8 @@ def libs_cmd(ctx: click.Context, target: str | None, all_: bool, match: str | No
     first = True
     for r in results:
         c = r.container
+        if all_ and pattern is not None and not r.objects and not r.warnings:
+            continue
         if all_:
             if not first:
                 sys.stdout.write("\n")

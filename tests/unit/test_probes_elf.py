@@ -1,0 +1,123 @@
+"""ELF facts and symbol offsets, checked against binutils and the package manager on the host's own files."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from ctrfs.probes.elf import find_symbols, read_facts, vaddr_to_offset
+
+LIBDIR = "/lib/x86_64-linux-gnu"
+LIBS = {
+    "libc.so.6": ["malloc", "getpid", "write", "open"],
+    "libssl.so.3": ["SSL_write", "SSL_read", "SSL_do_handshake"],
+    "libcrypto.so.3": ["EVP_EncryptInit_ex", "OPENSSL_init_crypto", "RAND_bytes"],
+}
+
+needs_binutils = pytest.mark.skipif(shutil.which("readelf") is None, reason="binutils readelf not installed")
+
+
+def _readelf_loads(path: str) -> list[tuple[int, int, int]]:
+    out = subprocess.run(["readelf", "-l", "-W", path], check=True, capture_output=True, text=True).stdout
+    loads = []
+    for line in out.splitlines():
+        f = line.split()
+        if f and f[0] == "LOAD":
+            loads.append((int(f[2], 16), int(f[1], 16), int(f[4], 16)))  # vaddr, offset, filesz
+    return loads
+
+
+def _readelf_symbols(path: str) -> dict[str, int]:
+    out = subprocess.run(["readelf", "-s", "-W", "--dyn-syms", path], check=True, capture_output=True,
+                         text=True).stdout
+    syms: dict[str, int] = {}
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 8 and f[0].endswith(":") and f[3] in ("FUNC", "IFUNC") and f[6] != "UND":
+            syms.setdefault(f[7].split("@")[0], int(f[1], 16))
+    return syms
+
+
+@needs_binutils
+@pytest.mark.parametrize("lib", sorted(LIBS))
+def test_offsets_agree_with_readelf(lib: str) -> None:
+    path = os.path.join(LIBDIR, lib)
+    with open(path, "rb") as f:
+        found = find_symbols(f, LIBS[lib])
+    ref = _readelf_symbols(path)
+    loads = _readelf_loads(path)
+    assert set(found) == set(LIBS[lib])
+    for name, sym in found.items():
+        vaddr = ref[name]
+        seg = [(v, o) for v, o, fs in loads if v <= vaddr < v + fs]
+        assert len(seg) == 1
+        assert sym.address == vaddr
+        assert sym.offset == vaddr - seg[0][0] + seg[0][1]
+
+
+@needs_binutils
+def test_offset_differs_from_address_in_non_pie_executable() -> None:
+    # containerd (Go, ET_EXEC at 0x400000): file offset != virtual address
+    path = os.path.realpath(shutil.which("containerd") or "/usr/bin/containerd")
+    if not os.path.exists(path):
+        pytest.skip("containerd not installed")
+    with open(path, "rb") as f:
+        facts = read_facts(f, os.path.basename(path))
+        found = find_symbols(f, ["runtime.main"])
+    assert facts.elf_type == "ET_EXEC"
+    sym = found["runtime.main"]
+    loads = _readelf_loads(path)
+    (v, o) = next((v, o) for v, o, fs in loads if v <= sym.address < v + fs)
+    assert sym.offset == sym.address - v + o != sym.address
+    assert vaddr_to_offset(facts.loads, sym.address) == sym.offset
+
+
+def _dpkg_version(pkg: str) -> str:
+    return subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.mark.parametrize(("lib", "pkg", "name"), [
+    ("libcrypto.so.3", "libssl3", "openssl"),
+    ("libc.so.6", "libc6", "glibc"),
+    ("libgnutls.so.30", "libgnutls30", "gnutls"),
+    ("libpython3.11.so.1.0", "libpython3.11", "libpython"),
+])
+def test_library_versions_match_the_package(lib: str, pkg: str, name: str) -> None:
+    path = os.path.join(LIBDIR, lib)
+    if not os.path.exists(path) or shutil.which("dpkg-query") is None:
+        pytest.skip(f"{lib} not installed on this host")
+    with open(path, "rb") as f:
+        facts = read_facts(f, lib)
+    upstream = re.match(r"(?:\d+:)?([0-9.]+[a-z]?)", _dpkg_version(pkg)).group(1)  # type: ignore[union-attr]
+    assert facts.library == name
+    assert facts.version is not None and upstream.startswith(facts.version)
+
+
+@needs_binutils
+def test_build_id_and_soname_match_readelf() -> None:
+    path = os.path.join(LIBDIR, "libssl.so.3")
+    notes = subprocess.run(["readelf", "-n", "-d", "-W", path], check=True, capture_output=True,
+                           text=True).stdout
+    build_id = re.search(r"Build ID: ([0-9a-f]+)", notes).group(1)  # type: ignore[union-attr]
+    soname = re.search(r"Library soname: \[([^\]]+)\]", notes).group(1)  # type: ignore[union-attr]
+    with open(path, "rb") as f:
+        facts = read_facts(f, "libssl.so.3")
+    assert (facts.build_id, facts.soname, facts.library) == (build_id, soname, "openssl")
+    assert facts.has_dynsym and facts.stripped
+
+
+def test_go_buildinfo_version_matches_the_toolchain_report() -> None:
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker client binary")
+    reported = subprocess.run([docker, "version", "--format", "{{.Client.GoVersion}}"], capture_output=True,
+                              text=True).stdout.strip()
+    with open(os.path.realpath(docker), "rb") as f:
+        facts = read_facts(f, "docker")
+    assert reported.startswith("go") and facts.go_version == reported
+    assert facts.library == "go" and facts.version == reported
