@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from elftools.elf.elffile import ELFFile
@@ -180,7 +180,7 @@ def go_version(elf: ELFFile, f: IO[bytes], loads: tuple[tuple[int, int, int, int
         return data[pos:pos + n].decode("utf-8", "replace")
     if ptr_size not in (4, 8):
         return None
-    order = "big" if flags & 0x1 else "little"
+    order: Literal["big", "little"] = "big" if flags & 0x1 else "little"
     str_hdr_addr = int.from_bytes(data[16:16 + ptr_size], order)
     hdr = _read_at(f, loads, str_hdr_addr, 2 * ptr_size)
     ptr = int.from_bytes(hdr[:ptr_size], order)

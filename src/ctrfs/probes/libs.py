@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ctrfs.errors import CtrfsError, ProcessGone, Unsupported, from_oserror
-from ctrfs.proc.maps import Mapping, parse_maps
 from ctrfs.probes.elf import ElfError, ElfFacts, is_elf, read_facts
+from ctrfs.proc.maps import Mapping, parse_maps
 
 if TYPE_CHECKING:
     from ctrfs.container import Container
@@ -55,6 +55,10 @@ class Layer:
     index: int  # 0 for the upperdir; lowerdirs count from 0 at the top
     dir: str  # host path of the layer directory
     verified: bool  # the layer file's inode is the one the process maps (not just the same name)
+    st: os.stat_result | None = field(default=None, compare=False, repr=False)
+
+    def file(self, path: str) -> str:
+        return os.path.join(self.dir, path.lstrip("/"))
 
 
 @dataclass
@@ -75,6 +79,7 @@ class MappedObject:
     size: int | None = None
     mtime_ns: int | None = None
     facts: ElfFacts | None = None
+    is_elf: bool | None = None  # None: the file could not be read
     version_source: str | None = None  # set when the version comes from another file
     inherited_version: str | None = None
     layer: Layer | None = None
@@ -299,7 +304,7 @@ class _Layers:
                 same_overlay = maps_dev == self.overlay_dev and st.st_ino == maps_ino  # >= 6.8, samefs
                 verified = same_backing or same_overlay
                 if verified or not deleted:
-                    return Layer(kind, index, d, verified)
+                    return Layer(kind, index, d, verified, st)
             elif state == "hidden" and not deleted:
                 # A deleted mapping's inode may live on below a whiteout: keep looking, but only
                 # an inode-verified match is accepted then.
@@ -352,6 +357,11 @@ def _collect(container: Container, match: re.Pattern[str] | None) -> list[Mapped
     return list(objects.values())
 
 
+def mapped_paths(container: Container) -> list[str]:
+    """Paths of every file the container's processes map; cheap (maps only, no file opened)."""
+    return sorted({o.path for o in _collect(container, None)})
+
+
 def _stat(path: str) -> os.stat_result | None:
     try:
         return os.stat(path)
@@ -368,7 +378,7 @@ def _resolve(obj: MappedObject, proc: str, layers: _Layers | None) -> os.stat_re
     if mst is not None:
         obj.map_files_path = mf
     root_path = os.path.join(proc, str(pid), "root") + obj.path
-    rst = None if obj.deleted else _stat(root_path)
+    rst = _stat(root_path)
 
     if layers is not None:
         obj.layer = layers.find(obj.path, obj.dev, obj.inode, obj.deleted)
@@ -409,40 +419,42 @@ def _resolve(obj: MappedObject, proc: str, layers: _Layers | None) -> os.stat_re
 
 
 def open_mapped_file(obj: MappedObject, expect: os.stat_result | None) -> tuple[int, os.stat_result] | None:
-    """Open the mapped file itself (map_files entry, else the verified root path), regular files only."""
-    for path in (obj.map_files_path, obj.host_path):
+    """Open the mapped file itself, regular files only: its map_files entry, else the verified
+    host path, else the layer file proven (by inode) to be the one mapped.
+
+    ``expect`` is the map_files entry's stat when the caller already has it.
+    """
+    candidates: list[tuple[str | None, os.stat_result | None, int]] = [
+        (obj.map_files_path, expect, 0),
+        (obj.host_path if obj.identity == VERIFIED else None, None, 0),
+    ]
+    if obj.layer is not None and obj.layer.verified and obj.layer.st is not None:
+        candidates.append((obj.layer.file(obj.path), obj.layer.st, os.O_NOFOLLOW))
+    for path, st, extra in candidates:
         if path is None:
             continue
-        st = expect if expect is not None and path == obj.map_files_path else _stat(path)
+        if st is None:
+            st = _stat(path)
         if st is None or not stat.S_ISREG(st.st_mode):
             continue
         try:
-            fd = os.open(path, _OPEN_FLAGS)
+            fd = os.open(path, _OPEN_FLAGS | extra)
         except OSError:
             continue
         fst = os.fstat(fd)
         if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode):
-            os.close(fd)  # replaced between stat and open
+            os.close(fd)  # replaced (or redirected by a symlink) between stat and open
             continue
         return fd, fst
     return None
 
 
-def _layer_stat(obj: MappedObject) -> os.stat_result | None:
-    if obj.layer is None or not obj.layer.verified:
-        return None
-    try:
-        return os.stat(os.path.join(obj.layer.dir, obj.path.lstrip("/")), follow_symlinks=False)
-    except OSError:
-        return None
-
-
 def _facts(obj: MappedObject, mst: os.stat_result | None, cache: ElfCache) -> None:
-    lst = _layer_stat(obj)
+    lst = obj.layer.st if obj.layer is not None and obj.layer.verified else None
     if lst is not None:
         hit, facts = cache.get(_key(lst))
         if hit:
-            obj.facts = facts
+            obj.facts, obj.is_elf = facts, facts is not None
             obj.size, obj.mtime_ns = lst.st_size, lst.st_mtime_ns
             return
     opened = open_mapped_file(obj, mst)
@@ -452,9 +464,10 @@ def _facts(obj: MappedObject, mst: os.stat_result | None, cache: ElfCache) -> No
     obj.size, obj.mtime_ns = fst.st_size, fst.st_mtime_ns
     key = _key(lst) if lst is not None and lst.st_size == fst.st_size else _key(fst)
     hit, facts = cache.get(key)
-    if not hit:
+    if hit:
+        os.close(fd)
+    else:
         with os.fdopen(fd, "rb") as f:
-            fd = -1
             facts = None
             if is_elf(f):
                 try:
@@ -462,9 +475,7 @@ def _facts(obj: MappedObject, mst: os.stat_result | None, cache: ElfCache) -> No
                 except (ElfError, ValueError, OSError) as err:
                     obj.warnings.append(f"unreadable ELF: {err}")
         cache.put(key, facts)
-    if fd >= 0:
-        os.close(fd)
-    obj.facts = facts
+    obj.facts, obj.is_elf = facts, facts is not None
 
 
 def _inherit_versions(objects: list[MappedObject]) -> None:
@@ -510,7 +521,7 @@ def container_libs(container: Container, match: str | re.Pattern[str] | None = N
         if layers is not None:
             layers.close()
     _inherit_versions(objects + helpers)
-    result = [o for o in objects if include_non_elf or o.facts is not None]
+    result = [o for o in objects if include_non_elf or o.is_elf is not False]
     result.sort(key=lambda o: (not o.executable, o.path))
     container.check_alive()
     return ContainerLibs(container, result, warnings)

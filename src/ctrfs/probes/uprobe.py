@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from ctrfs.errors import CtrfsError, UsageError
 from ctrfs.probes.elf import ElfError, Symbol, find_symbols
-from ctrfs.probes.libs import VERIFIED, ElfCache, MappedObject, open_mapped_file, container_libs
+from ctrfs.probes.libs import (
+    VERIFIED,
+    ElfCache,
+    MappedObject,
+    container_libs,
+    mapped_paths,
+    open_mapped_file,
+)
 
 if TYPE_CHECKING:
     from ctrfs.container import Container
@@ -99,7 +106,7 @@ def uprobe_targets(container: Container, symbols: Sequence[str], lib: str | None
                   if (pattern is not None and pattern.search(o.path)) or (exe and o.executable)]
     what = " and ".join(x for x in (f"--lib {lib!r}" if lib else "", "--exe" if exe else "") if x)
     if not candidates:
-        names = ", ".join(sorted({o.name for o in libs.objects})) or "none"
+        names = ", ".join(sorted({os.path.basename(p) for p in mapped_paths(container)})) or "none"
         raise CtrfsError(f"no mapped ELF object matches {what}; mapped: {names}",
                          target=container.display_name)
 

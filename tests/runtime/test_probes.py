@@ -1,0 +1,364 @@
+"""ctrfs libs / ctrfs probe against a real TLS container, with real uprobes attached by bpftrace.
+
+The image holds only the host's openssl binary and the libraries ldd lists (no shell). The
+container runs ``openssl s_server`` on a unix socket (no network needed: --network none); a
+``docker exec -i ... s_client`` fed by a host-side pipe calls SSL_write for every line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+pytestmark = [pytest.mark.docker, pytest.mark.root]
+
+if os.geteuid() != 0:
+    pytest.skip("needs root", allow_module_level=True)
+if shutil.which("docker") is None:
+    pytest.skip("needs docker", allow_module_level=True)
+
+LIBSSL = "/lib/x86_64-linux-gnu/libssl.so.3"
+PREFIX = "ctrfs-p-"
+SOCK = "/tmp/tls.sock"
+
+
+def ctrfs(*args: str, env: dict[str, str] | None = None, prefix: list[str] | None = None,
+          check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = (prefix or []) + [sys.executable, "-m", "ctrfs", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{cmd} -> {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}")
+    return r
+
+
+def _openssl_tree(root: str) -> None:
+    """openssl + its ldd libraries + a self-signed key pair; nothing else (no shell)."""
+    openssl = shutil.which("openssl")
+    assert openssl is not None
+    ldd = subprocess.run(["ldd", openssl], check=True, capture_output=True, text=True).stdout
+    files = [openssl] + re.findall(r"(/\S+) \(0x", ldd)
+    for f in files:
+        dest = os.path.join(root, f.lstrip("/"))
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copy2(os.path.realpath(f), dest)
+    os.makedirs(os.path.join(root, "etc/tls"))
+    os.makedirs(os.path.join(root, "tmp"))
+    os.chmod(os.path.join(root, "tmp"), 0o1777)
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=ctrfs", "-keyout", os.path.join(root, "etc/tls/key.pem"),
+                    "-out", os.path.join(root, "etc/tls/cert.pem")], check=True, capture_output=True)
+    for n in ("key.pem", "cert.pem"):
+        os.chmod(os.path.join(root, "etc/tls", n), 0o644)
+
+
+def _build_image(root: str) -> str:
+    tag = f"{PREFIX}openssl-{uuid.uuid4().hex[:8]}:latest"
+    tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run(["docker", "import", "-", tag], stdin=tar.stdout, check=True, capture_output=True)
+    assert tar.wait() == 0
+    return tag
+
+
+@pytest.fixture(scope="module")
+def openssl_tree(tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = str(tmp_path_factory.mktemp("openssl-rootfs"))
+    _openssl_tree(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def openssl_image(openssl_tree: str) -> Iterator[str]:
+    tag = _build_image(openssl_tree)
+    yield tag
+    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+def _pidns_members(pid: int) -> set[int]:
+    ns = os.readlink(f"/proc/{pid}/ns/pid")
+    out = set()
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if os.readlink(f"/proc/{d}/ns/pid") == ns:
+                    out.add(int(d))
+            except OSError:
+                pass
+    return out
+
+
+def _wait(pred, what: str, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class TLSContainer:
+    name: str
+    server_pid: int
+    client_pid: int
+    client: subprocess.Popen[bytes]
+    stop: threading.Event
+
+    def pids(self) -> set[int]:
+        return _pidns_members(self.server_pid)
+
+
+def _start(image: str) -> TLSContainer:
+    name = f"{PREFIX}tls-{uuid.uuid4().hex[:8]}"
+    # -i keeps s_server's stdin open: at EOF on stdin it drops the client connection
+    subprocess.run(["docker", "run", "-d", "-i", "--network", "none", "--name", name, image,
+                    "/usr/bin/openssl", "s_server", "-unix", SOCK, "-cert", "/etc/tls/cert.pem",
+                    "-key", "/etc/tls/key.pem", "-quiet"], check=True, capture_output=True)
+    try:
+        pid = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", name], check=True,
+                                 capture_output=True, text=True).stdout)
+        _wait(lambda: os.path.exists(f"/proc/{pid}/root{SOCK}"), "s_server socket")
+    except BaseException:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        raise
+    client = subprocess.Popen(["docker", "exec", "-i", name, "/usr/bin/openssl", "s_client", "-unix", SOCK,
+                               "-quiet"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    stop = threading.Event()
+
+    def feed() -> None:
+        n = 0
+        while not stop.is_set() and client.poll() is None:
+            try:
+                assert client.stdin is not None
+                client.stdin.write(f"ping {n}\n".encode())
+                client.stdin.flush()
+            except (BrokenPipeError, OSError):
+                return
+            n += 1
+            time.sleep(0.1)
+
+    threading.Thread(target=feed, daemon=True).start()
+
+    def client_pid() -> int | None:
+        for p in _pidns_members(pid) - {pid}:
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    if b"s_client" in f.read():
+                        with open(f"/proc/{p}/maps", "rb") as m:
+                            if b"libssl" in m.read():
+                                return p
+            except OSError:
+                pass
+        return None
+
+    c = TLSContainer(name, pid, 0, client, stop)
+    try:
+        c.client_pid = _wait(client_pid, "s_client in the container")
+    except BaseException:
+        _stop(c)
+        raise
+    return c
+
+
+def _stop(c: TLSContainer) -> None:
+    c.stop.set()
+    if c.client.stdin:
+        c.client.stdin.close()
+    c.client.kill()
+    c.client.wait()
+    subprocess.run(["docker", "rm", "-f", c.name], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def tls(openssl_image: str) -> Iterator[TLSContainer]:
+    c = _start(openssl_image)
+    yield c
+    _stop(c)
+
+
+@pytest.fixture(scope="module")
+def tracing() -> None:
+    if shutil.which("bpftrace") is None:
+        pytest.skip("bpftrace not installed")
+    if not os.path.exists("/sys/kernel/tracing/uprobe_events"):
+        # bpftrace attaches uprobes through tracefs; a minimal VM may not have it mounted
+        subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], check=True)
+
+
+def bpftrace_pids(probe: str, seconds: float = 15, want: int = 3) -> list[int]:
+    """Run ``probe { printf pid }`` until ``want`` hits or ``seconds``; the pids it printed."""
+    prog = probe + ' { printf("%d\\n", pid); @n = @n + 1; if (@n >= ' + str(want) + ") { exit(); } }"
+    r = subprocess.run(["timeout", "-s", "INT", str(seconds), "bpftrace", "-e", prog],
+                       capture_output=True, text=True)
+    assert "Attaching 1 probe" in r.stdout, r.stderr
+    return [int(ln) for ln in r.stdout.splitlines() if ln.strip().isdigit()]
+
+
+def _libssl(doc: dict) -> dict:  # type: ignore[type-arg]
+    (o,) = [o for o in doc["objects"] if o["path"].endswith("/libssl.so.3")]
+    return o
+
+
+def test_libs_reports_the_containers_libssl(tls: TLSContainer) -> None:
+    doc = json.loads(ctrfs("libs", tls.name, "--match", "libssl", "--json").stdout)
+    o = _libssl(doc)
+    assert o["path"] == LIBSSL and not o["deleted"] and o["identity"] == "verified"
+    assert o["host_path"] == f"/proc/{o['pids'][0]}/root{LIBSSL}" and o["host_path_via"] == "root"
+    assert {tls.server_pid, tls.client_pid} <= set(o["pids"]) <= tls.pids()
+    # the very same file the processes map
+    with open(f"/proc/{tls.client_pid}/maps", "rb") as f:
+        rng = next(ln.split()[0].decode() for ln in f if ln.rstrip().endswith(b"libssl.so.3"))
+    mapped = os.stat(f"/proc/{tls.client_pid}/map_files/{rng}")
+    assert os.path.samestat(os.stat(o["host_path"]), mapped)
+    # a copy in an image layer: same bytes as the host's libssl, but not the host's inode
+    host = os.stat(LIBSSL)
+    assert not os.path.samestat(os.stat(o["host_path"]), host)
+    assert o["layer"]["kind"] == "lower" and o["layer"]["verified"]
+    layer_file = os.stat(os.path.join(o["layer"]["dir"], LIBSSL.lstrip("/")))
+    assert not os.path.samestat(layer_file, host) and layer_file.st_size == host.st_size == o["size"]
+    readelf = subprocess.run(["readelf", "-n", "-d", "-W", LIBSSL], capture_output=True, text=True).stdout
+    assert o["build_id"] == re.search(r"Build ID: ([0-9a-f]+)", readelf).group(1)  # type: ignore[union-attr]
+    assert o["soname"] == "libssl.so.3" and o["library"] == "openssl"
+    dpkg = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libssl3"], capture_output=True,
+                          text=True).stdout
+    assert o["version"] and dpkg.startswith(o["version"]) and "libcrypto" in o["version_source"]
+    text = ctrfs("libs", tls.name).stdout
+    assert "/usr/bin/openssl [exe]" in text and "glibc" in text and o["host_path"] in text
+
+
+def test_libs_all_groups_by_container(tls: TLSContainer) -> None:
+    doc = json.loads(ctrfs("libs", "--all", "--match", r"libssl\.so", "--json").stdout)
+    mine = [g for g in doc if g["container"]["name"] == tls.name]
+    assert len(mine) == 1 and _libssl(mine[0])["pids"]
+    for g in doc:  # every group only lists objects of its own container's processes
+        for o in g["objects"]:
+            assert re.search(r"libssl\.so", o["path"])
+    text = ctrfs("libs", "--all", "--match", r"libssl\.so").stdout
+    assert tls.name in text and f"/proc/{_libssl(mine[0])['pids'][0]}/root{LIBSSL}" in text
+
+
+def test_probe_attaches_and_fires_in_the_container(tls: TLSContainer, tracing: None) -> None:
+    out = ctrfs("probe", tls.name, "--lib", "libssl", "--symbol", "SSL_write", "--format", "bpftrace").stdout
+    (line,) = out.split()
+    m = re.fullmatch(r"uprobe:/proc/(\d+)/root(/\S+):SSL_write", line)
+    assert m and m.group(2) == LIBSSL and int(m.group(1)) in tls.pids()
+    fired = bpftrace_pids(line)
+    assert fired, "SSL_write probe never fired"
+    assert set(fired) <= tls.pids()
+    assert tls.client_pid in fired
+
+
+def test_probe_offsets_agree_with_readelf(tls: TLSContainer) -> None:
+    syms = {"malloc": "libc.so.6", "getpid": "libc.so.6", "SSL_write": "libssl.so.3",
+            "SSL_read": "libssl.so.3", "EVP_EncryptInit_ex": "libcrypto.so.3", "RAND_bytes": "libcrypto.so.3"}
+    args = [a for s in syms for a in ("--symbol", s)]
+    doc = json.loads(ctrfs("probe", tls.name, "--lib", r"/lib(c|ssl|crypto)\.so", *args,
+                           "--format", "json").stdout)
+    got = {(p["symbol"], os.path.basename(p["path"])): p for p in doc["probes"]}
+    assert set(got) == {(s, lib) for s, lib in syms.items()}
+    for (sym, _lib), p in got.items():
+        elf = p["host_path"]
+        symtab = subprocess.run(["readelf", "-s", "-W", "--dyn-syms", elf], check=True, capture_output=True,
+                                text=True).stdout
+        vaddr = next(int(f[1], 16) for f in (ln.split() for ln in symtab.splitlines())
+                     if len(f) >= 8 and f[7].split("@")[0] == sym and f[6] != "UND")
+        loads = [(int(f[2], 16), int(f[1], 16), int(f[4], 16)) for f in (
+            ln.split() for ln in subprocess.run(["readelf", "-l", "-W", elf], check=True, capture_output=True,
+                                                text=True).stdout.splitlines()) if f and f[0] == "LOAD"]
+        (v, o) = next((v, o) for v, o, fs in loads if v <= vaddr < v + fs)
+        assert p["address"] == vaddr and p["offset"] == vaddr - v + o
+        assert p["identity"] == "verified" and p["build_id"]
+
+
+def test_probe_missing_symbol_names_what_was_searched(tls: TLSContainer) -> None:
+    r = ctrfs("probe", tls.name, "--lib", "libssl", "--symbol", "SSL_no_such_fn", check=False)
+    assert r.returncode == 1 and r.stdout == ""
+    assert "SSL_no_such_fn" in r.stderr and LIBSSL in r.stderr and "stripped" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = ctrfs("probe", tls.name, "--lib", "libnope", "--symbol", "x", check=False)
+    assert r.returncode == 1 and "libnope" in r.stderr and "libssl.so.3" in r.stderr
+    r = ctrfs("probe", tls.name, "--symbol", "x", check=False)
+    assert r.returncode == 2
+
+
+def test_probe_on_a_shared_layer_fires_in_every_container_of_that_layer(
+        tls: TLSContainer, openssl_image: str, tracing: None) -> None:
+    """The documented caveat, observed: same image layer, same inode, one probe for both."""
+    other = _start(openssl_image)
+    try:
+        a = _libssl(json.loads(ctrfs("libs", tls.name, "--match", "libssl", "--json").stdout))
+        b = _libssl(json.loads(ctrfs("libs", other.name, "--match", "libssl", "--json").stdout))
+        assert a["layer"]["dir"] == b["layer"]["dir"]
+        line = ctrfs("probe", tls.name, "--lib", "libssl", "--symbol", "SSL_write").stdout.strip()
+        fired = set(bpftrace_pids(line, want=12))
+        assert fired <= tls.pids() | other.pids()
+        assert fired & other.pids(), "probe attached via one container did not fire in the other"
+    finally:
+        _stop(other)
+
+
+@pytest.fixture
+def deleted_tls(openssl_tree: str) -> Iterator[TLSContainer]:
+    # Its own image layer: a uprobe sits on the layer file, which every container whose image
+    # has that layer shares (docker import of identical content yields the very same layer).
+    marker = os.path.join(openssl_tree, "etc", "instance")
+    with open(marker, "w") as f:
+        f.write(uuid.uuid4().hex)
+    try:
+        image = _build_image(openssl_tree)
+    finally:
+        os.unlink(marker)
+    c = _start(image)
+    try:
+        # the test's own setup: delete the mapped library from the container's filesystem
+        os.unlink(f"/proc/{c.server_pid}/root{LIBSSL}")
+        yield c
+    finally:
+        _stop(c)
+        subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+
+
+def test_deleted_library_attaches_through_map_files(deleted_tls: TLSContainer, tracing: None) -> None:
+    c = deleted_tls
+    r = ctrfs("libs", c.name, "--match", "libssl", "--json")
+    o = _libssl(json.loads(r.stdout))
+    assert o["deleted"] and o["identity"] == "verified" and o["host_path_via"] == "map_files"
+    assert re.fullmatch(r"/proc/\d+/map_files/[0-9a-f]+-[0-9a-f]+", o["host_path"])
+    assert o["warnings"] and o["build_id"] and o["root_path_same"] is None
+    assert "deleted" in ctrfs("libs", c.name, "--match", "libssl").stderr
+
+    line = ctrfs("probe", c.name, "--lib", "libssl", "--symbol", "SSL_write").stdout.strip()
+    assert re.fullmatch(r"uprobe:/proc/\d+/map_files/[0-9a-f]+-[0-9a-f]+:SSL_write", line)
+    fired = bpftrace_pids(line)
+    assert fired and set(fired) <= c.pids()
+
+
+def test_replaced_library_is_a_reported_mismatch_without_map_files(deleted_tls: TLSContainer) -> None:
+    c = deleted_tls
+    # another file now sits at the mapped path
+    shutil.copy("/lib/x86_64-linux-gnu/libc.so.6", f"/proc/{c.server_pid}/root{LIBSSL}")
+    o = _libssl(json.loads(ctrfs("libs", c.name, "--match", "libssl", "--json").stdout))
+    assert o["root_path_same"] is False and o["host_path_via"] == "map_files"
+
+    # without CAP_SYS_ADMIN/CAP_CHECKPOINT_RESTORE map_files is closed: the path cannot be vouched for
+    drop = ["setpriv", "--bounding-set", "-sys_admin,-checkpoint_restore",
+            "--inh-caps", "-sys_admin,-checkpoint_restore"]
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) not installed")
+    o = _libssl(json.loads(ctrfs("libs", c.name, "--match", "libssl", "--json", prefix=drop).stdout))
+    assert o["identity"] == "mismatch" and o["host_path"] is None and o["map_files_path"] is None
+    assert any("not the mapped inode" in w for w in o["warnings"])
+    r = ctrfs("probe", c.name, "--lib", "libssl", "--symbol", "SSL_write", prefix=drop, check=False)
+    assert r.returncode == 1 and "mismatch" in r.stderr and r.stdout == ""
