@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctrfs.errors import CtrfsError, ProcessGone, Unsupported, from_oserror
 from ctrfs.probes.elf import ElfError, ElfFacts, is_elf, read_facts
-from ctrfs.proc.maps import Mapping, parse_maps
+from ctrfs.proc.maps import Mapping, iter_file_mappings, parse_maps
 
 if TYPE_CHECKING:
     from ctrfs.container import Container
@@ -328,32 +328,35 @@ _LIBCRYPTO = re.compile(r"/libcrypto[^/]*$")
 def _collect(container: Container, match: re.Pattern[str] | None) -> list[MappedObject]:
     proc = container.roots.proc
     objects: dict[tuple[int, int], MappedObject] = {}
+    want = None
+    if match is not None:
+        # libcrypto rides along: it holds the OpenSSL version libssl lacks
+        want = lambda p: bool(match.search(p) or _LIBCRYPTO.search(p))  # noqa: E731
     for pid in _pids(container):
         try:
-            maps = read_maps(proc, pid)
+            with open(os.path.join(proc, str(pid), "maps"), "rb") as f:
+                data = f.read()
         except OSError as err:
             if err.errno in (errno.ENOENT, errno.ESRCH):
                 if pid == container.pid:
                     raise ProcessGone(target=container.display_name, pid=pid) from err
                 continue  # a short-lived process of the container exited meanwhile
             raise from_oserror(err, target=container.display_name, pid=pid) from err
-        exe = _exe_path(proc, pid)
-        for m in maps:
-            if not m.is_file or m.path is None:
-                continue
+        exe = None
+        for m in iter_file_mappings(data, want):
+            assert m.path is not None
             key = (m.dev, m.inode)
             obj = objects.get(key)
             if obj is None:
-                # libcrypto rides along: it holds the OpenSSL version libssl lacks
-                if match is not None and not match.search(m.path) and not _LIBCRYPTO.search(m.path):
-                    continue
-                obj = MappedObject(path=m.path, dev=m.dev, inode=m.inode, deleted=m.deleted, pids=[])
-                objects[key] = obj
+                obj = objects[key] = MappedObject(path=m.path, dev=m.dev, inode=m.inode,
+                                                  deleted=m.deleted, pids=[])
             if pid not in obj.mappings:
                 obj.pids.append(pid)
                 obj.mappings[pid] = m
-            if exe is not None and exe == m.path:
-                obj.executable = True
+                if exe is None:
+                    exe = _exe_path(proc, pid) or ""
+                if exe == m.path:
+                    obj.executable = True
     return list(objects.values())
 
 
