@@ -83,7 +83,8 @@ def run(r: Runner) -> None:
         with_ssl = [g for g in result if g.container.id in ours and g.objects]
         if len(with_ssl) != len(ours):
             raise RuntimeError(f"libssl found in {len(with_ssl)} of the {len(ours)} benchmark containers")
-        if not all(o.version and o.build_id and o.identity == "verified" for g in with_ssl for o in g.objects):
+        objs = [o for g in with_ssl for o in g.objects]
+        if not all(o.version and o.build_id and o.identity == "verified" for o in objs):
             raise RuntimeError("a benchmark container's libssl lacks version, build-id or verified identity")
         containers = ctrfs.containers()
         r.facts.update(containers_started=len(started), containers_found=len(containers),

@@ -214,7 +214,11 @@ _OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 class _Layers:
     """Open layer directories of one container (upperdir first), for name lookups by dir fd."""
 
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: Container,
+                 shared: dict[tuple[str, str], tuple[str, os.stat_result | None]] | None = None) -> None:
+        # Lower layers are image layers shared by every container of an image: within one pass
+        # over many containers, a (layer dir, path) lookup is done once.
+        self.shared = shared if shared is not None else {}
         self.dirs: list[tuple[str, int, str]] = []  # (kind, index, host dir)
         self.fds: list[int | None] = []
         self.overlay_dev: int | None = None
@@ -295,10 +299,16 @@ class _Layers:
         if not parts or ".." in parts or not self.dirs:
             return None
         for i, (kind, index, d) in enumerate(self.dirs):
-            fd = self._fd(i)
-            if fd is None:
-                continue
-            state, st = self._lookup_one(fd, parts)
+            cached = self.shared.get((d, path)) if kind == "lower" else None
+            if cached is not None:
+                state, st = cached
+            else:
+                fd = self._fd(i)
+                if fd is None:
+                    continue
+                state, st = self._lookup_one(fd, parts)
+                if kind == "lower":
+                    self.shared[(d, path)] = (state, st)
             if state == "file" and st is not None:
                 same_backing = (st.st_dev, st.st_ino) == (maps_dev, maps_ino)  # kernels < 6.8
                 same_overlay = maps_dev == self.overlay_dev and st.st_ino == maps_ino  # >= 6.8, samefs
@@ -495,7 +505,9 @@ def _inherit_versions(objects: list[MappedObject]) -> None:
 
 
 def container_libs(container: Container, match: str | re.Pattern[str] | None = None, *,
-                   cache: ElfCache | None = None, include_non_elf: bool = False) -> ContainerLibs:
+                   cache: ElfCache | None = None, include_non_elf: bool = False,
+                   _layer_cache: dict[tuple[str, str], tuple[str, os.stat_result | None]] | None = None,
+                   ) -> ContainerLibs:
     """The ELF objects ``container``'s processes map, deduplicated by (device, inode).
 
     ``match`` (a regex searched in the path inside the container) filters early, before any
@@ -514,10 +526,23 @@ def container_libs(container: Container, match: str | re.Pattern[str] | None = N
         objects = [o for o in objects if pattern.search(o.path)]
         if not any(o.name.startswith("libssl") for o in objects):
             helpers = []
-    layers = _Layers(container) if container.rootfs is not None else None
+    # container.rootfs reads the root mount on first access: only pay for it when needed
+    layers = (_Layers(container, _layer_cache) if (objects or helpers) and container.rootfs is not None
+              else None)
     proc = container.roots.proc
     try:
-        for obj in objects + helpers:
+        for obj in objects:
+            mst = _resolve(obj, proc, layers)
+            _facts(obj, mst, cache)
+        for obj in helpers:
+            # only its version is wanted: a layer file proven by inode and already parsed will do
+            if layers is not None:
+                obj.layer = layers.find(obj.path, obj.dev, obj.inode, obj.deleted)
+                lst = obj.layer.st if obj.layer is not None and obj.layer.verified else None
+                hit, facts = cache.get(_key(lst)) if lst is not None else (False, None)
+                if hit:
+                    obj.facts, obj.is_elf = facts, facts is not None
+                    continue
             mst = _resolve(obj, proc, layers)
             _facts(obj, mst, cache)
     finally:
@@ -536,11 +561,12 @@ def all_container_libs(containers: Iterable[Container], match: str | re.Pattern[
     pattern = re.compile(match) if isinstance(match, str) else match
     cache = cache if cache is not None else shared_cache()
     out = []
+    layer_cache: dict[tuple[str, str], tuple[str, os.stat_result | None]] = {}
     for c in containers:
         if c.pid is None:
             continue
         try:
-            out.append(container_libs(c, pattern, cache=cache))
+            out.append(container_libs(c, pattern, cache=cache, _layer_cache=layer_cache))
         except ProcessGone:
             continue  # stopped while we scanned the others
         except CtrfsError as err:

@@ -119,18 +119,20 @@ def iter_file_mappings(data: bytes, want: Callable[[str], bool] | None = None) -
     file (a library's text, data and relro segments sit next to each other), and only those whose
     path ``want`` accepts. Meant for scanning many processes; :func:`parse_maps` gives every line.
     """
-    last: tuple[bytes, bytes, bytes] | None = None
+    last: tuple[bytes, ...] | None = None
     for m in _FILE_LINE.finditer(data):
-        ident = (m.group(6), m.group(7), m.group(8))
-        if ident == last or m.group(7) == b"0":
-            last = ident
+        ident = m.group(5, 6, 7, 8)
+        if ident == last:
             continue
         last = ident
-        path, deleted = _path(m.group(8))
+        major, minor, inode, raw = ident
+        if inode == b"0":
+            continue
+        path, deleted = _path(raw)
         if want is not None and path is not None and not want(path):
             continue
+        start, end, perms, offset = m.group(1, 2, 3, 4)
         yield Mapping(
-            start=int(m.group(1), 16), end=int(m.group(2), 16), perms=m.group(3).decode("ascii"),
-            offset=int(m.group(4), 16), major=int(m.group(5), 16), minor=int(m.group(6), 16),
-            inode=int(m.group(7)), path=path, deleted=deleted,
+            start=int(start, 16), end=int(end, 16), perms=perms.decode("ascii"), offset=int(offset, 16),
+            major=int(major, 16), minor=int(minor, 16), inode=int(inode), path=path, deleted=deleted,
         )
