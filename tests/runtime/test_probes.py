@@ -362,3 +362,91 @@ def test_replaced_library_is_a_reported_mismatch_without_map_files(deleted_tls: 
     assert any("not the mapped inode" in w for w in o["warnings"])
     r = ctrfs("probe", c.name, "--lib", "libssl", "--symbol", "SSL_write", prefix=drop, check=False)
     assert r.returncode == 1 and "mismatch" in r.stderr and r.stdout == ""
+
+
+TICK_C = r"""
+#include <stdio.h>
+#include <unistd.h>
+__attribute__((noinline)) int tick(int n) { return printf("tick %d\n", n) + fflush(stdout); }
+int main(void) { for (int n = 0;; n++) { tick(n); usleep(100000); } }
+"""
+
+
+@pytest.fixture(scope="module")
+def ticker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """A non-PIE executable with a symbol only in .symtab: its file offset differs from its address."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed")
+    root = tmp_path_factory.mktemp("ticker-rootfs")
+    src = root.parent / "tick.c"
+    src.write_text(TICK_C)
+    subprocess.run(["gcc", "-O1", "-no-pie", "-o", str(root / "app"), str(src)], check=True)
+    ldd = subprocess.run(["ldd", str(root / "app")], check=True, capture_output=True, text=True).stdout
+    for f in re.findall(r"(/\S+) \(0x", ldd):
+        dest = root / f.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.realpath(f), dest)
+    image = _build_image(str(root))
+    name = f"{PREFIX}tick-{uuid.uuid4().hex[:8]}"
+    try:
+        subprocess.run(["docker", "run", "-d", "--network", "none", "--name", name, image, "/app"],
+                       check=True, capture_output=True)
+        pid = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", name], check=True,
+                                 capture_output=True, text=True).stdout)
+        yield name, pid
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+
+
+def _tracefs_write(path: str, text: str) -> None:
+    # not open(path, "a"): Python's append mode seeks to the end, which tracefs files refuse (EINVAL)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def test_exe_symbol_offset_is_what_the_kernel_uprobe_needs(ticker: tuple[str, int], tracing: None) -> None:
+    """Attach a raw tracefs uprobe at ctrfs's file offset (no bpftrace symbol lookup in between)."""
+    name, pid = ticker
+    doc = json.loads(ctrfs("probe", name, "--exe", "--symbol", "tick", "--format", "json").stdout)
+    (p,) = doc["probes"]
+    assert p["path"] == "/app" and p["symbol_table"] == ".symtab" and p["offset"] != p["address"]
+    tr = "/sys/kernel/tracing"
+    tag = uuid.uuid4().hex[:8]
+    event, inst = f"ctrfs_p/tick_{tag}", f"{tr}/instances/ctrfs_p_{tag}"
+    _tracefs_write(f"{tr}/uprobe_events", f"p:{event} {p['host_path']}:{p['offset']:#x}\n")
+    try:
+        os.mkdir(inst)  # a private trace buffer: other users of tracefs are not disturbed
+        try:
+            _tracefs_write(f"{inst}/events/{event}/enable", "1")
+            def trace_hits() -> list[str]:
+                with open(f"{inst}/trace") as f:
+                    return re.findall(rf"-(\d+)\s.*tick_{tag}:", f.read())
+
+            hits = _wait(trace_hits, "a hit of the raw uprobe", timeout=10)
+            _tracefs_write(f"{inst}/events/{event}/enable", "0")
+        finally:
+            os.rmdir(inst)
+    finally:
+        _tracefs_write(f"{tr}/uprobe_events", f"-:{event}\n")
+    assert {int(h) for h in hits} == {pid}
+
+    line = ctrfs("probe", name, "--exe", "--symbol", "tick").stdout.strip()
+    assert line == f"uprobe:/proc/{pid}/root/app:tick"
+    assert set(bpftrace_pids(line)) == {pid}
+
+
+def test_cli_errors_and_exit_codes(tls: TLSContainer) -> None:
+    assert ctrfs("libs", check=False).returncode == 2
+    assert ctrfs("libs", tls.name, "--all", check=False).returncode == 2
+    r = ctrfs("libs", "ctrfs-p-no-such-container", check=False)
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+    r = ctrfs("libs", tls.name, "--match", "([", check=False)
+    assert r.returncode == 2 and "regular expression" in r.stderr
+    r = ctrfs("probe", tls.name, "--exe", "--symbol", "main", check=False)  # openssl is stripped
+    assert r.returncode == 1 and "/usr/bin/openssl" in r.stderr and "stripped" in r.stderr
+    for cmd in ("libs", "probe"):
+        assert "Examples:" in ctrfs(cmd, "--help").stdout
