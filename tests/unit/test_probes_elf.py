@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
 import subprocess
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from ctrfs.probes.elf import find_symbols, read_facts, vaddr_to_offset
+from ctrfs.probes.elf import ElfError, find_symbols, read_facts, vaddr_to_offset
 
 LIBDIR = "/lib/x86_64-linux-gnu"
 LIBS = {
@@ -121,3 +124,33 @@ def test_go_buildinfo_version_matches_the_toolchain_report() -> None:
         facts = read_facts(f, "docker")
     assert reported.startswith("go") and facts.go_version == reported
     assert facts.library == "go" and facts.version == reported
+
+
+@pytest.fixture(scope="module")
+def small_elf() -> bytes:
+    with open(os.path.realpath(shutil.which("true") or "/bin/true"), "rb") as f:
+        return f.read()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_corrupt_elf_is_elf_error_or_facts(small_elf: bytes, data: st.DataObject) -> None:
+    """Container files are hostile input: a damaged ELF is 'unreadable', never a crash."""
+    blob = bytearray(small_elf)
+    for _ in range(data.draw(st.integers(1, 12))):
+        # headers, program/section header tables and the string tables sit in the first and last KiBs
+        pos = data.draw(st.one_of(st.integers(4, 4096), st.integers(len(blob) - 4096, len(blob) - 1)))
+        blob[pos] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.one_of(st.just(len(blob)), st.integers(64, len(blob))))
+    f = io.BytesIO(bytes(blob[:cut]))
+    try:
+        facts = read_facts(f, "true")
+        find_symbols(f, ["main", "exit"])
+    except ElfError:
+        return
+    assert facts.elf_type
+
+
+def test_not_elf_is_elf_error() -> None:
+    with pytest.raises(ElfError):
+        read_facts(io.BytesIO(b"#!/bin/sh\necho hi\n" * 10), "script")

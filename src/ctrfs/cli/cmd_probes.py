@@ -91,7 +91,7 @@ def libs_cmd(ctx: click.Context, target: str | None, all_: bool, match: str | No
             first = False
         rows = []
         for o in r.objects:
-            lib = " ".join(x for x in (o.library, o.version) if x) or "-"
+            lib = escape(" ".join(x for x in (o.library, o.version) if x) or "-")  # Go's comes from the file
             path = o.path + (" (deleted)" if o.deleted else "") + (" [exe]" if o.executable else "")
             rows.append([
                 ",".join(str(p) for p in o.pids), escape(path), lib, o.build_id or "-", _layer(o),

@@ -7,15 +7,17 @@ from strings the file itself carries.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:
     from elftools.elf.elffile import ELFFile
 
 ELF_MAGIC = b"\x7fELF"
+T = TypeVar("T")
 
 # Version strings as the libraries embed them (read-only data, not code):
 #  OpenSSL: OPENSSL_VERSION_TEXT "OpenSSL 3.0.13 30 Jan 2024" (in libcrypto; libssl has none);
@@ -132,13 +134,16 @@ def _soname(elf: ELFFile) -> str | None:
     return None
 
 
+_MAX_SCAN = 64 << 20  # version strings sit in .rodata; a section larger than this is not read
+
+
 def _rodata(elf: ELFFile) -> bytes:
     sec = elf.get_section_by_name(".rodata")
     if sec is not None:
-        return bytes(sec.data())
+        return bytes(sec.data()) if sec["sh_size"] <= _MAX_SCAN else b""
     # No section headers (sstrip'ed): scan the read-only PT_LOAD segments.
     return b"".join(bytes(s.data()) for s in elf.iter_segments()
-                    if s["p_type"] == "PT_LOAD" and not s["p_flags"] & 0x2)
+                    if s["p_type"] == "PT_LOAD" and not s["p_flags"] & 0x2 and s["p_filesz"] <= _MAX_SCAN)
 
 
 def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
@@ -213,6 +218,24 @@ def _identify(name: str, soname: str | None, elf: ELFFile) -> tuple[str | None, 
     return None, None
 
 
+def _guarded(fn: Callable[..., T]) -> Callable[..., T]:
+    """The files come from containers, i.e. from whoever controls them: a malformed ELF may make
+    pyelftools raise anything (construct errors, IndexError, UnicodeDecodeError...). Every such
+    failure is one ElfError for the caller."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except (ElfError, OSError):
+            raise
+        except Exception as err:  # noqa: BLE001 - see the docstring: hostile input, third-party parser
+            raise ElfError(f"malformed ELF ({type(err).__name__}: {err})") from err
+
+    return wrapper
+
+
+@_guarded
 def read_facts(f: IO[bytes], name: str) -> ElfFacts:
     """Facts about the ELF file open as ``f``; ``name`` (its basename) helps recognise libraries."""
     elf = _open(f)
@@ -253,6 +276,7 @@ def _candidates(elf: ELFFile, table: str, sec: Any, name: str) -> list[Any]:
     return list(sec.get_symbol_by_name(name) or ())
 
 
+@_guarded
 def find_symbols(f: IO[bytes], names: Iterable[str]) -> dict[str, Symbol]:
     """Defined function symbols among ``names``, from .dynsym first, then .symtab."""
     from elftools.elf.sections import SymbolTableSection
