@@ -42,6 +42,11 @@ def _warn(prefix: str, messages: list[str]) -> None:
         click.echo(f"ctrfs: warning: {escape(prefix)}{escape(m)}", err=True)
 
 
+def _pids(pids: list[int], shown: int = 4) -> str:
+    text = ",".join(str(p) for p in pids[:shown])
+    return text + (f",+{len(pids) - shown}" if len(pids) > shown else "")
+
+
 def _layer(o: object) -> str:
     layer = getattr(o, "layer", None)
     if layer is None:
@@ -94,7 +99,7 @@ def libs_cmd(ctx: click.Context, target: str | None, all_: bool, match: str | No
             lib = escape(" ".join(x for x in (o.library, o.version) if x) or "-")  # Go's comes from the file
             path = o.path + (" (deleted)" if o.deleted else "") + (" [exe]" if o.executable else "")
             rows.append([
-                ",".join(str(p) for p in o.pids), escape(path), lib, o.build_id or "-", _layer(o),
+                _pids(o.pids), escape(path), lib, o.build_id or "-", _layer(o),
                 escape(o.host_path) if o.host_path else f"- ({o.identity})",
             ])
         if rows:

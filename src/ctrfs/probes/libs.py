@@ -14,8 +14,10 @@ in upstream history):
   mounted as ``0:50``, and stat of ``/proc/<pid>/root/...`` says st_dev 50, st_ino 1482971.
 - From 4.19 to 6.7 overlayfs mmap()s the *underlying* layer file, and maps showed that backing
   inode: the layer filesystem's device (e.g. ``fe:00``) and the layer file's inode, while the
-  path is still the container's. stat of the same path returns the overlay's st_dev, so a
-  naive (dev, ino) comparison fails on those kernels.
+  path is still the container's (the commit message above describes exactly this). stat of the
+  same path returns the overlay's st_dev, so a naive (dev, ino) comparison fails on those
+  kernels; the layer file's own stat matches instead. (Before 4.19 even the path was the layer
+  file's host path; /proc/<pid>/root/<that> then does not exist and map_files is used.)
 - With all layers on one filesystem overlayfs reports the real inode number as st_ino
   (Documentation/filesystems/overlayfs.rst "samefs"), so the inode numbers agree either way.
 
