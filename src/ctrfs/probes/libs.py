@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from ctrfs.errors import CtrfsError, ProcessGone, Unsupported, from_oserror
 from ctrfs.probes.elf import ElfError, ElfFacts, is_elf, read_facts
-from ctrfs.proc.maps import Mapping, iter_file_mappings, parse_maps
+from ctrfs.proc.maps import Mapping, iter_file_mappings
 
 if TYPE_CHECKING:
     from ctrfs.container import Container
@@ -165,8 +165,9 @@ class ElfCache:
     device), so a library shared by a hundred containers is parsed once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_entries: int = 4096) -> None:
         self._facts: dict[tuple[int, int, int, int], ElfFacts | None] = {}
+        self.max_entries = max_entries
 
     def get(self, key: tuple[int, int, int, int]) -> tuple[bool, ElfFacts | None]:
         if key in self._facts:
@@ -174,6 +175,8 @@ class ElfCache:
         return False, None
 
     def put(self, key: tuple[int, int, int, int], facts: ElfFacts | None) -> None:
+        if len(self._facts) >= self.max_entries:
+            del self._facts[next(iter(self._facts))]  # oldest first: updated files leave stale keys
         self._facts[key] = facts
 
     def __len__(self) -> int:
@@ -193,11 +196,6 @@ def shared_cache() -> ElfCache:
 
 def _key(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def read_maps(proc: str, pid: int) -> list[Mapping]:
-    with open(os.path.join(proc, str(pid), "maps"), "rb") as f:
-        return parse_maps(f.read())
 
 
 def _exe_path(proc: str, pid: int) -> str | None:
@@ -229,6 +227,11 @@ class _Layers:
             return
         if rootfs.mount is not None:
             self.overlay_dev = rootfs.mount.dev
+        elif container.pid is not None:
+            try:
+                self.overlay_dev = os.stat(container.proc_path("root")).st_dev
+            except OSError:
+                pass
         if rootfs.upperdir:
             self.dirs.append(("upper", 0, rootfs.upperdir))
         for i, d in enumerate(rootfs.lowerdirs):
