@@ -439,6 +439,45 @@ def test_exe_symbol_offset_is_what_the_kernel_uprobe_needs(ticker: tuple[str, in
     assert set(bpftrace_pids(line)) == {pid}
 
 
+@pytest.fixture(scope="module")
+def musl_ticker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """The same ticker built against musl, laid out as Alpine does (/lib/ld-musl-x86_64.so.1)."""
+    if shutil.which("musl-gcc") is None:
+        pytest.skip("musl-tools not installed")
+    root = tmp_path_factory.mktemp("musl-rootfs")
+    src = root.parent / "tick-musl.c"
+    src.write_text(TICK_C)
+    subprocess.run(["musl-gcc", "-O1", "-o", str(root / "app"), str(src)], check=True)
+    (root / "lib").mkdir()
+    shutil.copy2(os.path.realpath("/lib/ld-musl-x86_64.so.1"), root / "lib" / "ld-musl-x86_64.so.1")
+    os.symlink("ld-musl-x86_64.so.1", root / "lib" / "libc.musl-x86_64.so.1")
+    image = _build_image(str(root))
+    name = f"{PREFIX}musl-{uuid.uuid4().hex[:8]}"
+    try:
+        subprocess.run(["docker", "run", "-d", "--network", "none", "--name", name, image, "/app"],
+                       check=True, capture_output=True)
+        pid = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", name], check=True,
+                                 capture_output=True, text=True).stdout)
+        yield name, pid
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+
+
+def test_musl_container(musl_ticker: tuple[str, int], tracing: None) -> None:
+    name, pid = musl_ticker
+    doc = json.loads(ctrfs("libs", name, "--json").stdout)
+    by_path = {o["path"]: o for o in doc["objects"]}
+    assert set(by_path) == {"/app", "/lib/ld-musl-x86_64.so.1"}
+    musl = by_path["/lib/ld-musl-x86_64.so.1"]
+    upstream = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "musl"], capture_output=True,
+                              text=True).stdout.split("-")[0]
+    assert (musl["library"], musl["version"], musl["identity"]) == ("musl", upstream, "verified")
+    assert by_path["/app"]["executable"] and by_path["/app"]["pids"] == [pid]
+    line = ctrfs("probe", name, "--exe", "--symbol", "tick").stdout.strip()
+    assert set(bpftrace_pids(line)) == {pid}
+
+
 def test_cli_errors_and_exit_codes(tls: TLSContainer) -> None:
     assert ctrfs("libs", check=False).returncode == 2
     assert ctrfs("libs", tls.name, "--all", check=False).returncode == 2

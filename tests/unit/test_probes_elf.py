@@ -154,3 +154,13 @@ def test_corrupt_elf_is_elf_error_or_facts(small_elf: bytes, data: st.DataObject
 def test_not_elf_is_elf_error() -> None:
     with pytest.raises(ElfError):
         read_facts(io.BytesIO(b"#!/bin/sh\necho hi\n" * 10), "script")
+
+
+def test_musl_is_recognised_with_its_version() -> None:
+    path = "/lib/x86_64-linux-musl/libc.so"  # Debian's musl package; /lib/ld-musl-x86_64.so.1 links here
+    if not os.path.exists(path):
+        pytest.skip("musl not installed")
+    with open(path, "rb") as f:
+        facts = read_facts(f, "libc.so")
+    upstream = _dpkg_version("musl").split("-")[0]
+    assert (facts.library, facts.version, facts.soname) == ("musl", upstream, None)
