@@ -7,6 +7,7 @@ container runs ``openssl s_server`` on a unix socket (no network needed: --netwo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,16 +18,24 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
+
+import harness
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
 if os.geteuid() != 0:
-    pytest.skip("needs root", allow_module_level=True)
-if shutil.which("docker") is None:
-    pytest.skip("needs docker", allow_module_level=True)
+    pytest.skip("needs root (real containers, map_files, tracefs)", allow_module_level=True)
+
+
+def need(tool: str, package: str) -> str:
+    # Like the harness: a missing tool is a broken set-up (make test installs it), not a skip.
+    path = shutil.which(tool)
+    assert path, f"{tool} not installed (Debian package {package}; make test installs it)"
+    return path
+
 
 LIBSSL = "/lib/x86_64-linux-gnu/libssl.so.3"
 PREFIX = "ctrfs-p-"
@@ -63,11 +72,7 @@ def _openssl_tree(root: str) -> None:
 
 
 def _build_image(root: str) -> str:
-    tag = f"{PREFIX}openssl-{uuid.uuid4().hex[:8]}:latest"
-    tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-    subprocess.run(["docker", "import", "-", tag], stdin=tar.stdout, check=True, capture_output=True)
-    assert tar.wait() == 0
-    return tag
+    return harness.build_image_from_dir(root, f"{PREFIX}openssl-{uuid.uuid4().hex[:8]}:latest")
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +83,8 @@ def openssl_tree(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def openssl_image(openssl_tree: str) -> Iterator[str]:
-    tag = _build_image(openssl_tree)
-    yield tag
-    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+def openssl_image(openssl_tree: str) -> str:
+    return _build_image(openssl_tree)  # removed by the harness at session end
 
 
 def _pidns_members(pid: int) -> set[int]:
@@ -97,16 +100,6 @@ def _pidns_members(pid: int) -> set[int]:
     return out
 
 
-def _wait(pred, what: str, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @dataclass
 class TLSContainer:
     name: str
@@ -114,71 +107,65 @@ class TLSContainer:
     client_pid: int
     client: subprocess.Popen[bytes]
     stop: threading.Event
+    stack: contextlib.ExitStack = field(repr=False)
 
     def pids(self) -> set[int]:
         return _pidns_members(self.server_pid)
 
 
 def _start(image: str) -> TLSContainer:
-    name = f"{PREFIX}tls-{uuid.uuid4().hex[:8]}"
-    # -i keeps s_server's stdin open: at EOF on stdin it drops the client connection
-    subprocess.run(["docker", "run", "-d", "-i", "--network", "none", "--name", name, image,
-                    "/usr/bin/openssl", "s_server", "-unix", SOCK, "-cert", "/etc/tls/cert.pem",
-                    "-key", "/etc/tls/key.pem", "-quiet"], check=True, capture_output=True)
+    stack = contextlib.ExitStack()
     try:
-        pid = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", name], check=True,
-                                 capture_output=True, text=True).stdout)
-        _wait(lambda: os.path.exists(f"/proc/{pid}/root{SOCK}"), "s_server socket")
+        # -i keeps s_server's stdin open: at EOF on stdin it drops the client connection
+        rc = stack.enter_context(harness.run_docker(
+            image, f"{PREFIX}tls-", "-i", cmd=("/usr/bin/openssl", "s_server", "-unix", SOCK,
+                                              "-cert", "/etc/tls/cert.pem", "-key", "/etc/tls/key.pem",
+                                              "-quiet")))
+        pid = rc.pid
+        harness.wait_until(lambda: os.path.exists(f"/proc/{pid}/root{SOCK}"), "s_server socket")
+        client = subprocess.Popen(["docker", "exec", "-i", rc.name, "/usr/bin/openssl", "s_client", "-unix",
+                                   SOCK, "-quiet"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        stack.callback(client.wait)
+        stack.callback(client.kill)
+        stop = threading.Event()
+        stack.callback(stop.set)
+
+        def feed() -> None:
+            n = 0
+            while not stop.is_set() and client.poll() is None:
+                try:
+                    assert client.stdin is not None
+                    client.stdin.write(f"ping {n}\n".encode())
+                    client.stdin.flush()
+                except (BrokenPipeError, OSError):
+                    return
+                n += 1
+                time.sleep(0.1)
+
+        threading.Thread(target=feed, daemon=True).start()
+
+        def client_pid() -> int | None:
+            for p in _pidns_members(pid) - {pid}:
+                try:
+                    with open(f"/proc/{p}/cmdline", "rb") as f:
+                        if b"s_client" in f.read():
+                            with open(f"/proc/{p}/maps", "rb") as m:
+                                if b"libssl" in m.read():
+                                    return p
+                except OSError:
+                    pass
+            return None
+
+        cpid = harness.wait_until(client_pid, "s_client in the container")
+        return TLSContainer(rc.name, pid, cpid, client, stop, stack)
     except BaseException:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        stack.close()
         raise
-    client = subprocess.Popen(["docker", "exec", "-i", name, "/usr/bin/openssl", "s_client", "-unix", SOCK,
-                               "-quiet"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    stop = threading.Event()
-
-    def feed() -> None:
-        n = 0
-        while not stop.is_set() and client.poll() is None:
-            try:
-                assert client.stdin is not None
-                client.stdin.write(f"ping {n}\n".encode())
-                client.stdin.flush()
-            except (BrokenPipeError, OSError):
-                return
-            n += 1
-            time.sleep(0.1)
-
-    threading.Thread(target=feed, daemon=True).start()
-
-    def client_pid() -> int | None:
-        for p in _pidns_members(pid) - {pid}:
-            try:
-                with open(f"/proc/{p}/cmdline", "rb") as f:
-                    if b"s_client" in f.read():
-                        with open(f"/proc/{p}/maps", "rb") as m:
-                            if b"libssl" in m.read():
-                                return p
-            except OSError:
-                pass
-        return None
-
-    c = TLSContainer(name, pid, 0, client, stop)
-    try:
-        c.client_pid = _wait(client_pid, "s_client in the container")
-    except BaseException:
-        _stop(c)
-        raise
-    return c
 
 
 def _stop(c: TLSContainer) -> None:
-    c.stop.set()
-    if c.client.stdin:
-        c.client.stdin.close()
-    c.client.kill()
-    c.client.wait()
-    subprocess.run(["docker", "rm", "-f", c.name], capture_output=True)
+    c.stack.close()
 
 
 @pytest.fixture(scope="module")
@@ -190,8 +177,7 @@ def tls(openssl_image: str) -> Iterator[TLSContainer]:
 
 @pytest.fixture(scope="module")
 def tracing() -> None:
-    if shutil.which("bpftrace") is None:
-        pytest.skip("bpftrace not installed")
+    need("bpftrace", "bpftrace")
     if not os.path.exists("/sys/kernel/tracing/uprobe_events"):
         # bpftrace attaches uprobes through tracefs; a minimal VM may not have it mounted
         subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], check=True)
@@ -327,7 +313,6 @@ def deleted_tls(openssl_tree: str) -> Iterator[TLSContainer]:
         yield c
     finally:
         _stop(c)
-        subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
 
 
 def test_deleted_library_attaches_through_map_files(deleted_tls: TLSContainer, tracing: None) -> None:
@@ -355,8 +340,7 @@ def test_replaced_library_is_a_reported_mismatch_without_map_files(deleted_tls: 
     # without CAP_SYS_ADMIN/CAP_CHECKPOINT_RESTORE map_files is closed: the path cannot be vouched for
     drop = ["setpriv", "--bounding-set", "-sys_admin,-checkpoint_restore",
             "--inh-caps", "-sys_admin,-checkpoint_restore"]
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv (util-linux) not installed")
+    need("setpriv", "util-linux")
     o = _libssl(json.loads(ctrfs("libs", c.name, "--match", "libssl", "--json", prefix=drop).stdout))
     assert o["identity"] == "mismatch" and o["host_path"] is None and o["map_files_path"] is None
     assert any("not the mapped inode" in w for w in o["warnings"])
@@ -375,8 +359,7 @@ int main(void) { for (int n = 0;; n++) { tick(n); usleep(100000); } }
 @pytest.fixture(scope="module")
 def ticker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """A non-PIE executable with a symbol only in .symtab: its file offset differs from its address."""
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc not installed")
+    need("gcc", "gcc")
     root = tmp_path_factory.mktemp("ticker-rootfs")
     src = root.parent / "tick.c"
     src.write_text(TICK_C)
@@ -386,17 +369,8 @@ def ticker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
         dest = root / f.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(os.path.realpath(f), dest)
-    image = _build_image(str(root))
-    name = f"{PREFIX}tick-{uuid.uuid4().hex[:8]}"
-    try:
-        subprocess.run(["docker", "run", "-d", "--network", "none", "--name", name, image, "/app"],
-                       check=True, capture_output=True)
-        pid = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", name], check=True,
-                                 capture_output=True, text=True).stdout)
-        yield name, pid
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-        subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+    with harness.run_docker(_build_image(str(root)), f"{PREFIX}tick-", cmd=("/app",)) as rc:
+        yield rc.name, rc.pid
 
 
 def _tracefs_write(path: str, text: str) -> None:
@@ -426,7 +400,7 @@ def test_exe_symbol_offset_is_what_the_kernel_uprobe_needs(ticker: tuple[str, in
                 with open(f"{inst}/trace") as f:
                     return re.findall(rf"-(\d+)\s.*tick_{tag}:", f.read())
 
-            hits = _wait(trace_hits, "a hit of the raw uprobe", timeout=10)
+            hits = harness.wait_until(trace_hits, "a hit of the raw uprobe", timeout=10)
             _tracefs_write(f"{inst}/events/{event}/enable", "0")
         finally:
             os.rmdir(inst)
@@ -442,8 +416,7 @@ def test_exe_symbol_offset_is_what_the_kernel_uprobe_needs(ticker: tuple[str, in
 @pytest.fixture(scope="module")
 def musl_ticker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """The same ticker built against musl, laid out as Alpine does (/lib/ld-musl-x86_64.so.1)."""
-    if shutil.which("musl-gcc") is None:
-        pytest.skip("musl-tools not installed")
+    need("musl-gcc", "musl-tools")
     root = tmp_path_factory.mktemp("musl-rootfs")
     src = root.parent / "tick-musl.c"
     src.write_text(TICK_C)
@@ -451,17 +424,8 @@ def musl_ticker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     (root / "lib").mkdir()
     shutil.copy2(os.path.realpath("/lib/ld-musl-x86_64.so.1"), root / "lib" / "ld-musl-x86_64.so.1")
     os.symlink("ld-musl-x86_64.so.1", root / "lib" / "libc.musl-x86_64.so.1")
-    image = _build_image(str(root))
-    name = f"{PREFIX}musl-{uuid.uuid4().hex[:8]}"
-    try:
-        subprocess.run(["docker", "run", "-d", "--network", "none", "--name", name, image, "/app"],
-                       check=True, capture_output=True)
-        pid = int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", name], check=True,
-                                 capture_output=True, text=True).stdout)
-        yield name, pid
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-        subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+    with harness.run_docker(_build_image(str(root)), f"{PREFIX}musl-", cmd=("/app",)) as rc:
+        yield rc.name, rc.pid
 
 
 def test_musl_container(musl_ticker: tuple[str, int], tracing: None) -> None:
