@@ -344,9 +344,14 @@ def _collect(container: Container, match: re.Pattern[str] | None) -> list[Mapped
     proc = container.roots.proc
     objects: dict[tuple[int, int], MappedObject] = {}
     want = None
+    needles: tuple[bytes, ...] = ()
     if match is not None:
         # libcrypto rides along: it holds the OpenSSL version libssl lacks
         want = lambda p: bool(match.search(p) or _LIBCRYPTO.search(p))  # noqa: E731
+        if match.pattern and not match.flags & re.IGNORECASE and re.escape(match.pattern) == match.pattern \
+                and "\n" not in match.pattern:
+            # a plain word such as "libssl": a maps file without it (or libcrypto) needs no parsing
+            needles = (os.fsencode(match.pattern), b"/libcrypto")
     for pid in _pids(container):
         try:
             with open(os.path.join(proc, str(pid), "maps"), "rb") as f:
@@ -357,6 +362,8 @@ def _collect(container: Container, match: re.Pattern[str] | None) -> list[Mapped
                     raise ProcessGone(target=container.display_name, pid=pid) from err
                 continue  # a short-lived process of the container exited meanwhile
             raise from_oserror(err, target=container.display_name, pid=pid) from err
+        if needles and not any(n in data for n in needles):
+            continue
         exe = None
         for m in iter_file_mappings(data, want):
             assert m.path is not None
