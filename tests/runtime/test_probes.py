@@ -245,6 +245,11 @@ def test_probe_attaches_and_fires_in_the_container(tls: TLSContainer, tracing: N
     assert set(fired) <= tls.pids()
     assert tls.client_pid in fired
 
+    pinned = ctrfs("probe", tls.name, "--lib", "libssl", "--symbol", "SSL_write", "--pin").stdout.strip()
+    m = re.fullmatch(r"uprobe:(/proc/\d+/map_files/[0-9a-f]+-[0-9a-f]+):SSL_write", pinned)
+    assert m and os.path.samestat(os.stat(m.group(1)), os.stat(f"/proc/{tls.client_pid}/root{LIBSSL}"))
+    assert set(bpftrace_pids(pinned)) <= tls.pids()
+
 
 def test_probe_offsets_agree_with_readelf(tls: TLSContainer) -> None:
     syms = {"malloc": "libc.so.6", "getpid": "libc.so.6", "SSL_write": "libssl.so.3",
@@ -453,3 +458,23 @@ def test_cli_errors_and_exit_codes(tls: TLSContainer) -> None:
     assert r.returncode == 1 and "/usr/bin/openssl" in r.stderr and "stripped" in r.stderr
     for cmd in ("libs", "probe"):
         assert "Examples:" in ctrfs(cmd, "--help").stdout
+
+
+def test_symlink_to_a_host_file_is_never_reported_as_the_library(deleted_tls: TLSContainer) -> None:
+    """The container swaps its deleted libssl for an absolute symlink: /proc/<pid>/root/<path> now
+    resolves to the HOST's libssl (absolute links under /proc/<pid>/root resolve against the
+    host root). ctrfs must not hand that path out as the container's library."""
+    c = deleted_tls
+    os.symlink(LIBSSL, f"/proc/{c.server_pid}/root{LIBSSL}")
+    assert os.path.samestat(os.stat(f"/proc/{c.server_pid}/root{LIBSSL}"), os.stat(LIBSSL))  # the trap works
+
+    o = _libssl(json.loads(ctrfs("libs", c.name, "--match", "libssl", "--json").stdout))
+    assert o["root_path_same"] is False and o["host_path_via"] == "map_files"
+    assert not os.path.samestat(os.stat(o["host_path"]), os.stat(LIBSSL))
+    line = ctrfs("probe", c.name, "--lib", "libssl", "--symbol", "SSL_write").stdout.strip()
+    assert "/map_files/" in line and f"/root{LIBSSL}" not in line
+
+    drop = ["setpriv", "--bounding-set", "-sys_admin,-checkpoint_restore",
+            "--inh-caps", "-sys_admin,-checkpoint_restore"]
+    o = _libssl(json.loads(ctrfs("libs", c.name, "--match", "libssl", "--json", prefix=drop).stdout))
+    assert o["identity"] == "mismatch" and o["host_path"] is None

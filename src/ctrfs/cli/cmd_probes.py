@@ -8,7 +8,7 @@ import sys
 import click
 
 from ctrfs.cli.common import emit_json, escape, get_container, json_option, roots, table
-from ctrfs.errors import UsageError
+from ctrfs.errors import CtrfsError, UsageError
 
 LIBS_EPILOG = """\b
 Examples:
@@ -22,6 +22,7 @@ Examples:
   ctrfs probe web --lib libssl --symbol SSL_write --symbol SSL_read
   bpftrace -e "$(ctrfs probe web --lib libssl --symbol SSL_write) { printf(\\"%d\\n\\", pid); }"
   ctrfs probe web --exe --symbol main --format json     offsets for perf/libbpf
+  ctrfs probe web --lib libssl --symbol SSL_read --pin  pinned to the mapped inode
 \b
 A uprobe sits on the file, not the container: every process mapping the same layer file
 (other containers of the same image too) triggers it. Filter on pid or cgroup in the program.
@@ -115,12 +116,15 @@ def libs_cmd(ctx: click.Context, target: str | None, all_: bool, match: str | No
 @click.option("--symbol", "symbols", metavar="NAME", multiple=True, required=True,
               help="Function symbol to probe (repeatable).")
 @click.option("--exe", is_flag=True, help="Also search the processes' executables.")
+@click.option("--pin", is_flag=True,
+              help="Print /proc/PID/map_files/RANGE paths: the mapped file itself, immune to the container "
+                   "swapping files before the tracer attaches (valid while that process lives).")
 @click.option("--format", "fmt", type=click.Choice(["bpftrace", "json"]), default="bpftrace",
               show_default=True, help="bpftrace attach points, or JSON with file offsets.")
 @json_option
 @click.pass_context
 def probe_cmd(ctx: click.Context, target: str, lib: str | None, symbols: tuple[str, ...], exe: bool,
-              fmt: str, as_json: bool) -> None:
+              pin: bool, fmt: str, as_json: bool) -> None:
     """Uprobe targets for SYMBOLs in the files a container maps, for use from the host.
 
     Each symbol is resolved (.dynsym, then .symtab) to the file offset a uprobe needs, once per
@@ -138,7 +142,10 @@ def probe_cmd(ctx: click.Context, target: str, lib: str | None, symbols: tuple[s
                    "probes": [t.to_dict() for t in targets]})
         return
     # Comma-separated so that "$(ctrfs probe ...) { ... }" is one valid bpftrace probe list.
-    sys.stdout.write(",\n".join(t.bpftrace() for t in targets) + "\n")
+    if pin and any(t.obj.map_files_path is None for t in targets):
+        raise CtrfsError("--pin needs /proc/PID/map_files, which is not readable "
+                         "(needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE)", target=c.display_name)
+    sys.stdout.write(",\n".join(t.bpftrace(pin) for t in targets) + "\n")
     seen: set[tuple[int, int]] = set()
     for t in targets:
         if (t.obj.dev, t.obj.inode) not in seen:

@@ -43,8 +43,12 @@ class UprobeTarget:
         assert self.obj.host_path is not None
         return self.obj.host_path
 
-    def bpftrace(self) -> str:
-        path = self.host_path
+    def bpftrace(self, pin: bool = False) -> str:
+        """``uprobe:PATH:SYMBOL``. ``pin`` uses the map_files entry, which names the mapped file
+        itself: a tracer re-resolves ``/proc/<pid>/root/<path>`` when it attaches, and a container
+        that swaps a path component for an absolute symlink in between would send that lookup to
+        a host file (symlinks under /proc/<pid>/root resolve against the tracer's root)."""
+        path = self.obj.map_files_path if pin and self.obj.map_files_path else self.host_path
         if not _PLAIN_PATH.match(path):
             path = '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
         return f"uprobe:{path}:{self.symbol.name}"
