@@ -175,3 +175,20 @@ def test_not_overlay_has_no_layers(tmp_path: Path) -> None:
     c = _self_container(RootFS(fstype="ext4", source="/dev/vda"))
     layers = _Layers(c)
     assert layers.find("/lib/a.so", 1, 2, False) is None
+
+
+@pytest.mark.parametrize(("host_path", "symbol", "line"), [
+    ("/proc/7/root/usr/lib/libssl.so.3", "SSL_write", "uprobe:/proc/7/root/usr/lib/libssl.so.3:SSL_write"),
+    ("/proc/7/root/app", "net/http.(*conn).serve", 'uprobe:/proc/7/root/app:"net/http.(*conn).serve"'),
+    ("/proc/7/root/my lib.so", "f", 'uprobe:"/proc/7/root/my lib.so":f'),
+    ('/proc/7/root/a"b:c', "f", 'uprobe:"/proc/7/root/a\\"b:c":f'),
+])
+def test_bpftrace_attach_point_quoting(host_path: str, symbol: str, line: str) -> None:
+    from ctrfs.probes.elf import Symbol
+    from ctrfs.probes.libs import MappedObject
+    from ctrfs.probes.uprobe import UprobeTarget
+
+    obj = MappedObject(path="/x", dev=1, inode=2, deleted=False, pids=[7], host_path=host_path)
+    sym = Symbol(name=symbol, address=0x1000, offset=0x1000, size=8, type="STT_FUNC", bind="STB_GLOBAL",
+                 table=".dynsym")
+    assert UprobeTarget(obj, sym).bpftrace() == line

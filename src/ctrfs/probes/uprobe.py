@@ -29,8 +29,16 @@ from ctrfs.probes.libs import (
 if TYPE_CHECKING:
     from ctrfs.container import Container
 
-# bpftrace's attach-point lexer splits on ':' and stops at whitespace; quote anything unusual.
+# bpftrace's attach-point lexer splits on ':' and stops at whitespace; quote anything unusual
+# (Go symbols such as "net/http.(*conn).serve" need it too).
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9/._+\-]+$")
+_PLAIN_SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+def _quote(text: str, plain: re.Pattern[str]) -> str:
+    if plain.match(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass(frozen=True)
@@ -49,9 +57,7 @@ class UprobeTarget:
         that swaps a path component for an absolute symlink in between would send that lookup to
         a host file (symlinks under /proc/<pid>/root resolve against the tracer's root)."""
         path = self.obj.map_files_path if pin and self.obj.map_files_path else self.host_path
-        if not _PLAIN_PATH.match(path):
-            path = '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        return f"uprobe:{path}:{self.symbol.name}"
+        return f"uprobe:{_quote(path, _PLAIN_PATH)}:{_quote(self.symbol.name, _PLAIN_SYMBOL)}"
 
     def to_dict(self) -> dict[str, Any]:
         o = self.obj
