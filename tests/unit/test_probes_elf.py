@@ -164,3 +164,47 @@ def test_musl_is_recognised_with_its_version() -> None:
         facts = read_facts(f, "libc.so")
     upstream = _dpkg_version("musl").split("-")[0]
     assert (facts.library, facts.version, facts.soname) == ("musl", upstream, None)
+
+
+@pytest.mark.parametrize(("text", "library", "version"), [
+    ("OpenSSL 1.1.1 (compatible; BoringSSL)", "boringssl", None),
+    ("OpenSSL 1.1.1w  11 Sep 2023", "openssl", "1.1.1w"),
+])
+def test_openssl_flavours_from_the_embedded_version_text(tmp_path: os.PathLike[str], text: str,
+                                                         library: str, version: str | None) -> None:
+    # A shared object built here that embeds the version text as each flavour does (OPENSSL_VERSION_TEXT)
+    gcc = shutil.which("gcc")
+    assert gcc, "gcc not installed (make test installs it)"
+    src = os.path.join(tmp_path, "v.c")
+    lib = os.path.join(tmp_path, "libcrypto.so.1.1")
+    with open(src, "w") as f:
+        f.write(f'const char *OpenSSL_version_text(void) {{ return "{text}"; }}\n')
+    subprocess.run([gcc, "-shared", "-fPIC", "-Wl,-soname,libcrypto.so.1.1", "-o", lib, src], check=True)
+    with open(lib, "rb") as f:
+        facts = read_facts(f, "libcrypto.so.1.1")
+    assert (facts.soname, facts.library, facts.version) == ("libcrypto.so.1.1", library, version)
+
+
+GO116_BUILDINFO = r"""
+/* .go.buildinfo as Go < 1.18 wrote it: flags 0, then pointers to Go string headers {data, len}. */
+struct gostr { const char *p; long n; };
+static const char ver[] = "go1.16.15";
+const struct gostr vstr = { ver, sizeof ver - 1 };
+struct hdr { char magic[14]; unsigned char ptrsize, flags; const void *vers, *mod; };
+__attribute__((section(".go.buildinfo"), used))
+const struct hdr buildinfo = { "\xff Go buildinf:", 8, 0, &vstr, &vstr };
+int main(void) { return 0; }
+"""
+
+
+def test_go_buildinfo_pointer_layout_of_old_toolchains(tmp_path: os.PathLike[str]) -> None:
+    gcc = shutil.which("gcc")
+    assert gcc, "gcc not installed (make test installs it)"
+    src, exe = os.path.join(tmp_path, "go116.c"), os.path.join(tmp_path, "go116")
+    with open(src, "w") as f:
+        f.write(GO116_BUILDINFO)
+    # -no-pie: the pointers are link-time constants in the file, as in Go's own executables
+    subprocess.run([gcc, "-no-pie", "-o", exe, src], check=True)
+    with open(exe, "rb") as f:
+        facts = read_facts(f, "go116")
+    assert (facts.go_version, facts.library, facts.version) == ("go1.16.15", "go", "go1.16.15")
