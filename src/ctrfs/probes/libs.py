@@ -146,7 +146,7 @@ class MappedObject:
 class ContainerLibs:
     container: Container
     objects: list[MappedObject]
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # with --all: why a container has no list
 
     def to_dict(self) -> dict[str, Any]:
         c = self.container
@@ -530,7 +530,6 @@ def container_libs(container: Container, match: str | re.Pattern[str] | None = N
                           target=container.display_name)
     pattern = re.compile(match) if isinstance(match, str) else match
     cache = cache if cache is not None else shared_cache()
-    warnings: list[str] = []
     objects = _collect(container, pattern)
     helpers: list[MappedObject] = []
     if pattern is not None:
@@ -564,7 +563,7 @@ def container_libs(container: Container, match: str | re.Pattern[str] | None = N
     result = [o for o in objects if include_non_elf or o.is_elf is not False]
     result.sort(key=lambda o: (not o.executable, o.path))
     container.check_alive()
-    return ContainerLibs(container, result, warnings)
+    return ContainerLibs(container, result)
 
 
 def all_container_libs(containers: Iterable[Container], match: str | re.Pattern[str] | None = None, *,
