@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import stat
+import struct
 import subprocess
 import sys
 import tarfile
@@ -62,11 +63,20 @@ touch -d '2020-01-02 03:04:05' tree/sub/deeper/one
 """
 
 
+# struct vfs_cap_data, revision 2, effective, permitted = CAP_NET_BIND_SERVICE (bit 10)
+CAP_NET_BIND_SERVICE = struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0)
+
+
 @pytest.fixture(scope="module")
 def seeded(docker_busybox: RunningContainer) -> tuple[RunningContainer, str]:
     d = f"/seed-{secrets.token_hex(4)}"
     harness.docker_exec(docker_busybox, "mkdir", "-p", d)
     sh(docker_busybox, SEED.format(d=d))
+    # extended attributes (busybox has no setfattr/setcap): set from the host, through the
+    # container's root, on a file the container created
+    suid = f"/proc/{docker_busybox.pid}/root{d}/tree/suid"
+    os.setxattr(suid, "user.ctrfs", b"note")
+    os.setxattr(suid, "security.capability", CAP_NET_BIND_SERVICE)
     return docker_busybox, d
 
 
@@ -432,7 +442,9 @@ def test_cp_dir_matches_docker_cp(seeded, tmp_path: Path) -> None:
     assert "null" in theirs and "null" not in ours
     assert "tree/null: character device not copied" in res.stderr.decode()
     del theirs["null"]
-    # 2. setuid/setgid bits are dropped without --preserve-all
+    # 2. setuid/setgid bits and extended attributes (file capabilities) are dropped without
+    #    --preserve-all (docker cp restores the capability)
+    assert os.listxattr(tmp_path / "ours" / "tree" / "suid") == []
     for name in ("suid", "sgid"):
         assert theirs[name][1] & 0o6000 and not ours[name][1] & 0o6000
         assert ours[name][1] == theirs[name][1] & ~0o6000
@@ -460,6 +472,8 @@ def test_cp_preserve_all_and_file_targets(seeded, tmp_path: Path) -> None:
     c, d = seeded
     ctrfs("cp", "--preserve-all", f"{c.target}:{d}/tree", str(tmp_path / "full"))
     assert stat.S_IMODE(os.lstat(tmp_path / "full" / "suid").st_mode) == 0o4755
+    assert os.getxattr(tmp_path / "full" / "suid", "security.capability") == CAP_NET_BIND_SERVICE
+    assert os.getxattr(tmp_path / "full" / "suid", "user.ctrfs") == b"note"
     assert stat.S_ISCHR(os.lstat(tmp_path / "full" / "null").st_mode)
     # a file to a new name, into a directory, and over an existing file
     ctrfs("cp", f"{c.target}:{d}/tree/hello.txt", str(tmp_path / "renamed.txt"))
@@ -507,14 +521,18 @@ def test_cp_stdout_tar_matches_docker_cp(seeded) -> None:
 
 # -- export -----------------------------------------------------------------------------------
 
-def _export_contents(tar: bytes) -> dict[str, tuple]:
-    out = {}
+def _export_contents(tar: bytes) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
         for m in t:
-            data = t.extractfile(m).read() if m.isreg() else None  # type: ignore[union-attr]
-            # permission bits only: Go's archive/tar (docker) adds the file-type bits
-            out[m.name.rstrip("/")] = (m.type, stat.S_IMODE(m.mode), m.uid, m.gid, m.size, m.linkname, data,
-                                       m.mtime, m.uname, m.gname)
+            out[m.name.rstrip("/")] = {
+                "type": m.type,
+                # permission bits only: Go's archive/tar (docker) adds the file-type bits
+                "mode": stat.S_IMODE(m.mode), "uid": m.uid, "gid": m.gid, "size": m.size,
+                "linkname": m.linkname, "mtime": m.mtime, "uname": m.uname, "gname": m.gname,
+                "data": t.extractfile(m).read() if m.isreg() else None,  # type: ignore[union-attr]
+                "xattrs": {k: v for k, v in m.pax_headers.items() if k.startswith("SCHILY.xattr.")},
+            }
     return out
 
 
@@ -537,13 +555,20 @@ def test_export_matches_docker_export(seeded, tmp_path: Path) -> None:
     #    bind-mounted /etc/hosts, /etc/hostname, /etc/resolv.conf the mounted file's mode; both
     #    tools give them as empty files.
     for k in ("proc", "sys", "dev", "etc/hosts", "etc/hostname", "etc/resolv.conf"):
-        assert mine[k][0] == theirs[k][0] and mine[k][4] == theirs[k][4] == 0, k
+        assert mine[k]["type"] == theirs[k]["type"] and mine[k]["size"] == theirs[k]["size"] == 0
         mine[k] = theirs[k]
     # 3. Hardlinks: which member of a link group carries the data follows walk order.
     for k in list(theirs):
-        if theirs[k][0] == tarfile.LNKTYPE or mine[k][0] == tarfile.LNKTYPE:
-            assert {theirs[k][0], mine[k][0]} <= {tarfile.LNKTYPE, tarfile.REGTYPE}
+        if tarfile.LNKTYPE in (theirs[k]["type"], mine[k]["type"]):
+            assert {theirs[k]["type"], mine[k]["type"]} <= {tarfile.LNKTYPE, tarfile.REGTYPE}
             del theirs[k], mine[k]
+    # 4. Extended attributes: docker export carries security.capability only; ctrfs every
+    #    attribute but overlayfs' own trusted.overlay.* (here the user.ctrfs the seed set).
+    suid = f"{d}/tree/suid".lstrip("/")
+    cap = "SCHILY.xattr.security.capability"
+    assert theirs[suid]["xattrs"] == {cap: mine[suid]["xattrs"][cap]}  # type: ignore[index]
+    assert mine[suid]["xattrs"] == {**theirs[suid]["xattrs"], "SCHILY.xattr.user.ctrfs": "note"}  # type: ignore[dict-item]
+    mine[suid]["xattrs"] = theirs[suid]["xattrs"]
     assert set(mine) == set(theirs)
     diffs = {k: (mine[k], theirs[k]) for k in theirs if mine[k] != theirs[k]}
     assert not diffs, list(diffs.items())[:3]
