@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ctrfs.errors import UsageError
+from ctrfs.errors import NotFound, UsageError
 from ctrfs.ops import archive
 from ctrfs.ops.content import bre_to_python, cat, compile_pattern, grep
 from ctrfs.ops.copy import copy_out
@@ -405,3 +405,28 @@ def test_tar_mounts_kept_as_mount_points_or_included(tree: Path, tmp_path: Path)
     finally:
         for m in reversed(mounts):
             subprocess.run(["umount", "-l", m[-1]], check=True)
+
+
+def test_tail_F_waits_for_a_missing_file(tree: Path) -> None:
+    got: list[object] = []
+    with DirRoot(tree) as r:
+        it = tail(r, "/d/later.log", lines=5, follow="name", interval=0.1)
+        got.append(next(it))  # the "waiting" notice comes at once
+        import time
+
+        def create() -> None:
+            time.sleep(0.3)
+            (tree / "d" / "later.log").write_bytes(b"first\nsecond\n")
+
+        t = threading.Thread(target=create)
+        t.start()
+        for ev in it:
+            got.append(ev)
+            if isinstance(ev, TailData):
+                break
+        t.join()
+        it.close()
+    assert isinstance(got[0], TailNotice) and "waiting" in got[0].message
+    assert isinstance(got[-1], TailData) and got[-1].data == b"first\nsecond\n"
+    with DirRoot(tree) as r, pytest.raises(NotFound):
+        next(tail(r, "/d/later-never.log", follow="descriptor"))
