@@ -284,6 +284,9 @@ def test_grep_file_and_flags(seeded) -> None:
     assert ctrfs("grep", "-in", "error", p).stdout == b"1:ERROR one\n3:error two\n4:ERROR three\n"
     assert ctrfs("grep", "-E", "one|two", p).stdout == b"ERROR one\nerror two\n"
     assert ctrfs("grep", "one\\|two", p).stdout == b"ERROR one\nerror two\n"  # BRE alternation
+    js = json.loads(ctrfs("grep", "--json", "-i", "error", p).stdout)
+    assert [(x["kind"], x["line_number"], x["line"]) for x in js] == [
+        ("line", 1, "ERROR one"), ("line", 3, "error two"), ("line", 4, "ERROR three")]
     none = ctrfs("grep", "nothing-here", p, check=False)
     assert none.returncode == 1 and none.stdout == b""
 
