@@ -430,3 +430,27 @@ def test_tail_F_waits_for_a_missing_file(tree: Path) -> None:
     assert isinstance(got[-1], TailData) and got[-1].data == b"first\nsecond\n"
     with DirRoot(tree) as r, pytest.raises(NotFound):
         next(tail(r, "/d/later-never.log", follow="descriptor"))
+
+
+@pytest.mark.parametrize("path,top", [("/d/e/..", "d"), ("/d/.", "d"), ("/d/e/../..", None),
+                                      ("/d/e/", "e")])
+def test_tar_names_never_climb(tree: Path, path: str, top: str | None) -> None:
+    with DirRoot(tree) as r:
+        m, _, _ = _tar(r, path)
+    for name in m:
+        assert ".." not in name.split("/") and not name.startswith("/") and name not in ("", ".")
+    if top is None:  # the root: members like export's
+        assert "etc/passwd" in m
+    else:
+        assert top in m and all(n == top or n.startswith(top + "/") for n in m)
+
+
+def test_copy_dest_name_never_climbs(tree: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with DirRoot(tree) as r:
+        copy_out(r, "/d/e/..", str(dest))
+        assert (dest / "d" / "a.log").exists()
+        with pytest.raises(UsageError, match="already exists"):
+            copy_out(r, "/d/..", str(dest))  # the root has no name: DEST itself, which exists
+    assert sorted(os.listdir(tmp_path)) == ["dest", "root"]

@@ -226,11 +226,12 @@ def write_tar(root: Root, out: BinaryIO, path: PathArg = "/", *, prefix: str | N
     writes them). Other mounts (proc, sys, dev, volumes, binds) appear as their empty mount
     point unless ``include_mounts``. Raises ProcessGone if the container went away.
     """
-    from ctrfs.rootfs.base import norm_path
+    from ctrfs.rootfs.base import base_name, norm_path
 
     top = norm_path(path).rstrip("/") or "/"
+    is_root = base_name(path) == ""
     if prefix is None:
-        prefix = "" if top == "/" else os.path.basename(top)
+        prefix = base_name(path)
     w = TarWriter(root, out, on_warning=on_warning, progress=progress,
                   include_mounts=include_mounts)
     pseudo = PseudoFilter(w.warn)
@@ -240,7 +241,7 @@ def write_tar(root: Root, out: BinaryIO, path: PathArg = "/", *, prefix: str | N
             if pseudo.skip(e):
                 continue
             if e.depth == 0:
-                if top == "/":
+                if is_root:
                     continue  # docker export has no "./" member
                 e.mount_point = False
             w.add(e, _arcname(e.path, top, prefix))

@@ -22,7 +22,16 @@ from typing import Any
 from ctrfs.errors import CtrfsError, NotFound, UsageError
 from ctrfs.ops.archive import SKIP_XATTR_PREFIXES, ExactReader, ProgressFn, PseudoFilter
 from ctrfs.ops.listing import text
-from ctrfs.rootfs.base import Entry, NotRegularFile, PathArg, Root, WalkWarning, WarnFn, norm_path
+from ctrfs.rootfs.base import (
+    Entry,
+    NotRegularFile,
+    PathArg,
+    Root,
+    WalkWarning,
+    WarnFn,
+    base_name,
+    norm_path,
+)
 from ctrfs.rootfs.resolve import resolve as resolve_in
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -45,7 +54,7 @@ class CopyResult:
 def plan_dest(src: str, dest: str) -> str:
     """docker cp's rule: an existing directory DEST receives SRC under its base name;
     otherwise DEST is the new name (its parent must exist)."""
-    base = os.path.basename(src.rstrip("/"))
+    base = base_name(src)
     if os.path.isdir(dest) and base:
         return os.path.join(dest, base)
     parent = os.path.dirname(os.path.abspath(dest))

@@ -72,8 +72,8 @@ PSEUDO_FS_MAGICS = frozenset({
 class NotRegularFile(Unsupported):
     """Content was asked of something that is not a regular file; it was not opened."""
 
-    def __init__(self, kind: str, **kw: object) -> None:
-        super().__init__(f"is a {kind}, not a regular file; not opened", **kw)  # type: ignore[arg-type]
+    def __init__(self, kind: str, *, target: str | None = None, path: str | None = None) -> None:
+        super().__init__(f"is a {kind}, not a regular file; not opened", target=target, path=path)
         self.kind = kind
 
 
@@ -224,9 +224,18 @@ def norm_path(path: PathArg) -> str:
     return p
 
 
+def base_name(path: PathArg) -> str:
+    """The name a copy of ``path`` gets (``/etc/nginx/`` → ``nginx``); "" for the root, also
+    when spelt ``/.``, ``/etc/..`` (lexically: only used to name output, never to resolve)."""
+    import posixpath
+
+    name = posixpath.basename(posixpath.normpath(norm_path(path)))
+    return "" if name in ("", ".", "..") else name
+
+
 def join(parent: str, name: str) -> str:
     return parent.rstrip("/") + "/" + name if parent != "/" else "/" + name
 
 
 __all__ = ["PSEUDO_FS_MAGICS", "CtrfsError", "Entry", "NotRegularFile", "PathArg", "Root",
-           "WalkWarning", "WarnFn", "file_kind", "join", "norm_path"]
+           "WalkWarning", "WarnFn", "base_name", "file_kind", "join", "norm_path"]

@@ -13,7 +13,7 @@ import errno
 import os
 import stat as stat_mod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -110,7 +110,7 @@ class FdEntry(Entry):
             raise OSError(errno.ENOENT, "replaced since it was listed", self.path)
         return fd
 
-    def _errors(self):  # type: ignore[no-untyped-def]
+    def _errors(self) -> AbstractContextManager[None]:
         assert self._root is not None
         return self._root._errors(self.path)
 
