@@ -454,3 +454,24 @@ def test_copy_dest_name_never_climbs(tree: Path, tmp_path: Path) -> None:
         with pytest.raises(UsageError, match="already exists"):
             copy_out(r, "/d/..", str(dest))  # the root has no name: DEST itself, which exists
     assert sorted(os.listdir(tmp_path)) == ["dest", "root"]
+
+
+def test_tar_failure_writes_nothing_or_a_truncated_stream(tree: Path, monkeypatch) -> None:
+    from ctrfs.errors import ProcessGone
+
+    with DirRoot(tree) as r:
+        buf = io.BytesIO()
+        with pytest.raises(NotFound):
+            archive.write_tar(r, buf, "/nope")
+        assert buf.getvalue() == b""  # a bad PATH: not even an empty archive
+
+        def gone() -> None:
+            raise ProcessGone(target="t")
+
+        monkeypatch.setattr(r, "check_alive", gone)
+        with pytest.raises(ProcessGone):
+            archive.write_tar(r, buf, "/d")
+    data = buf.getvalue()
+    # what was written is there, but no end-of-archive marker (two zero blocks) claims the
+    # archive complete
+    assert data and len(data) % 512 == 0 and not data.endswith(b"\0" * 1024)

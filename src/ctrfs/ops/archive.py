@@ -8,6 +8,7 @@ streamed (``mode="w|"``) so memory stays flat whatever the size of the tree.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import stat as stat_mod
 import tarfile
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from ctrfs.errors import CtrfsError, NotFound, ProcessGone
+from ctrfs.errors import CtrfsError, NotFound
 from ctrfs.ops.names import Names
 from ctrfs.rootfs.base import Entry, NotRegularFile, PathArg, Root, WalkWarning, WarnFn
 
@@ -120,11 +121,11 @@ class TarWriter:
         # (dev, ino) → [first member name, links still expected]; dropped when all were seen,
         # so memory follows the number of partly-seen multi-link inodes, not the tree size.
         self.links: dict[tuple[int, int], list[Any]] = {}
+        self._done = False
         self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,  # noqa: SIM115
                                 encoding="utf-8", errors="surrogateescape")
 
     def _warn(self, path: str, message: str) -> None:
-        self.stats.warnings += 1
         self.warn(WalkWarning(path, message))
 
     def add(self, entry: Entry, arcname: str) -> None:
@@ -205,7 +206,18 @@ class TarWriter:
             self.root.check_alive()
 
     def close(self) -> None:
-        self.tar.close()
+        if not self._done:
+            self._done = True
+            self.tar.close()
+
+    def abort(self) -> None:
+        """Flush what was written but no end-of-archive blocks: a reader sees the stream
+        truncated rather than a complete-looking archive."""
+        if not self._done:
+            self._done = True
+            stream = self.tar.fileobj
+            if stream is not None:
+                stream.close()  # the stream's buffer only; ``out`` itself stays open
 
 
 def _arcname(entry_path: str, top: str, prefix: str) -> str:
@@ -232,12 +244,22 @@ def write_tar(root: Root, out: BinaryIO, path: PathArg = "/", *, prefix: str | N
     is_root = base_name(path) == ""
     if prefix is None:
         prefix = base_name(path)
-    w = TarWriter(root, out, on_warning=on_warning, progress=progress,
-                  include_mounts=include_mounts)
-    pseudo = PseudoFilter(w.warn)
+    stats = ArchiveStats()
+
+    def warn(wr: WalkWarning) -> None:
+        stats.warnings += 1
+        if on_warning is not None:
+            on_warning(wr)
+
+    entries = root.walk(path, follow=follow, one_filesystem=not include_mounts, on_warning=warn)
+    w: TarWriter | None = None
     try:
-        for e in root.walk(path, follow=follow, one_filesystem=not include_mounts,
-                           on_warning=w.warn):
+        first = next(entries)  # a bad PATH fails here, before a single byte is written
+        w = TarWriter(root, out, on_warning=warn, progress=progress,
+                      include_mounts=include_mounts)
+        w.stats = stats
+        pseudo = PseudoFilter(warn)
+        for e in itertools.chain((first,), entries):
             if pseudo.skip(e):
                 continue
             if e.depth == 0:
@@ -246,8 +268,10 @@ def write_tar(root: Root, out: BinaryIO, path: PathArg = "/", *, prefix: str | N
                 e.mount_point = False
             w.add(e, _arcname(e.path, top, prefix))
         root.check_alive()
-    except ProcessGone:
-        raise
-    finally:
+        # The end-of-archive blocks only after success: a failed stream stays visibly truncated.
         w.close()
-    return w.stats
+    finally:
+        if w is not None:
+            w.abort()
+        entries.close()  # type: ignore[attr-defined]
+    return stats
