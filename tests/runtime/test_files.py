@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -313,8 +314,15 @@ def test_grep_directory_without_r(seeded) -> None:
 
 # -- tail -------------------------------------------------------------------------------------
 
+def wait_ticks(c: RunningContainer, n: int) -> None:
+    """Until the logger wrote at least n lines (a fresh container has fewer)."""
+    harness.wait_until(lambda: ctrfs("cat", f"{c.target}:/var/log/app.log").stdout.count(b"\n") >= n,
+                       f"{n} log lines", timeout=30, step=0.3)
+
+
 def test_tail_lines_shellless(docker_shellless: RunningContainer) -> None:
     c = docker_shellless
+    wait_ticks(c, 3)
     lines = ctrfs("tail", "-n", "3", f"{c.target}:/var/log/app.log").stdout.decode().splitlines()
     assert len(lines) == 3 and all(x.startswith("tick ") for x in lines)
     nums = [int(x.split()[1]) for x in lines]
@@ -335,43 +343,82 @@ def _stop(p: subprocess.Popen[bytes]) -> tuple[int, bytes, bytes]:
 
 
 def test_tail_f_shellless_follows_without_gaps(docker_shellless: RunningContainer) -> None:
-    p = _start("tail", "-n", "1", "-f", f"{docker_shellless.target}:/var/log/app.log")
-    time.sleep(3.5)
-    rc, out, err = _stop(p)
-    nums = [int(x.split()[1]) for x in out.decode().splitlines()]
-    assert len(nums) >= 3, (out, err)
+    w = _Watched("tail", "-n", "1", "-f", f"{docker_shellless.target}:/var/log/app.log")
+    try:
+        harness.wait_until(lambda: len(w.out) >= 4, "4 lines followed", timeout=30)
+    finally:
+        rc = w.stop()
+    nums = [int(x.split()[1]) for x in w.out]
     assert nums == list(range(nums[0], nums[0] + len(nums)))  # every tick once, in order
-    assert rc == 130 and b"Traceback" not in err
+    assert rc == 130 and "Traceback" not in w.err
+
+
+class _Watched:
+    """A running ``ctrfs tail``: its stdout lines and stderr text, collected as they come, so a
+    test waits for what it expects instead of sleeping a guessed time."""
+
+    def __init__(self, *argv: str) -> None:
+        self.p = _start(*argv)
+        self.out: list[str] = []
+        self.err = ""
+        self._threads = [threading.Thread(target=self._read_out, daemon=True),
+                         threading.Thread(target=self._read_err, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _read_out(self) -> None:
+        assert self.p.stdout is not None
+        for line in self.p.stdout:
+            self.out.append(line.decode().rstrip("\n"))
+
+    def _read_err(self) -> None:
+        assert self.p.stderr is not None
+        for line in self.p.stderr:
+            self.err += line.decode()
+
+    def expect_out(self, line: str, timeout: float = 30) -> None:
+        harness.wait_until(lambda: line in self.out, f"{line!r} on stdout (have {self.out})",
+                           timeout=timeout)
+
+    def expect_err(self, text: str, timeout: float = 60) -> None:
+        harness.wait_until(lambda: text in self.err, f"{text!r} on stderr ({self.err!r})",
+                           timeout=timeout)
+
+    def stop(self) -> int:
+        if self.p.poll() is None:
+            self.p.send_signal(2)  # Ctrl-C
+        rc = self.p.wait(20)
+        for t in self._threads:
+            t.join(10)
+        return rc
 
 
 def test_tail_F_rotation_truncation_and_restart(own_busybox: RunningContainer) -> None:
     c = own_busybox
     sh(c, "mkdir -p /logs && rm -f /logs/* && printf 'a1\\na2\\n' > /logs/app.log")
-    p = _start("tail", "-n", "1", "-F", f"{c.target}:/logs/app.log")
+    w = _Watched("tail", "-n", "1", "-F", f"{c.target}:/logs/app.log")
     try:
-        time.sleep(1.5)
+        w.expect_out("a2")
         sh(c, "echo a3 >> /logs/app.log")
-        time.sleep(0.5)
+        w.expect_out("a3")
         sh(c, "mv /logs/app.log /logs/app.log.1 && echo b1 > /logs/app.log")
-        time.sleep(2.5)
+        w.expect_err("has been replaced; following new file")
+        w.expect_out("b1")
         sh(c, "echo b2 >> /logs/app.log")
-        time.sleep(1)
+        w.expect_out("b2")
         sh(c, ": > /logs/app.log")
-        time.sleep(1.5)
+        w.expect_err("file truncated")
         sh(c, "echo c1 >> /logs/app.log")
-        time.sleep(1)
+        w.expect_out("c1")
         harness.run("docker", "restart", "-t", "1", c.id)
-        time.sleep(3)
+        w.expect_err("the container stopped")
+        w.expect_err("the container is back")
         sh(c, "echo d1 >> /logs/app.log")
-        time.sleep(2.5)
+        w.expect_out("d1")
     finally:
-        rc, out, err = _stop(p)
-    assert out.decode().splitlines() == ["a2", "a3", "b1", "b2", "c1", "d1"], err
-    e = err.decode()
-    assert "has been replaced; following new file" in e
-    assert "file truncated" in e
-    assert "the container stopped" in e and "the container is back" in e
-    assert rc == 130
+        rc = w.stop()
+    assert w.out == ["a2", "a3", "b1", "b2", "c1", "d1"], w.err
+    assert rc == 130 and "Traceback" not in w.err
 
 
 def test_tail_f_without_F_reports_gone(own_busybox: RunningContainer) -> None:
