@@ -28,7 +28,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
-DEFAULT_BENCHMARKS = ("discovery", "libs")
+DEFAULT_BENCHMARKS = ("discovery", "libs", "files")
 
 
 @dataclass
@@ -55,20 +55,42 @@ class Comparison:
 
 
 @dataclass
+class Limit:
+    """A measured quantity that must stay below a bound (peak memory, output size)."""
+
+    label: str
+    value: float
+    limit: float
+    unit: str
+    claim: str
+
+    @property
+    def met(self) -> bool:
+        return self.value < self.limit
+
+
+@dataclass
 class Runner:
     benchmark: str
     repeat: int = 7
     warmup: int = 1
     timings: dict[str, Timing] = field(default_factory=dict)
     comparisons: list[Comparison] = field(default_factory=list)
+    limits: list[Limit] = field(default_factory=list)
     facts: dict[str, object] = field(default_factory=dict)
 
-    def time(self, label: str, fn: Callable[[], object], repeat: int | None = None) -> Timing:
-        """Median-of-``repeat`` wall time of ``fn()`` after ``warmup`` untimed calls."""
+    def time(self, label: str, fn: Callable[[], object], repeat: int | None = None,
+             setup: Callable[[], object] | None = None) -> Timing:
+        """Median-of-``repeat`` wall time of ``fn()`` after ``warmup`` untimed calls;
+        ``setup()`` runs untimed before every call (e.g. to remove a previous copy)."""
         for _ in range(self.warmup):
+            if setup is not None:
+                setup()
             fn()
         samples = []
         for _ in range(repeat or self.repeat):
+            if setup is not None:
+                setup()
             t0 = time.perf_counter()
             fn()
             samples.append(time.perf_counter() - t0)
@@ -77,17 +99,28 @@ class Runner:
         return timing
 
     def time_command(self, label: str, argv: Sequence[str] | Callable[[], Sequence[str]],
-                     repeat: int | None = None) -> Timing:
+                     repeat: int | None = None,
+                     setup: Callable[[], object] | None = None) -> Timing:
         """Whole-process time of a command (its output discarded); it must succeed."""
         def once() -> None:
             cmd = list(argv() if callable(argv) else argv)
-            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
-        return self.time(label, once, repeat)
+            res = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if res.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} exited {res.returncode}: "
+                                   f"{res.stderr.decode(errors='replace').strip()[-2000:]}")
+        return self.time(label, once, repeat, setup)
 
     def compare(self, subject: str, peer: str, goal: float, claim: str) -> Comparison:
         c = Comparison(subject, peer, self.timings[peer].median / self.timings[subject].median, goal, claim)
         self.comparisons.append(c)
         return c
+
+
+    def limit(self, label: str, value: float, limit: float, unit: str, claim: str) -> Limit:
+        lim = Limit(label, value, limit, unit, claim)
+        self.limits.append(lim)
+        print(f"  {label:<44} {value:9.1f} {unit}", file=sys.stderr, flush=True)
+        return lim
 
 
 def _ms(seconds: float) -> str:
@@ -117,6 +150,9 @@ def print_table(runners: Sequence[Runner]) -> None:
             rows.append((r.benchmark, c.subject, _ms(r.timings[c.subject].median).strip(), c.peer,
                          _ms(r.timings[c.peer].median).strip(), f"{c.speedup:.2f}x", f">={c.goal:g}x",
                          "ok" if c.met else "MISSED", c.claim))
+        for lim in r.limits:
+            rows.append((r.benchmark, lim.label, f"{lim.value:.1f} {lim.unit}", "", "", "",
+                         f"<{lim.limit:g} {lim.unit}", "ok" if lim.met else "MISSED", lim.claim))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -149,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             payload = {"benchmark": name, "utc": stamp, "host": _host(), "facts": runner.facts,
                        "timings": {k: {"median": t.median, "samples": t.samples}
                                    for k, t in runner.timings.items()},
-                       "comparisons": [{**asdict(c), "met": c.met} for c in runner.comparisons]}
+                       "comparisons": [{**asdict(c), "met": c.met} for c in runner.comparisons],
+                       "limits": [{**asdict(lim), "met": lim.met} for lim in runner.limits]}
             tmp = out.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(payload, indent=2) + "\n")
             tmp.rename(out)
@@ -157,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(runners)
     if failed:
         return 2
-    missed = any(not c.met for r in runners for c in r.comparisons)
+    missed = any(not c.met for r in runners for c in [*r.comparisons, *r.limits])
     return 1 if missed and args.strict else 0
 
 

@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctrfs.errors import CtrfsError, NotFound, UsageError
-from ctrfs.ops.archive import SKIP_XATTR_PREFIXES, ExactReader, ProgressFn, PseudoFilter
+from ctrfs.ops.archive import (
+    SENDFILE_MAX,
+    SKIP_XATTR_PREFIXES,
+    SMALL_FILE,
+    ProgressFn,
+    PseudoFilter,
+    data_segments,
+)
 from ctrfs.ops.listing import text
 from ctrfs.rootfs.base import (
     Entry,
@@ -36,6 +43,13 @@ from ctrfs.rootfs.resolve import resolve as resolve_in
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 COPY_CHUNK = 1 << 20
+_NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP,
+                             errno.EBADF})
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data):]
 
 
 @dataclass
@@ -79,6 +93,7 @@ class _Copier:
         # directories entered (name, lstat, entry for its xattrs), for "cd .."
         self.stack: list[tuple[str, os.stat_result, Entry]] = []
         self.names: list[str] = []  # path of self.cur below tmpfd
+        self.kernel_copy: str | None = "copy_file_range"  # then "sendfile", then None
 
     def warn(self, path: str, message: str) -> None:
         self.result.warnings += 1
@@ -187,28 +202,89 @@ class _Copier:
 
     def _file(self, e: Entry, name: str) -> None:
         try:
-            src = e.open()
+            src = e.open_fd()
         except (NotFound, NotRegularFile):
             self.warn(e.path, "vanished or replaced during the copy; skipped")
             return
-        with src:
+        try:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          0o600, dir_fd=self.cur)
-            with open(fd, "wb") as out:
-                reader = ExactReader(src, e.stat.st_size)
-                while True:
-                    chunk = reader.read(COPY_CHUNK)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    self.result.bytes += len(chunk)
-                    if self.progress is not None:
-                        self.progress(self.result.entries, self.result.bytes)
-                if reader.short:
-                    self.warn(e.path, f"shrank by {reader.short} bytes while read; zero-padded")
-                elif reader.grew():
-                    self.warn(e.path, "grew while read; copied the size it had when listed")
+            try:
+                self._data(e, src, fd)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(src)
         self._meta(name, e.stat, entry=e)
+
+    def _data(self, e: Entry, src: int, dst: int) -> None:
+        """``e``'s listed size of data from ``src`` to ``dst``: holes kept as holes, a file
+        that shrank meanwhile zero-filled, one that grew cut at the listed size."""
+        size = e.stat.st_size
+        if size <= SMALL_FILE:
+            # One pread for the data and the growth check (a byte more than listed).
+            data = os.pread(src, size + 1, 0) if size else b""
+            while len(data) < size:
+                more = os.pread(src, size + 1 - len(data), len(data))
+                if not more:
+                    break
+                data += more
+            grew = len(data) > size
+            expected = size
+            got = min(len(data), size)
+            _write_all(dst, memoryview(data)[:got])
+        else:
+            segs = data_segments(src, size) if e.stat.st_blocks * 512 < size else None
+            if segs is None:
+                segs = [(0, size)]
+            expected = sum(n for _, n in segs)
+            got = 0
+            for off, n in segs:
+                if n:
+                    k = self._range(src, dst, off, n)
+                    got += k
+                    if k < n:
+                        break  # end of file: it shrank
+            grew = bool(os.pread(src, 1, size))
+        if got < size:
+            os.ftruncate(dst, size)  # holes, and zeros where the file shrank
+        self.result.bytes += got
+        if self.progress is not None:
+            self.progress(self.result.entries, self.result.bytes)
+        if got < expected:
+            self.warn(e.path, f"shrank by {expected - got} bytes while read; zero-padded")
+        elif grew:
+            self.warn(e.path, "grew while read; copied the size it had when listed")
+
+    def _range(self, src: int, dst: int, off: int, count: int) -> int:
+        """Copy ``count`` bytes at ``off`` from ``src`` to the same offset of ``dst``, in the
+        kernel where it can; fewer if ``src`` ends first. Returns the bytes copied."""
+        got = 0
+        while got < count:
+            pos = off + got
+            try:
+                if self.kernel_copy == "copy_file_range":
+                    k = os.copy_file_range(src, dst, count - got, pos, pos)
+                elif self.kernel_copy == "sendfile":
+                    os.lseek(dst, pos, os.SEEK_SET)
+                    k = os.sendfile(dst, src, pos, min(count - got, SENDFILE_MAX))
+                else:
+                    chunk = os.pread(src, min(count - got, COPY_CHUNK), pos)
+                    k = len(chunk)
+                    if k:
+                        os.pwrite(dst, chunk, pos)
+            except OSError as err:
+                # copy_file_range(2) refuses to cross filesystems (EXDEV: a container's overlay
+                # to the host's disk) on most kernels; sendfile(2) copies file to file in the
+                # kernel anyway. Whatever neither can do, reads and writes do.
+                if self.kernel_copy is None or err.errno not in _NO_KERNEL_COPY:
+                    raise
+                self.kernel_copy = "sendfile" if self.kernel_copy == "copy_file_range" else None
+                continue
+            if k == 0:
+                break
+            got += k
+        return got
 
     def finish(self) -> None:
         while self.stack:

@@ -134,6 +134,12 @@ class Entry(ABC):
         """The entry's content, read-only. Raises NotRegularFile unless a regular file, and an
         error if the name now refers to another inode than ``stat`` describes."""
 
+    def open_fd(self) -> int:
+        """:meth:`open` as a raw fd (``O_RDONLY``, may carry ``O_NONBLOCK``, which regular
+        files ignore); the caller closes it. Bulk copies use it with sendfile(2)."""
+        with self.open() as f:
+            return os.dup(f.fileno())
+
     @abstractmethod
     def readlink(self) -> bytes:
         """A symlink's target, as raw bytes (never followed)."""

@@ -49,12 +49,14 @@ def _ident(st: os.stat_result) -> tuple[int, int]:
     return (st.st_dev, st.st_ino)
 
 
-def reopen_regular(opath_fd: int, st: os.stat_result | None = None) -> BinaryIO:
-    """Open the regular file an O_PATH fd refers to for reading, or raise NotRegularFile.
+def reopen_regular_fd(opath_fd: int, st: os.stat_result | None = None) -> int:
+    """Open the regular file an O_PATH fd refers to for reading, or raise NotRegularFile;
+    a raw fd the caller closes.
 
     The re-open goes through ``/proc/self/fd/N`` (our own procfs, our own fd), so nothing is
     looked up by name again; ``O_NONBLOCK|O_NOCTTY`` would keep even a FIFO or tty from blocking
-    or becoming our terminal, but the fstat check means only regular files get here.
+    or becoming our terminal, but the fstat check means only regular files get here. O_NONBLOCK
+    stays set: it "has no effect for regular files" (open(2)).
     """
     if st is None:
         st = os.fstat(opath_fd)
@@ -63,8 +65,18 @@ def reopen_regular(opath_fd: int, st: os.stat_result | None = None) -> BinaryIO:
     fd = os.open(f"/proc/self/fd/{opath_fd}", _O_READ)
     try:
         st2 = os.fstat(fd)
-        if _ident(st2) != _ident(st) or not stat_mod.S_ISREG(st2.st_mode):
+        if st2.st_ino != st.st_ino or st2.st_dev != st.st_dev or not stat_mod.S_ISREG(st2.st_mode):
             raise CtrfsError("file changed while being opened; try again")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def reopen_regular(opath_fd: int, st: os.stat_result | None = None) -> BinaryIO:
+    """:func:`reopen_regular_fd` as a buffered binary file object."""
+    fd = reopen_regular_fd(opath_fd, st)
+    try:
         os.set_blocking(fd, True)
         return open(fd, "rb", buffering=65536)  # noqa: SIM115 — the caller owns it
     except BaseException:
@@ -123,6 +135,26 @@ class FdEntry(Entry):
                 return reopen_regular(fd)
             finally:
                 os.close(fd)
+
+    def open_fd(self) -> int:
+        # The errors context manager only on failure: this runs once per file of an export.
+        try:
+            if not stat_mod.S_ISREG(self.stat.st_mode):
+                raise NotRegularFile(self.kind, path=self.path, target=self._root_target())
+            if self._fd >= 0:
+                fd = os.dup(self._fd)
+            else:
+                fd = os.open(self.name, _O_PATH | os.O_NOFOLLOW, dir_fd=self._dirfd)
+            try:
+                st = os.fstat(fd)
+                if st.st_ino != self.stat.st_ino or st.st_dev != self.stat.st_dev:
+                    raise OSError(errno.ENOENT, "replaced since it was listed", self.path)
+                return reopen_regular_fd(fd, st)
+            finally:
+                os.close(fd)
+        except (OSError, CtrfsError):
+            with self._errors():
+                raise
 
     def readlink(self) -> bytes:
         with self._errors():
