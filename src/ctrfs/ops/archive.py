@@ -1,20 +1,25 @@
 """Tar streams out of a container (export, ``cp TARGET:PATH -``), written from fds.
 
 Each member's header comes from the entry's fstat-equivalent metadata and its data from the
-entry's own fd (``TarInfo`` + ``addfile(fileobj)``), never by opening a path again. The tar is
-streamed (``mode="w|"``) so memory stays flat whatever the size of the tree.
+entry's own fd (:meth:`Entry.open_fd`), never by opening a path again. Headers are pax
+(POSIX.1-2001) formatted here rather than by :mod:`tarfile` (whose TarInfo per member cost
+more than the rest of an export together); output reads back identically with tarfile and
+GNU tar. The tar is streamed, so memory stays flat whatever the size of the tree.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import fcntl
 import io
 import itertools
 import os
+import queue
 import select
 import stat as stat_mod
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,6 +97,7 @@ RECORD = 20 * BLOCK  # tar pads the archive to whole records (GNU tar's and tarf
 OUT_BUFFER = 1 << 20
 SMALL_FILE = 1 << 16  # smaller files are read into the output buffer; bigger ones go by sendfile
 SENDFILE_MAX = 0x7FFFF000  # the most sendfile(2) moves in one call
+SINK_DEPTH = 4  # buffers or open files queued for the writer thread
 MAX_SPARSE_SEGMENTS = 1 << 16  # a sparse map's entries held in memory (~6 MiB at most)
 _ZEROS = bytes(OUT_BUFFER)
 _MAX_OCTAL_8 = 8 ** 7
@@ -204,12 +210,125 @@ def data_segments(fd: int, size: int) -> list[tuple[int, int]] | None:
     return segs
 
 
+class _FdSink:
+    """The archive's writer thread: writes buffers and copies big files' data to ``fd`` in
+    order, so the kernel's copying (sendfile, page cache to pipe or file) runs while the main
+    thread walks, opens and formats the next members. The queue is short: at most
+    SINK_DEPTH buffers (1 MiB each) and open files are in flight, whatever the tree."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.sendfile = True
+        self.q: queue.Queue[bytearray | tuple[int, list[tuple[int, int]], int, str, int] | None]
+        self.q = queue.Queue(maxsize=SINK_DEPTH)
+        self.error: BaseException | None = None
+        self.warnings: collections.deque[WalkWarning] = collections.deque()
+        self.thread = threading.Thread(target=self._run, name="ctrfs-tar-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, item: bytearray | tuple[int, list[tuple[int, int]], int, str, int]) -> None:
+        if self.error is not None:
+            if isinstance(item, tuple):
+                os.close(item[0])
+            raise self.error
+        self.q.put(item)
+
+    def finish(self) -> None:
+        """Wait for everything queued to be written; raise what the writer met."""
+        if self.thread.is_alive():
+            self.q.put(None)
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            if isinstance(item, tuple):
+                try:
+                    if self.error is None:
+                        self._file(*item)
+                except BaseException as err:  # noqa: BLE001 - handed to the main thread
+                    self.error = err
+                finally:
+                    os.close(item[0])
+            elif self.error is None:
+                try:
+                    self._write(item)
+                except BaseException as err:  # noqa: BLE001 - handed to the main thread
+                    self.error = err
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except BlockingIOError:
+                _wait_writable(self.fd)
+                continue
+            view = view[n:]
+
+    def _zeros(self, n: int) -> None:
+        while n > 0:
+            k = min(n, OUT_BUFFER)
+            self._write(memoryview(_ZEROS)[:k])
+            n -= k
+
+    def _file(self, fd: int, segs: list[tuple[int, int]], size: int, path: str,
+              pad: int) -> None:
+        short = 0
+        for off, count in segs:
+            if count:
+                got = self._send(fd, off, count)
+                if got < count:
+                    self._zeros(count - got)
+                    short += count - got
+        if short:
+            self.warnings.append(WalkWarning(path, f"shrank by {short} bytes while read; "
+                                                   "zero-padded to the size in its header"))
+        elif os.pread(fd, 1, size):
+            self.warnings.append(WalkWarning(path, "grew while read; truncated to the size "
+                                                   "in its header"))
+        if pad:
+            self._write(memoryview(_ZEROS)[:pad])
+
+    def _send(self, fd: int, off: int, count: int) -> int:
+        got = 0
+        while got < count and self.sendfile:
+            try:
+                n = os.sendfile(self.fd, fd, off + got, min(count - got, SENDFILE_MAX))
+            except BlockingIOError:
+                _wait_writable(self.fd)
+                continue
+            except OSError as err:
+                # Filesystems without splice_read, outputs sendfile cannot write to:
+                # read and write instead, for this and later files.
+                if err.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                self.sendfile = False
+                break
+            if n == 0:
+                return got
+            got += n
+        while got < count:
+            chunk = os.pread(fd, min(count - got, OUT_BUFFER), off + got)
+            if not chunk:
+                break
+            self._write(chunk)
+            got += len(chunk)
+        return got
+
+
 class TarWriter:
     """Adds Root entries to a streamed pax tar written to ``out``.
 
-    Headers are formatted here; file data goes from the entry's own fd to ``out``'s fd with
-    sendfile(2) (small files through a 1 MiB output buffer), or through reads where ``out``
-    has no fd (BytesIO). Memory stays flat: one buffer, one sparse map at most."""
+    Headers are formatted here. Small files are read (pread on the entry's own fd) into a
+    1 MiB output buffer; bigger ones are copied by sendfile(2) from their fd to ``out``'s fd in
+    a writer thread (:class:`_FdSink`) while this one goes on. Where ``out`` has no fd
+    (BytesIO), everything goes through the buffer. Memory stays flat: a few buffers, one
+    sparse map at most."""
 
     def __init__(self, root: Root, out: BinaryIO, *, on_warning: WarnFn | None = None,
                  progress: ProgressFn | None = None, xattrs: bool = True,
@@ -232,13 +351,13 @@ class TarWriter:
             self.out_fd = out.fileno()
         except (AttributeError, OSError, io.UnsupportedOperation, ValueError):
             self.out_fd = -1
-        self.sendfile = self.out_fd >= 0
+        self.sink: _FdSink | None = None
         if self.out_fd >= 0:
             _grow_pipe(self.out_fd)
+            self.sink = _FdSink(self.out_fd)
         self.buf = bytearray()
         self.written = 0  # bytes handed to ``out`` so far (the archive's offset)
-        self._unames: dict[int, bytes] = {}
-        self._gnames: dict[int, bytes] = {}
+        self._owners: dict[tuple[int, int], tuple[bytes, bytes, bool]] = {}
 
     def _warn(self, path: str, message: str) -> None:
         self.warn(WalkWarning(path, message))
@@ -247,22 +366,12 @@ class TarWriter:
     def _flush(self) -> None:
         if not self.buf:
             return
-        self._write(self.buf)
         self.written += len(self.buf)
+        if self.sink is not None:
+            self.sink.put(self.buf)
+        else:
+            self.out.write(self.buf)
         self.buf = bytearray()
-
-    def _write(self, data: bytes | bytearray | memoryview) -> None:
-        if self.out_fd < 0:
-            self.out.write(data)
-            return
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(self.out_fd, view)
-            except BlockingIOError:
-                _wait_writable(self.out_fd)
-                continue
-            view = view[n:]
 
     def _zeros(self, n: int) -> None:
         while n > 0:
@@ -273,28 +382,9 @@ class TarWriter:
                 self._flush()
 
     def _copy(self, fd: int, off: int, count: int) -> int:
-        """Copy ``count`` bytes at ``off`` of ``fd`` to the archive; bytes missing (the file
-        shrank) are zeros. Returns how many came from the file."""
+        """Copy ``count`` bytes at ``off`` of ``fd`` through the buffer; bytes missing (the
+        file shrank) are zeros. Returns how many came from the file."""
         got = 0
-        if self.sendfile and count > SMALL_FILE:
-            self._flush()
-            while got < count:
-                try:
-                    n = os.sendfile(self.out_fd, fd, off + got, min(count - got, SENDFILE_MAX))
-                except BlockingIOError:
-                    _wait_writable(self.out_fd)
-                    continue
-                except OSError as err:
-                    # Filesystems without splice_read, outputs sendfile cannot write to:
-                    # read and write instead, for this and later files.
-                    if err.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                        raise
-                    self.sendfile = False
-                    break
-                if n == 0:
-                    break
-                got += n
-            self.written += got
         while got < count:
             chunk = os.pread(fd, min(count - got, OUT_BUFFER), off + got)
             if not chunk:
@@ -308,22 +398,27 @@ class TarWriter:
         return got
 
     # -- members -----------------------------------------------------------------------------
-    def _uname(self, uid: int) -> bytes:
-        b = self._unames.get(uid)
-        if b is None:
-            b = self._unames[uid] = os.fsencode(self.names.user(uid) or "")
-        return b
-
-    def _gname(self, gid: int) -> bytes:
-        b = self._gnames.get(gid)
-        if b is None:
-            b = self._gnames[gid] = os.fsencode(self.names.group(gid) or "")
-        return b
+    def _owner(self, uid: int, gid: int) -> tuple[bytes, bytes, bool]:
+        """(uname, gname, whether uid, gid and both names fit their ustar fields)."""
+        key = (uid, gid)
+        o = self._owners.get(key)
+        if o is None:
+            uname = os.fsencode(self.names.user(uid) or "")
+            gname = os.fsencode(self.names.group(gid) or "")
+            fits = (len(uname) <= 32 and uname.isascii() and len(gname) <= 32
+                    and gname.isascii() and 0 <= uid < _MAX_OCTAL_8 and 0 <= gid < _MAX_OCTAL_8)
+            o = self._owners[key] = (uname, gname, fits)
+        return o
 
     def _header(self, name: bytes, st: os.stat_result, typeflag: bytes, size: int,
                 linkname: bytes, pax: dict[bytes, bytes], dev: tuple[int, int] = (0, 0)) -> None:
         uid, gid, mtime = st.st_uid, st.st_gid, int(st.st_mtime)
-        uname, gname = self._uname(uid), self._gname(gid)
+        uname, gname, fits = self._owner(uid, gid)
+        if (fits and not pax and len(name) <= 100 and name.isascii() and len(linkname) <= 100
+                and linkname.isascii() and size < _MAX_OCTAL_12 and 0 <= mtime < _MAX_OCTAL_12):
+            self.buf += _ustar(name, st.st_mode & 0o7777, uid, gid, size, mtime, typeflag,
+                               linkname, uname, gname, *dev)
+            return
         # What does not fit a ustar field goes to a pax record, as tarfile's PAX_FORMAT does.
         if b"GNU.sparse.name" not in pax and (len(name) > 100 or not name.isascii()):
             pax[b"path"] = name
@@ -418,7 +513,8 @@ class TarWriter:
                 if attrs:
                     _xattr_records(attrs, pax)
             if fd >= 0:
-                self._file(entry, fd, name, size, pax)
+                if self._file(entry, fd, name, size, pax):
+                    fd = -1  # the writer thread closes it
             else:
                 self._header(name, st, typeflag, 0, linkname, pax, dev)
         finally:
@@ -426,6 +522,8 @@ class TarWriter:
                 os.close(fd)
         if len(self.buf) >= OUT_BUFFER:
             self._flush()
+        if self.sink is not None and self.sink.warnings:
+            self._sink_warnings()
         self.stats.entries += 1
         self.stats.bytes += size
         if self.progress is not None:
@@ -434,12 +532,13 @@ class TarWriter:
             self.root.check_alive()
 
     def _file(self, entry: Entry, fd: int, name: bytes, size: int,
-              pax: dict[bytes, bytes]) -> None:
+              pax: dict[bytes, bytes]) -> bool:
+        """The member of an open regular file. True if ``fd`` was handed to the writer
+        thread (which closes it)."""
         st = entry.stat
         # Fewer blocks allocated than the size needs: maybe holes (or compression, inline
         # data: data_segments tells).
         segs = data_segments(fd, size) if size and st.st_blocks * 512 < size else None
-        short = 0
         if segs is not None:
             # GNU sparse format 1.0 (GNU tar manual, "Storing Sparse Files"): the real name and
             # size in pax records, then in the member's data a map ("count\n" then
@@ -455,40 +554,58 @@ class TarWriter:
             self._header((head + b"/" if head else b"") + b"GNUSparseFile.0/" + base, st,
                          b"0", stored, b"", pax)
             self.buf += smap
-            for off, n in segs:
-                if n:
-                    short += n - self._copy(fd, off, n)
         elif size <= SMALL_FILE:
             self._header(name, st, b"0", size, b"", pax)
-            stored = size
-            # One pread for content and growth: asking one byte more than the size listed
-            # tells whether the file grew (a regular file reads short only at its end).
-            data = os.pread(fd, size + 1, 0) if size else b""
-            got = len(data)
-            while got < size:
-                more = os.pread(fd, size + 1 - got, got)
-                if not more:
-                    break
-                data += more
-                got += len(more)
-            if got > size:
-                self.buf += memoryview(data)[:size]
-                self._warn(entry.path, "grew while read; truncated to the size in its header")
-            else:
-                self.buf += data
-                if got < size:
-                    short = size - got
-                    self._zeros(short)
+            self._small(entry, fd, size)
+            return False
         else:
             self._header(name, st, b"0", size, b"", pax)
             stored = size
-            short = size - self._copy(fd, 0, size)
+            segs = [(0, size)]
+        pad = -stored % BLOCK
+        if self.sink is not None:
+            self._flush()
+            self.written += stored + pad
+            self.sink.put((fd, segs, size, entry.path, pad))
+            return True
+        short = 0
+        for off, n in segs:
+            if n:
+                short += n - self._copy(fd, off, n)
         if short:
             self._warn(entry.path, f"shrank by {short} bytes while read; "
                                    "zero-padded to the size in its header")
-        elif (segs is not None or size > SMALL_FILE) and os.pread(fd, 1, size):
+        elif os.pread(fd, 1, size):
             self._warn(entry.path, "grew while read; truncated to the size in its header")
-        self.buf += bytes(-stored % BLOCK)
+        self.buf += bytes(pad)
+        return False
+
+    def _small(self, entry: Entry, fd: int, size: int) -> None:
+        # One pread for content and growth: asking one byte more than the size listed
+        # tells whether the file grew (a regular file reads short only at its end).
+        data = os.pread(fd, size + 1, 0) if size else b""
+        got = len(data)
+        while got < size:
+            more = os.pread(fd, size + 1 - got, got)
+            if not more:
+                break
+            data += more
+            got += len(more)
+        if got > size:
+            self.buf += memoryview(data)[:size]
+            self._warn(entry.path, "grew while read; truncated to the size in its header")
+        else:
+            self.buf += data
+            if got < size:
+                self._zeros(size - got)
+                self._warn(entry.path, f"shrank by {size - got} bytes while read; "
+                                       "zero-padded to the size in its header")
+        self.buf += bytes(-size % BLOCK)
+
+    def _sink_warnings(self) -> None:
+        if self.sink is not None:
+            while self.sink.warnings:
+                self.warn(self.sink.warnings.popleft())
 
     def close(self) -> None:
         """End the archive: two zero blocks, padded to a whole record."""
@@ -497,14 +614,21 @@ class TarWriter:
             self.buf += bytes(2 * BLOCK)
             self.buf += bytes(-(self.written + len(self.buf)) % RECORD)
             self._flush()
+            if self.sink is not None:
+                self.sink.finish()
+                self._sink_warnings()
 
     def abort(self) -> None:
         """Flush what was written but no end-of-archive blocks: a reader sees the stream
         truncated rather than a complete-looking archive."""
         if not self._done:
             self._done = True
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(Exception):
                 self._flush()
+            if self.sink is not None:
+                with contextlib.suppress(Exception):
+                    self.sink.finish()
+                self._sink_warnings()
 
 
 def _grow_pipe(fd: int) -> None:

@@ -108,9 +108,8 @@ def openat2(dirfd: int, path: bytes, flags: int, resolve: int, mode: int = 0) ->
 
 # struct statx (include/uapi/linux/stat.h): stx_mask u32 @0, ... stx_mnt_id u64 @0x90.
 _STATX_SIZE = 256
-_STX_MASK = struct.Struct("=I")
-_STX_MNT_ID = struct.Struct("=Q")
-_STX_MNT_ID_OFFSET = 0x90
+_StatxBuf = ctypes.c_char * _STATX_SIZE
+_STX_MASK_MNT_ID = struct.Struct("=I140xQ")
 
 
 def mount_id(fd: int, name: bytes = b"") -> int | None:
@@ -118,17 +117,16 @@ def mount_id(fd: int, name: bytes = b"") -> int | None:
     following a final symlink; None if the kernel cannot tell (statx STATX_MNT_ID: Linux 5.8)."""
     if _statx is None:
         return None
-    buf = ctypes.create_string_buffer(_STATX_SIZE)
+    buf = _StatxBuf()  # called for every entry of a walk: the cheapest zeroed buffer
     flags = AT_SYMLINK_NOFOLLOW | (AT_EMPTY_PATH if not name else 0)
     if _statx(fd, name, flags, STATX_MNT_ID, buf) != 0:
         err = ctypes.get_errno()
         if err in (errno.ENOSYS, errno.EINVAL):
             return None
         raise OSError(err, os.strerror(err), os.fsdecode(name) or None)
-    (mask,) = _STX_MASK.unpack_from(buf, 0)
+    mask, mnt = _STX_MASK_MNT_ID.unpack_from(buf)
     if not mask & STATX_MNT_ID:
         return None
-    (mnt,) = _STX_MNT_ID.unpack_from(buf, _STX_MNT_ID_OFFSET)
     return int(mnt)
 
 

@@ -163,6 +163,16 @@ class FdEntry(Entry):
             return os.readlink(os.fsencode(self.name), dir_fd=self._dirfd)
 
     def xattrs(self) -> dict[str, bytes]:
+        if self._fd < 0:
+            # Most entries have none: one llistxattr through our own directory fd says so
+            # (the name is one component from the listing, its final symlink not followed);
+            # only a non-empty answer takes the identity-checked path below.
+            try:
+                if not os.listxattr(f"/proc/self/fd/{self._dirfd}/{self.name}",
+                                    follow_symlinks=False):
+                    return {}
+            except OSError:
+                pass  # the careful path reports what is wrong
         with self._errors():
             fd = self._opath()
             try:
