@@ -14,8 +14,12 @@ from ctrfs.errors import CtrfsError, UsageError
 # name → "module:attribute". Commands are imported only when run, so `ctrfs cat` does not pay
 # for rich or pyelftools. Keep this list sorted; one line per command.
 COMMANDS: dict[str, str] = {
+    "diff": "ctrfs.cli.cmd_layers:diff_cmd",
     "inspect": "ctrfs.cli.cmd_discover:inspect_cmd",
+    "layers": "ctrfs.cli.cmd_layers:layers_cmd",
+    "mounts": "ctrfs.cli.cmd_layers:mounts_cmd",
     "ps": "ctrfs.cli.cmd_discover:ps_cmd",
+    "which": "ctrfs.cli.cmd_layers:which_cmd",
 }
 
 EPILOG = """\b
