@@ -126,6 +126,16 @@ def root_mount(mounts: list[Mount]) -> Mount | None:
     return found
 
 
+def find_root_mount(data: bytes) -> Mount | None:
+    """:func:`root_mount` of a whole mountinfo file, parsing only the lines mounted at ``/``."""
+    found = None
+    for line in data.split(b"\n"):
+        parts = line.split(b" ", 5)
+        if len(parts) > 5 and parts[4] == b"/":
+            found = line
+    return parse_mountinfo_line(found) if found is not None else None
+
+
 def overlay_dirs(m: Mount) -> tuple[list[str], str | None, str | None]:
     """(lowerdirs top-first, upperdir, workdir) of an overlay mount, as the kernel shows them.
 
@@ -143,6 +153,8 @@ def overlay_dirs(m: Mount) -> tuple[list[str], str | None, str | None]:
 
 
 def _split_layers(value: str) -> list[str]:
+    if "\\" not in value:
+        return [p for p in value.split(":") if p]
     out, cur, i = [], [], 0
     while i < len(value):
         ch = value[i]

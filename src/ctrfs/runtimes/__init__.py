@@ -7,12 +7,12 @@ one only fills gaps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from ctrfs.runtimes import containerd, docker, runc, storage
 from ctrfs.runtimes.base import ContainerRecord, Pod, Roots
 
-REGISTRY: tuple[tuple[str, Callable[[Roots], Iterator[ContainerRecord]]], ...] = (
+REGISTRY: tuple[tuple[str, Callable[[Roots, Collection[str]], Iterator[ContainerRecord]]], ...] = (
     ("docker", docker.discover),
     ("containers-storage", storage.discover),
     ("containerd", containerd.discover),

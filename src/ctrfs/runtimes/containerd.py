@@ -8,7 +8,7 @@ bundles under ``<docker run>/containerd/daemon/…/moby``; those merge into the 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from ctrfs.runtimes.base import (
     ContainerRecord,
@@ -30,11 +30,16 @@ def _task_roots(roots: Roots) -> list[tuple[str, str]]:
     ]
 
 
-def discover(roots: Roots) -> Iterator[ContainerRecord]:
+def discover(roots: Roots, known: Collection[str] = ()) -> Iterator[ContainerRecord]:
     for base, runtime in _task_roots(roots):
         for ns in listdir(base):
             for cid in listdir(os.path.join(base, ns)):
                 bundle = os.path.join(base, ns, cid)
+                if cid in known:
+                    # Docker's (or an already described) container: the path alone says enough.
+                    yield ContainerRecord(id=cid, runtime=runtime, namespace=ns, bundle=bundle,
+                                          sources=[os.path.join(bundle, "config.json")])
+                    continue
                 spec = read_json(os.path.join(bundle, "config.json"))
                 if not isinstance(spec, dict):
                     continue

@@ -7,7 +7,7 @@ overlay layer is ``<root>/image/<driver>/layerdb/mounts/<id>/mount-id`` → ``<r
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from ctrfs.runtimes.base import ContainerRecord, Roots, listdir, read_json, read_text
 from ctrfs.runtimes.overlaydirs import layer_dirs
@@ -30,7 +30,7 @@ def _state(st: dict) -> str:
     return "exited"
 
 
-def discover(roots: Roots) -> Iterator[ContainerRecord]:
+def discover(roots: Roots, known: Collection[str] = ()) -> Iterator[ContainerRecord]:
     cdir = os.path.join(roots.docker, "containers")
     for cid in listdir(cdir):
         cfg = read_json(os.path.join(cdir, cid, "config.v2.json"))
@@ -53,6 +53,10 @@ def discover(roots: Roots) -> Iterator[ContainerRecord]:
         )
         driver = cfg.get("Driver") or "overlay2"
         rec.extra["driver"] = driver
+        if rec.pid is not None:
+            # Running: the kernel's mountinfo is the authority on its layers (read later, once).
+            yield rec
+            continue
         layerdb = os.path.join(roots.docker, "image", driver, "layerdb")
         mount_id = read_text(os.path.join(layerdb, "mounts", rec.id, "mount-id"))
         if mount_id and driver in ("overlay2", "overlay"):

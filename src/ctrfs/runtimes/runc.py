@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from ctrfs.runtimes.base import ContainerRecord, Roots, listdir, read_json
 
@@ -22,10 +22,13 @@ def _state_dirs(roots: Roots) -> list[str]:
     return dirs
 
 
-def discover(roots: Roots) -> Iterator[ContainerRecord]:
+def discover(roots: Roots, known: Collection[str] = ()) -> Iterator[ContainerRecord]:
     for d in _state_dirs(roots):
         kind = "crun" if os.path.basename(d) == "crun" else "runc"
         for cid in listdir(d):
+            if cid in known:
+                yield ContainerRecord(id=cid, runtime=kind, sources=[os.path.join(d, cid)])
+                continue
             state = read_json(os.path.join(d, cid, "state.json"))
             if isinstance(state, dict):
                 cfg = state.get("config") or {}

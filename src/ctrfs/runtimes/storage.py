@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from ctrfs.runtimes.base import (
     ContainerRecord,
@@ -23,7 +23,7 @@ from ctrfs.runtimes.base import (
 from ctrfs.runtimes.overlaydirs import layer_dirs
 
 
-def discover(roots: Roots) -> Iterator[ContainerRecord]:
+def discover(roots: Roots, known: Collection[str] = ()) -> Iterator[ContainerRecord]:
     listing = read_json(os.path.join(roots.storage, "overlay-containers", "containers.json"))
     if not isinstance(listing, list):
         return
