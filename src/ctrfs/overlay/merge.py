@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import stat as st_mod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ctrfs.errors import CtrfsError, NotFound, translate_oserror
@@ -44,6 +46,7 @@ class MergedView:
         self.stack = stack
         self.target = stack.target
         self._fds: set[int] = set()
+        self._scopes: list[set[int]] = []
         self.roots: list[tuple[int, int]] = []
         for la in stack.layers:
             try:
@@ -69,7 +72,24 @@ class MergedView:
 
     def _keep(self, fd: int) -> int:
         self._fds.add(fd)
+        if self._scopes:
+            self._scopes[-1].add(fd)
         return fd
+
+    @contextmanager
+    def scoped(self) -> Iterator[None]:
+        """Close every directory fd that lookups opened inside the block when it ends (nodes
+        looked up inside must not be used after it)."""
+        scope: set[int] = set()
+        self._scopes.append(scope)
+        try:
+            yield
+        finally:
+            self._scopes.remove(scope)
+            for fd in scope:
+                if fd in self._fds:
+                    self._fds.discard(fd)
+                    os.close(fd)
 
     def root_node(self) -> Node:
         if not self.roots:
@@ -164,5 +184,7 @@ class MergedView:
         for _, fd in node.parts:
             if fd in self._fds and node.path != b"":
                 self._fds.discard(fd)
+                for scope in self._scopes:
+                    scope.discard(fd)
                 os.close(fd)
         node.parts = []
