@@ -100,8 +100,7 @@ def resolve_in_layer(root_fd: int, parts: list[bytes], *, follow_final: bool = T
                 if len(stack) > 1:
                     os.close(stack.pop())
                 if last:
-                    s = os.fstat(stack[-1])
-                    return s, (os.dup(stack[-1]) if want_dir else None)
+                    return os.fstat(stack[-1]), (os.dup(stack[-1]) if want_dir else None)
                 continue
             cur = stack[-1]
             s = lstat_at(cur, name)
@@ -117,8 +116,7 @@ def resolve_in_layer(root_fd: int, parts: list[bytes], *, follow_final: bool = T
                         os.close(stack.pop())
                 todo.extend(reversed(split(target)))
                 if not todo:  # link to "/" or "."
-                    s = os.fstat(stack[-1])
-                    return s, (os.dup(stack[-1]) if want_dir else None)
+                    return os.fstat(stack[-1]), (os.dup(stack[-1]) if want_dir else None)
                 continue
             if last:
                 if want_dir and st_mod.S_ISDIR(s.st_mode):
@@ -131,8 +129,7 @@ def resolve_in_layer(root_fd: int, parts: list[bytes], *, follow_final: bool = T
             if fd is None:
                 return None, None
             stack.append(fd)
-        s = os.fstat(stack[-1])
-        return s, (os.dup(stack[-1]) if want_dir else None)
+        return os.fstat(stack[-1]), (os.dup(stack[-1]) if want_dir else None)
     finally:
         for fd in stack:
             os.close(fd)
