@@ -116,3 +116,21 @@ def test_which_follows_parent_symlinks(docker_busybox: RunningContainer) -> None
 def test_which_finds_init_layer_files(docker_busybox: RunningContainer, path: str) -> None:
     res = _which(docker_busybox.target, path)
     assert res["visible"]["role"] == "init"
+
+
+def test_containerd_layers_are_snapshots(containerd_cri: RunningContainer) -> None:
+    data = layers_json(containerd_cri.target)
+    snap = "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/"
+    assert data["layers"] and all(la["runtime"] == "containerd" for la in data["layers"])
+    for la in data["layers"]:
+        assert la["path"] == f"{snap}{la['id']}/fs" and la["id"].isdigit()
+    # The logger's output went to the container's own snapshot: its upper dir.
+    diff = ctrfs("diff", containerd_cri.target).stdout.splitlines()
+    assert "A /var/log/app.log" in diff
+
+
+def test_bare_overlay_layers(bare_container: RunningContainer) -> None:
+    data = layers_json(bare_container.target)
+    assert [la["role"] for la in data["layers"]] == ["upper", "image"]
+    assert data["layers"][0]["runtime"] is None and data["layers"][0]["files"] >= 1
+    assert "A /var/log/app.log" in ctrfs("diff", bare_container.target).stdout.splitlines()
