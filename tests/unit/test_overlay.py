@@ -229,3 +229,37 @@ def test_which_explains_hiding(tmp_path: Path) -> None:
     assert res.visible is None
     assert [(h.layer.index, h.state) for h in res.hits] == [(2, "hidden")]
     assert "opaque" in res.hits[0].reason
+
+
+def test_diff_does_not_enter_upper_symlinks(tmp_path: Path) -> None:
+    """The upper dir is written by the container: a symlink there is an entry, never a path."""
+    stack, up, (l1,) = make_stack(tmp_path, 1)
+    (up / "hostetc").symlink_to("/etc")
+    (up / "up").symlink_to("../../../../../../../..")
+    for sem in (DOCKER, MOBY_NATIVE, PODMAN):
+        rows = {c.path: c.type for c in changes(stack, semantics=sem)}
+        assert rows == {"/hostetc": "symlink", "/up": "symlink"}
+
+
+def _fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_no_fd_leaks(tmp_path: Path) -> None:
+    stack, up, (l1, l2) = make_stack(tmp_path, 2)
+    write(l2 / "a/b/c")
+    write(l1 / "a/b/d")
+    opaque(l1 / "a")
+    write(up / "a/b/e")
+    whiteout(up / "a/b/d")
+    for _ in range(2):  # the first round may open lazily-created module state
+        before = _fds()
+        for sem in (DOCKER, MOBY_NATIVE, PODMAN):
+            list(changes(stack, semantics=sem))
+        which(stack, "/a/b/d")
+        which(stack, "/a/b/c")
+        # a generator abandoned half-way closes what it opened
+        it = changes(stack, semantics=DOCKER)
+        next(it)
+        it.close()
+    assert _fds() == before
