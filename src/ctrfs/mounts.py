@@ -50,6 +50,7 @@ class ContainerMount:
             "host_mount": self.host_mount, "volume": self.volume, "read_only": self.read_only,
             "propagation": self.propagation, "options": list(self.options),
             "super_options": list(self.super_options), "mount_id": self.mount_id,
+            "recorded": bool(self.extra.get("recorded")),
         }
 
 
@@ -138,7 +139,55 @@ def classify(mounts: list[Mount], host_mounts: list[Mount], roots: Roots) -> lis
 
 
 def container_mounts(container: Container) -> list[ContainerMount]:
-    """The mounts of a running container, from its main process's mountinfo."""
+    """The mounts of a container: from its main process's mountinfo while it runs, else the
+    mounts its runtime recorded (a stopped container has no mount table)."""
+    if container.pid is None:
+        return recorded_mounts(container)
     mounts = container.mounts()
     host = read_host_mounts(container.roots)
     return classify(mounts, host, container.roots)
+
+
+def recorded_mounts(container: Container) -> list[ContainerMount]:
+    """Binds and volumes a stopped container will get, from runtime state on disk: Docker's
+    ``config.v2.json`` ``MountPoints``, else the OCI spec (``config.json``) of podman/CRI-O."""
+    from ctrfs.runtimes.base import read_json
+
+    roots = container.roots
+    out: list[ContainerMount] = []
+    if container.runtime == "docker":
+        cfg = read_json(os.path.join(roots.docker, "containers", container.id, "config.v2.json"))
+        points = (cfg or {}).get("MountPoints") or {}
+        for dest in sorted(points):
+            mp = points[dest]
+            if not isinstance(mp, dict):
+                continue
+            kind = "volume" if mp.get("Type") == "volume" else (mp.get("Type") or "bind")
+            prop = (mp.get("Propagation") or "").removeprefix("r") or "private"
+            out.append(ContainerMount(
+                mount_point=dest, fstype="", source=mp.get("Source") or "", root="",
+                options=(), super_options=(), read_only=not mp.get("RW", True),
+                propagation=prop, kind=kind, host_path=mp.get("Source") or None,
+                volume=mp.get("Name") or None, extra={"recorded": True}))
+        return out
+    spec = read_json(os.path.join(roots.storage, "overlay-containers", container.id, "userdata",
+                                  "config.json"))
+    if spec is None and container.record.bundle:
+        spec = read_json(os.path.join(roots.host_path(container.record.bundle), "config.json"))
+    for m in (spec or {}).get("mounts") or []:
+        if not isinstance(m, dict) or not m.get("destination"):
+            continue
+        opts = tuple(str(o) for o in m.get("options") or ())
+        typ = m.get("type") or ""
+        bind = typ == "bind" or "bind" in opts or "rbind" in opts
+        src = m.get("source") or ""
+        volume = _volume(src, roots) if bind else None
+        kind = "volume" if volume else ("bind" if bind else (typ or "unknown"))
+        prop = next((o.removeprefix("r") for o in opts
+                     if o in ("shared", "rshared", "slave", "rslave", "private", "rprivate")),
+                    "private")
+        out.append(ContainerMount(
+            mount_point=m["destination"], fstype=typ, source=src, root="", options=opts,
+            super_options=(), read_only="ro" in opts, propagation=prop, kind=kind,
+            host_path=src if bind else None, volume=volume, extra={"recorded": True}))
+    return out

@@ -86,3 +86,16 @@ def test_mounts_text(with_mounts: tuple[RunningContainer, str, str]) -> None:
     assert hostdir in line and "bind" in line
     assert f"volume {vol}" in text
     assert "/proc " not in text and "/proc " in ctrfs("mounts", "-a", c.target).stdout
+
+
+@pytest.mark.docker
+def test_mounts_of_stopped_container(tmp_path: Any) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (real containers)")
+    with harness.run_docker(harness.busybox_image(), harness.NAME_PREFIX,
+                            "-v", f"{tmp_path}:/data:ro") as c:
+        harness.run("docker", "stop", "-t", "0", c.id)
+        rows = by_point(json.loads(ctrfs("mounts", "--json", c.target).stdout))
+        assert rows["/data"]["host_path"] == str(tmp_path) and rows["/data"]["read_only"] is True
+        assert rows["/data"]["recorded"] is True
+        assert "not running" in ctrfs("mounts", c.target).stdout

@@ -173,3 +173,5 @@ def mounts_cmd(ctx: click.Context, target: str, show_all: bool, as_json: bool) -
         rows.append([escape(m.mount_point), m.kind, m.fstype, "ro" if m.read_only else "rw",
                      m.propagation, escape(host)])
     table(["MOUNT POINT", "KIND", "FSTYPE", "RO", "PROPAGATION", "HOST SOURCE"], rows)
+    if c.pid is None:
+        click.echo("(container not running: mounts as its runtime recorded them)")

@@ -7,7 +7,7 @@ import stat as st_mod
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctrfs.errors import NotFound, Unsupported
+from ctrfs.errors import CtrfsError, Unsupported
 from ctrfs.overlay import _fs
 from ctrfs.overlay.diff import file_type
 from ctrfs.overlay.layers import Layer, LayerStack
@@ -92,7 +92,7 @@ def which(stack: LayerStack, path: str) -> WhichResult:
             parent = view.lookup(b"/" + b"/".join(comps[:-1]))
             name = comps[-1]
         if not parent.is_dir:
-            raise NotFound("a parent is not a directory", target=stack.target, path=path)
+            raise CtrfsError("not a directory", target=stack.target, path=path)
         if name:
             target_parts = _fs.split(parent.path) + [name]
         else:
@@ -148,6 +148,8 @@ def which(stack: LayerStack, path: str) -> WhichResult:
                 hit.reason = f"a {kind} below the directory from layer {visible.layer.index}"
                 stopped = hit.reason
             hits.append(hit)
+        if raw_path.endswith(b"/") and visible is not None and visible.type != "dir" and name:
+            raise CtrfsError("not a directory", target=stack.target, path=path)
         return WhichResult(path=path, resolved=resolved, visible=visible, hits=hits)
     finally:
         view.close()
