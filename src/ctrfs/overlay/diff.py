@@ -29,6 +29,13 @@ path (or a parent) out ends the search with ``A``; an opaque directory is ``D`` 
 lower layer really holds it; every unreported ancestor gets ``C``; then libpod ``GetDiff`` drops
 the mount points podman itself creates (``initInodes``).
 
+Mounts: Docker's ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf`` and ``/dev/*`` mount
+points live in the ``-init`` layer (a lower layer), and writes to them go to the bind-mounted
+host file, so they never show; a volume or bind mount point that did not exist in the image is a
+directory the daemon creates in the upper dir, and shows as ``A`` (as ``docker diff`` shows it);
+what is written inside a mount never reaches the upper dir. ``Change.mount`` names the container
+mount covering a path, so such entries can be told apart.
+
 Lower-layer lookups never follow a symlink on the host. moby's native ``os.Stat`` does (an
 absolute link resolves against the host root): here links are resolved inside their layer, and
 a link whose target is missing there still counts as present (e.g. init's
