@@ -128,7 +128,8 @@ class MergedView:
         """Resolve ``path`` with the container root as ``/``; symlinks are followed inside the
         merged view (the final one only with ``follow``); ``..`` stops at the root."""
         raw = os.fsencode(path)
-        todo = list(reversed(_fs.split(raw)))
+        # "." is kept: "file/." must fail with "not a directory", as the kernel does.
+        todo = [p for p in reversed(raw.split(b"/")) if p]
         trailing_slash = raw.endswith(b"/") and bool(todo)
         stack = [self.root_node()]
         budget = _SYMLINK_BUDGET
@@ -136,8 +137,10 @@ class MergedView:
         while todo:
             name = todo.pop()
             last = not todo
-            if name == b"..":
-                if len(stack) > 1:
+            if name in (b".", b".."):
+                if not stack[-1].is_dir:
+                    raise CtrfsError("not a directory", target=self.target, path=shown)
+                if name == b".." and len(stack) > 1:
                     stack.pop()
                 continue
             cur = stack[-1]
@@ -155,7 +158,7 @@ class MergedView:
                 target = os.readlink(node.name, dir_fd=node.parent_fd)
                 if target.startswith(b"/"):
                     del stack[1:]
-                todo.extend(reversed(_fs.split(target)))
+                todo.extend(p for p in reversed(target.split(b"/")) if p)
                 continue
             stack.append(node)
         if trailing_slash and not stack[-1].is_dir:
