@@ -7,7 +7,7 @@ import stat as st_mod
 from dataclasses import dataclass, field
 from typing import Any
 
-from ctrfs.errors import CtrfsError, Unsupported
+from ctrfs.errors import CtrfsError, NotFound, Unsupported
 from ctrfs.overlay import _fs
 from ctrfs.overlay.diff import file_type
 from ctrfs.overlay.layers import Layer, LayerStack
@@ -84,6 +84,10 @@ def which(stack: LayerStack, path: str) -> WhichResult:
     view = MergedView(stack)
     try:
         raw_path = os.fsencode(path)
+        try:
+            view.lookup(raw_path, follow=False)  # the kernel's verdict on "file/." and the like
+        except NotFound:
+            pass  # a deleted path is still explained below
         comps = _fs.split(raw_path)
         if not comps or comps[-1] == b"..":
             parent = view.lookup(raw_path)
