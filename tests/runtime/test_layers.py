@@ -124,6 +124,15 @@ def test_containerd_layers_are_snapshots(containerd_cri: RunningContainer) -> No
     assert data["layers"] and all(la["runtime"] == "containerd" for la in data["layers"])
     for la in data["layers"]:
         assert la["path"] == f"{snap}{la['id']}/fs" and la["id"].isdigit()
+    # Keys from the snapshotter's bolt database: the container's own snapshot is keyed by the
+    # container ID; the image layer by its chain ID (ctr's own view of the same snapshot).
+    cid = containerd_cri.target.rsplit("/", 1)[-1]
+    assert data["layers"][0]["names"] == [cid]
+    chain = data["layers"][1]["chain_id"]
+    assert chain and chain.startswith("sha256:")
+    snaps = harness.out("ctr", "-n", "k8s.io", "snapshots", "ls")
+    assert any(ln.split()[0] == chain and ln.split()[-1] == "Committed"
+               for ln in snaps.splitlines()[1:] if ln.strip())
     # The logger's output went to the container's own snapshot: its upper dir.
     diff = ctrfs("diff", containerd_cri.target).stdout.splitlines()
     assert "A /var/log/app.log" in diff

@@ -9,7 +9,10 @@ Sources of names (all on-disk, no daemon call):
 * containers/storage (podman, CRI-O): ``overlay-layers/layers.json`` (id, names, parent,
   diff-digest); the directory under ``overlay/`` is the layer id.
 * containerd overlayfs snapshotter: ``…/io.containerd.snapshotter.v1.overlayfs/snapshots/<n>/fs``;
-  the snapshot key lives in a bolt database, so only the numeric snapshot ID is reported.
+  ``<n>`` is the snapshot ID, and the snapshotter's bolt database next to it
+  (``metadata.db``: bucket ``v1/snapshots/<namespace>/<seq>/<key>`` with ``id`` as a uvarint,
+  containerd snapshots/storage/bolt.go) gives its key: the container ID for the container's
+  own snapshot, ``sha256:<chain-id>`` for a committed image layer.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import stat as st_mod
+import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +31,8 @@ from ctrfs.runtimes.base import Roots, listdir, read_json, read_text
 if TYPE_CHECKING:
     from ctrfs.container import Container
 
-_SNAPSHOT = re.compile(r"/io\.containerd\.snapshotter\.v1\.overlayfs/snapshots/(\d+)/fs$")
+_SNAPSHOT = re.compile(r"^(.*/io\.containerd\.snapshotter\.v1\.overlayfs)/snapshots/(\d+)/fs$")
+_SNAPSHOT_KINDS = {1: "view", 2: "active", 3: "committed"}
 
 
 @dataclass
@@ -151,6 +156,7 @@ def _name_layers(stack: LayerStack, container: Container) -> None:
     roots = stack.roots
     docker_cache: dict[str, tuple[str, str | None]] | None = None
     storage_layers: dict[str, dict[str, Any]] | None = None
+    snapshots: dict[str, dict[str, tuple[str, str]]] = {}
     docker_od = os.path.join(roots.docker, "overlay2")
     storage_od = os.path.join(roots.storage, "overlay")
     for la in stack.layers:
@@ -183,8 +189,13 @@ def _name_layers(stack: LayerStack, container: Container) -> None:
             m = _SNAPSHOT.search(la.path)
             if m:
                 la.runtime = "containerd"
-                la.id = m.group(1)
-                la.names = [f"snapshot {m.group(1)}"]
+                la.id = m.group(2)
+                if m.group(1) not in snapshots:
+                    snapshots[m.group(1)] = _containerd_snapshots(roots.host_path(m.group(1)))
+                key, kind = snapshots[m.group(1)].get(la.id, ("", ""))
+                la.names = [key] if key else [f"snapshot {la.id}"]
+                if kind == "committed" and key.startswith("sha256:"):
+                    la.chain_id = key
 
 
 def _same_dir(a: str, b: str) -> bool:
@@ -205,6 +216,30 @@ def _docker_cache_ids(roots: Roots) -> dict[str, tuple[str, str | None]]:
         if cache:
             out[cache] = ("sha256:" + chain, read_text(os.path.join(base, chain, "diff")))
     return out
+
+
+def _containerd_snapshots(snapshotter_root: str) -> dict[str, tuple[str, str]]:
+    """snapshot ID → (key, kind) from the overlayfs snapshotter's metadata.db (best effort)."""
+    from ctrfs.overlay._bolt import Bolt, BoltError, Bucket, uvarint
+
+    try:
+        db = Bolt.open(os.path.join(snapshotter_root, "metadata.db"))
+        snaps = db.bucket(b"v1", b"snapshots")
+        out: dict[str, tuple[str, str]] = {}
+        for name, bucket in (snaps.items() if snaps else ()):
+            if not isinstance(bucket, Bucket):
+                continue
+            sid = bucket.get(b"id")
+            kind = bucket.get(b"kind")
+            if not isinstance(sid, bytes):
+                continue
+            # Keys are "<namespace>/<sequence>/<key>" (containerd's metadata snapshotter).
+            key = name.decode("utf-8", "replace").split("/", 2)[-1]
+            k = kind[0] if isinstance(kind, bytes) and kind else 0
+            out[str(uvarint(sid))] = (key, _SNAPSHOT_KINDS.get(k, ""))
+        return out
+    except (OSError, BoltError, struct.error, IndexError):
+        return {}
 
 
 def _storage_layers(roots: Roots) -> dict[str, dict[str, Any]]:
