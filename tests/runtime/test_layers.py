@@ -116,6 +116,11 @@ def test_which_follows_parent_symlinks(docker_busybox: RunningContainer) -> None
 def test_which_finds_init_layer_files(docker_busybox: RunningContainer, path: str) -> None:
     res = _which(docker_busybox.target, path)
     assert res["visible"]["role"] == "init"
+    if path == "/etc/hosts":  # Docker bind-mounts its own file over the init layer's
+        hosts = harness.out("docker", "inspect", "-f", "{{.HostsPath}}", docker_busybox.id)
+        assert res["mount"] == {"mount_point": "/etc/hosts", "kind": "bind", "host_path": hosts}
+    else:
+        assert res["mount"] is None
 
 
 def test_containerd_layers_are_snapshots(containerd_cri: RunningContainer) -> None:

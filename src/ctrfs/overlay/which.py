@@ -36,6 +36,9 @@ class WhichResult:
     resolved: str  # after following symlinks in the parent directories
     visible: LayerHit | None
     hits: list[LayerHit] = field(default_factory=list)
+    # The container mount covering the path (not the root): what the container really sees
+    # there is that mount, not the layers. Set by the caller that knows the mounts.
+    mount: dict[str, Any] | None = None
 
     @property
     def deleted(self) -> bool:
@@ -44,7 +47,7 @@ class WhichResult:
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "resolved": self.resolved, "exists": self.visible is not None,
                 "visible": self.visible.to_dict() if self.visible else None,
-                "layers": [h.to_dict() for h in self.hits]}
+                "layers": [h.to_dict() for h in self.hits], "mount": self.mount}
 
 
 def _raw(layer_fd: int, parts: list[bytes]) -> tuple[os.stat_result | None, bool, str]:
