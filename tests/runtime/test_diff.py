@@ -129,3 +129,24 @@ def test_diff_equals_podman_diff(changed_podman: RunningContainer) -> None:
     ours = lines(ctrfs("diff", changed_podman.target).stdout)
     assert ours == theirs
     assert {"A /etc/added", "D /bin/ls", "C /etc/os-release", "D /root"} <= ours
+
+
+@pytest.mark.docker
+def test_diff_hostile_names_are_escaped() -> None:
+    _need_root()
+    with harness.run_docker(harness.busybox_image()) as c:
+        harness.docker_exec(c, "sh", "-c",
+                            "touch \"$(printf '/tmp/a\\nb')\" \"$(printf '/tmp/\\033[31mred')\""
+                            " && ln -s / /tmp/root && mkfifo /tmp/fifo")
+        out = ctrfs("diff", c.target).stdout
+        assert "A /tmp/a\\nb" in out.splitlines() and "A /tmp/\\x1b[31mred" in out.splitlines()
+        assert "\x1b" not in out
+        rows = json.loads(ctrfs("diff", "--json", c.target).stdout)
+        paths = {r["path"]: r["type"] for r in rows}
+        assert paths["/tmp/a\nb"] == "file" and paths["/tmp/root"] == "symlink"
+        assert paths["/tmp/fifo"] == "fifo"
+        # Same entries as docker's own diff, which prints names raw (a newline splits a line):
+        # compare the raw texts split the same way.
+        theirs = harness.out("docker", "diff", c.id).split("\n")
+        ours_raw = "\n".join(f"{r['kind']} {r['path']}" for r in rows).split("\n")
+        assert sorted(ours_raw) == sorted(theirs)
