@@ -17,7 +17,9 @@ COMMANDS: dict[str, str] = {
     "diff": "ctrfs.cli.cmd_layers:diff_cmd",
     "inspect": "ctrfs.cli.cmd_discover:inspect_cmd",
     "layers": "ctrfs.cli.cmd_layers:layers_cmd",
+    "libs": "ctrfs.cli.cmd_probes:libs_cmd",
     "mounts": "ctrfs.cli.cmd_layers:mounts_cmd",
+    "probe": "ctrfs.cli.cmd_probes:probe_cmd",
     "ps": "ctrfs.cli.cmd_discover:ps_cmd",
     "which": "ctrfs.cli.cmd_layers:which_cmd",
 }
