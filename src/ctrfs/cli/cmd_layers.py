@@ -88,8 +88,9 @@ def which_cmd(ctx: click.Context, spec: str, as_json: bool) -> None:
         covering = [m for m in container_mounts(c) if m.mount_point != "/" and (
             res.resolved == m.mount_point or res.resolved.startswith(m.mount_point.rstrip("/") + "/"))]
         if covering:
-            m = max(covering, key=lambda m: len(m.mount_point))
-            res.mount = {"mount_point": m.mount_point, "kind": m.kind, "host_path": m.host_path}
+            top = max(covering, key=lambda m: len(m.mount_point))
+            res.mount = {"mount_point": top.mount_point, "kind": top.kind,
+                         "host_path": top.host_path}
     if as_json:
         emit_json(res.to_dict())
         return
@@ -108,9 +109,10 @@ def which_cmd(ctx: click.Context, spec: str, as_json: bool) -> None:
         click.echo(f"{shown}: {v.type} from layer {v.layer.index} ({escape(v.layer.label)}) "
                    f"{escape(v.layer.path)}")
     if res.mount:
-        m = res.mount
-        click.echo(f"note: the container sees the {m['kind']} mounted at {escape(m['mount_point'])}"
-                   f" here ({escape(m['host_path'] or m['kind'])}), not these layers")
+        mnt = res.mount
+        click.echo(f"note: the container sees the {mnt['kind']} mounted at "
+                   f"{escape(mnt['mount_point'])} here ({escape(mnt['host_path'] or mnt['kind'])}),"
+                   " not these layers")
     for h in res.hits:
         if h is res.visible:
             continue
