@@ -263,3 +263,26 @@ def test_no_fd_leaks(tmp_path: Path) -> None:
         next(it)
         it.close()
     assert _fds() == before
+
+
+def test_docker_naive_compares_metadata(tmp_path: Path) -> None:
+    """moby statDifferent: mode/uid/gid/rdev always, size and mtime only for non-directories,
+    and security.capability; a type change is C with everything below it A."""
+    stack, up, (l1,) = make_stack(tmp_path, 1)
+    for name in ("same", "touched", "owned", "capped", "was-file"):
+        write(l1 / name, b"x\n")
+    (l1 / "dir").mkdir()
+    write(l1 / "was-dir/child")
+    for name in ("same", "touched", "owned", "capped"):  # copy-ups
+        write(up / name, b"x\n")
+        same_times(up / name, l1 / name)
+    os.utime(up / "touched", ns=(0, (l1 / "touched").stat().st_mtime_ns + 1_000_000_000))
+    os.chown(up / "owned", 1, 1)
+    os.setxattr(up / "capped", "security.capability",
+                bytes.fromhex("0100000200100000000000000000000000000000"))
+    (up / "dir").mkdir()
+    os.utime(up / "dir", ns=(0, 0))  # only the mtime of a directory differs: not a change
+    write(up / "was-file/inside")
+    write(up / "was-dir", b"now a file\n")
+    assert diff_set(stack, DOCKER) == {"C /touched", "C /owned", "C /capped", "C /was-file",
+                                       "A /was-file/inside", "C /was-dir"}
