@@ -14,13 +14,22 @@ from ctrfs.errors import CtrfsError, UsageError
 # name → "module:attribute". Commands are imported only when run, so `ctrfs cat` does not pay
 # for rich or pyelftools. Keep this list sorted; one line per command.
 COMMANDS: dict[str, str] = {
+    "cat": "ctrfs.cli.cmd_files:cat_cmd",
+    "cp": "ctrfs.cli.cmd_files:cp_cmd",
     "diff": "ctrfs.cli.cmd_layers:diff_cmd",
+    "du": "ctrfs.cli.cmd_files:du_cmd",
+    "export": "ctrfs.cli.cmd_files:export_cmd",
+    "find": "ctrfs.cli.cmd_files:find_cmd",
+    "grep": "ctrfs.cli.cmd_files:grep_cmd",
     "inspect": "ctrfs.cli.cmd_discover:inspect_cmd",
     "layers": "ctrfs.cli.cmd_layers:layers_cmd",
     "libs": "ctrfs.cli.cmd_probes:libs_cmd",
+    "ls": "ctrfs.cli.cmd_files:ls_cmd",
     "mounts": "ctrfs.cli.cmd_layers:mounts_cmd",
     "probe": "ctrfs.cli.cmd_probes:probe_cmd",
     "ps": "ctrfs.cli.cmd_discover:ps_cmd",
+    "stat": "ctrfs.cli.cmd_files:stat_cmd",
+    "tail": "ctrfs.cli.cmd_files:tail_cmd",
     "which": "ctrfs.cli.cmd_layers:which_cmd",
 }
 
@@ -88,7 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="ctrfs", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="ctrfs", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit(N)'s code instead of raising.
+        if isinstance(rv, int) and rv:
+            return rv
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130

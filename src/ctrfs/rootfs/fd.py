@@ -1,0 +1,462 @@
+"""Root implementations over a directory fd: the common machinery of ProcRoot and DirRoot.
+
+Everything is fd-relative (STYLE.md rule 6, after CPython's ``shutil._rmtree_safe_fd``): a path
+is resolved once to an ``O_PATH`` fd, metadata comes from ``fstat`` on it, content from a
+re-open of that very fd through ``/proc/self/fd/N`` after checking it is a regular file, and
+walks descend with ``openat(dirfd, name, O_NOFOLLOW|O_DIRECTORY)`` checked against the
+``(st_dev, st_ino)`` the listing gave.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_mod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from ctrfs.errors import CtrfsError, UnsafePath, from_oserror
+from ctrfs.rootfs import _sys
+from ctrfs.rootfs.base import (
+    Entry,
+    NotRegularFile,
+    PathArg,
+    Root,
+    WalkWarning,
+    WarnFn,
+    file_kind,
+    join,
+    norm_path,
+)
+from ctrfs.rootfs.resolve import MagicLinkError, resolve
+
+_O_PATH = os.O_PATH | os.O_CLOEXEC
+_O_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+# A walk keeps one streaming directory fd (plus scandir's dup) per level down to this depth;
+# deeper levels are listed into memory one directory at a time and share a single fd that moves
+# down by openat(name) and back up by openat("..") checked against the recorded (dev, ino).
+# Bounds fds at ~2*STREAM_LEVELS however deep the tree (SECURITY.md case 15).
+STREAM_LEVELS = 48
+# How often (in entries) a walk asks the Root whether its container is still there.
+ALIVE_EVERY = 2048
+
+
+def _ident(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_dev, st.st_ino)
+
+
+def reopen_regular(opath_fd: int, st: os.stat_result | None = None) -> BinaryIO:
+    """Open the regular file an O_PATH fd refers to for reading, or raise NotRegularFile.
+
+    The re-open goes through ``/proc/self/fd/N`` (our own procfs, our own fd), so nothing is
+    looked up by name again; ``O_NONBLOCK|O_NOCTTY`` would keep even a FIFO or tty from blocking
+    or becoming our terminal, but the fstat check means only regular files get here.
+    """
+    if st is None:
+        st = os.fstat(opath_fd)
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise NotRegularFile(file_kind(st.st_mode))
+    fd = os.open(f"/proc/self/fd/{opath_fd}", _O_READ)
+    try:
+        st2 = os.fstat(fd)
+        if _ident(st2) != _ident(st) or not stat_mod.S_ISREG(st2.st_mode):
+            raise CtrfsError("file changed while being opened; try again")
+        os.set_blocking(fd, True)
+        return open(fd, "rb", buffering=65536)  # noqa: SIM115 — the caller owns it
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_xattrs(fd: int, *, is_link: bool = False) -> dict[str, bytes]:
+    """Extended attributes of what an fd (O_PATH or not) refers to."""
+    # flistxattr/fgetxattr refuse O_PATH fds (EBADF); the /proc/self/fd/N path reaches the same
+    # inode (following the magic link lands on the object itself, even a symlink).
+    target: int | str = f"/proc/self/fd/{fd}"
+    out: dict[str, bytes] = {}
+    try:
+        names = os.listxattr(target)
+        for name in names:
+            try:
+                out[name] = os.getxattr(target, name)
+            except OSError as err:
+                if err.errno not in (errno.ENODATA, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES):
+                    raise
+    except OSError as err:
+        if err.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES):
+            raise
+    return out
+
+
+@dataclass
+class FdEntry(Entry):
+    """An Entry that knows its parent directory fd (valid while the walk stands there)."""
+
+    _root: FdRoot | None = field(default=None, repr=False)
+    _dirfd: int = field(default=-1, repr=False)
+    _fd: int = field(default=-1, repr=False)  # the entry's own O_PATH fd (walk start only)
+
+    def _opath(self) -> int:
+        if self._fd >= 0:
+            return os.dup(self._fd)
+        fd = os.open(self.name, _O_PATH | os.O_NOFOLLOW, dir_fd=self._dirfd)
+        st = os.fstat(fd)
+        if _ident(st) != _ident(self.stat):
+            os.close(fd)
+            raise OSError(errno.ENOENT, "replaced since it was listed", self.path)
+        return fd
+
+    def _errors(self) -> AbstractContextManager[None]:
+        assert self._root is not None
+        return self._root._errors(self.path)
+
+    def open(self) -> BinaryIO:
+        with self._errors():
+            if not stat_mod.S_ISREG(self.stat.st_mode):
+                raise NotRegularFile(self.kind, path=self.path, target=self._root_target())
+            fd = self._opath()
+            try:
+                return reopen_regular(fd)
+            finally:
+                os.close(fd)
+
+    def readlink(self) -> bytes:
+        with self._errors():
+            if self._fd >= 0:
+                return os.readlink(b"", dir_fd=self._fd)
+            return os.readlink(os.fsencode(self.name), dir_fd=self._dirfd)
+
+    def xattrs(self) -> dict[str, bytes]:
+        with self._errors():
+            fd = self._opath()
+            try:
+                return read_xattrs(fd, is_link=self.is_symlink())
+            finally:
+                os.close(fd)
+
+    def _root_target(self) -> str | None:
+        return self._root.target if self._root is not None else None
+
+
+@dataclass
+class _Frame:
+    path: str
+    depth: int
+    ident: tuple[int, int]
+    fd: int  # O_RDONLY directory fd; -1 while a deeper buffered level holds the moving fd
+    it: Iterator[os.DirEntry[str] | tuple[str, os.stat_result]]
+    buffered: bool
+    mnt: int | None = None  # mount ID of this directory (None: kernel cannot tell)
+
+
+class FdRoot(Root):
+    """A Root over an open directory fd. ``fallback`` forces the user-space resolver."""
+
+    def __init__(self, rootfd: int, *, target: str | None = None,
+                 fallback: bool | None = None) -> None:
+        self._rootfd = rootfd
+        self.target = target
+        self.fallback = fallback
+
+    # -- errors: the one place OSError becomes CtrfsError for everything below -------------
+    @contextmanager
+    def _errors(self, path: PathArg | None) -> Iterator[None]:
+        shown = norm_path(path) if path is not None else None
+        try:
+            yield
+        except CtrfsError as err:
+            if err.path is None and shown is not None:
+                err.path = shown
+            if err.target is None:
+                err.target = self.target
+            raise
+        except OSError as err:
+            # A container that went away makes every lookup fail; say so rather than
+            # "no such file".
+            self.check_alive()
+            if isinstance(err, MagicLinkError):
+                raise UnsafePath("refused: the path goes through a /proc magic link "
+                                 "(such as /proc/self/root or /proc/PID/fd/N)",
+                                 target=self.target, path=shown) from err
+            if err.errno == errno.EXDEV:
+                raise UnsafePath(target=self.target, path=shown) from err
+            if err.errno == errno.ELOOP:
+                raise CtrfsError("too many levels of symbolic links (a symlink loop?)",
+                                 target=self.target, path=shown) from err
+            raise from_oserror(err, target=self.target, path=shown) from err
+
+    # -- primitives -------------------------------------------------------------------------
+    @property
+    def fd(self) -> int:
+        if self._rootfd < 0:
+            raise CtrfsError("root is closed", target=self.target)
+        return self._rootfd
+
+    def _resolve(self, path: PathArg, follow: bool) -> int:
+        return resolve(self.fd, os.fsencode(path), follow=follow, fallback=self.fallback)
+
+    def resolve(self, path: PathArg, *, follow: bool = True) -> int:
+        with self._errors(path):
+            return self._resolve(path, follow)
+
+    def check_alive(self) -> None:
+        return None
+
+    def close(self) -> None:
+        if self._rootfd >= 0:
+            os.close(self._rootfd)
+            self._rootfd = -1
+
+    # -- metadata ---------------------------------------------------------------------------
+    def lstat(self, path: PathArg) -> os.stat_result:
+        with self._errors(path):
+            fd = self._resolve(path, False)
+            try:
+                return os.fstat(fd)
+            finally:
+                os.close(fd)
+
+    def stat(self, path: PathArg) -> os.stat_result:
+        with self._errors(path):
+            fd = self._resolve(path, True)
+            try:
+                return os.fstat(fd)
+            finally:
+                os.close(fd)
+
+    def readlink(self, path: PathArg) -> bytes:
+        with self._errors(path):
+            fd = self._resolve(path, False)
+            try:
+                if not stat_mod.S_ISLNK(os.fstat(fd).st_mode):
+                    raise CtrfsError("not a symbolic link")
+                return os.readlink(b"", dir_fd=fd)
+            finally:
+                os.close(fd)
+
+    def mount_id(self, path: PathArg, *, follow: bool = True) -> int | None:
+        """The mount ID (as in the container's mountinfo) ``path`` lives on."""
+        with self._errors(path):
+            fd = self._resolve(path, follow)
+            try:
+                return _sys.mount_id(fd)
+            finally:
+                os.close(fd)
+
+    # -- content ----------------------------------------------------------------------------
+    def open_file(self, path: PathArg) -> BinaryIO:
+        with self._errors(path):
+            fd = self._resolve(path, True)
+            try:
+                return reopen_regular(fd)
+            finally:
+                os.close(fd)
+
+    def _open_dir(self, path: PathArg, follow: bool = True) -> tuple[int, os.stat_result]:
+        fd = self._resolve(path, follow)
+        try:
+            st = os.fstat(fd)
+            if not stat_mod.S_ISDIR(st.st_mode):
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+            # Opening "." under an O_PATH fd turns it into a readable directory fd without
+            # another lookup by name.
+            return os.open(".", _O_DIR, dir_fd=fd), st
+        finally:
+            os.close(fd)
+
+    def scandir(self, path: PathArg) -> Iterator[Entry]:
+        with self._errors(path):
+            dfd, _ = self._open_dir(path)
+        top = norm_path(path)
+        try:
+            mnt_here = _sys.mount_id(dfd)
+            with os.scandir(dfd) as it:
+                for de in it:
+                    try:
+                        st = de.stat(follow_symlinks=False)
+                        mnt = _sys.mount_id(dfd, os.fsencode(de.name))
+                    except FileNotFoundError:
+                        continue  # removed since the listing was read
+                    yield FdEntry(path=join(top, de.name), name=de.name, stat=st, depth=1,
+                                  mount_point=mnt is not None and mnt != mnt_here,
+                                  _root=self, _dirfd=dfd)
+        finally:
+            os.close(dfd)
+
+    def walk(self, path: PathArg = "/", *, follow: bool = True, max_depth: int | None = None,
+             one_filesystem: bool = True, on_warning: WarnFn | None = None) -> Iterator[Entry]:
+        warn: WarnFn = on_warning or (lambda w: None)
+        top = norm_path(path)
+        with self._errors(path):
+            topfd = self._resolve(path, follow)
+        frames: list[_Frame] = []
+        try:
+            with self._errors(path):
+                st = os.fstat(topfd)
+                top_mnt = _sys.mount_id(topfd)
+            name = os.path.basename(top.rstrip("/")) or "/"
+            first = FdEntry(path=top, name=name, stat=st, depth=0, _root=self, _fd=topfd)
+            first.extra["fs_type"] = _sys.fs_type(topfd)
+            yield first
+            if not stat_mod.S_ISDIR(st.st_mode) or max_depth == 0:
+                return
+            with self._errors(path):
+                dfd = os.open(".", _O_DIR, dir_fd=topfd)
+            frames.append(_Frame(top, 0, _ident(st), dfd, os.scandir(dfd), False, top_mnt))
+            yield from self._walk_frames(frames, max_depth, one_filesystem, warn)
+        finally:
+            for fr in frames:
+                _close_frame(fr)
+            os.close(topfd)
+
+    def _walk_frames(self, frames: list[_Frame], max_depth: int | None, one_filesystem: bool,
+                     warn: WarnFn) -> Iterator[Entry]:
+        ancestors = {fr.ident for fr in frames}
+        seen = 0
+        while frames:
+            fr = frames[-1]
+            try:
+                item: os.DirEntry[str] | tuple[str, os.stat_result] | None = next(fr.it, None)
+            except OSError as err:
+                # getdents refused midway (procfs hides some directories of other processes)
+                warn(WalkWarning(fr.path, f"cannot be read ({err.strerror}); rest skipped"))
+                item = None
+            if item is None:
+                self._leave(frames, ancestors, warn)
+                continue
+            seen += 1
+            if seen % ALIVE_EVERY == 0:
+                self.check_alive()
+            dirfd = fr.fd
+            if isinstance(item, tuple):
+                name, st = item
+            else:
+                name = item.name
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    warn(WalkWarning(join(fr.path, name), "vanished during the walk; skipped"))
+                    continue
+            path = join(fr.path, name)
+            bname = os.fsencode(name)
+            try:
+                mnt = _sys.mount_id(dirfd, bname)
+            except FileNotFoundError:
+                warn(WalkWarning(path, "vanished during the walk; skipped"))
+                continue
+            # A mount point: on another mount than the directory holding it.
+            if fr.mnt is not None and mnt is not None:
+                mount_point = mnt != fr.mnt
+            else:
+                # No STATX_MNT_ID (Linux < 5.8): a directory on another device is another
+                # mount. Only directories: overlayfs may report the lower layer's st_dev for
+                # files (Documentation/filesystems/overlayfs.rst, "Inode properties").
+                mount_point = stat_mod.S_ISDIR(st.st_mode) and st.st_dev != fr.ident[0]
+            depth = fr.depth + 1
+            entry = FdEntry(path=path, name=name, stat=st, depth=depth, mount_point=mount_point,
+                            _root=self, _dirfd=dirfd)
+            if mount_point and stat_mod.S_ISDIR(st.st_mode):
+                entry.extra["fs_type"] = _fs_type_at(dirfd, bname)
+            yield entry
+            if not stat_mod.S_ISDIR(st.st_mode):
+                continue
+            if max_depth is not None and depth >= max_depth:
+                continue
+            if mount_point and (one_filesystem or entry.pseudo_fs):
+                continue
+            if _ident(st) in ancestors:
+                warn(WalkWarning(path, "directory loop (a bind mount of an ancestor); not entered"))
+                continue
+            try:
+                cfd = os.open(bname, _O_DIR | os.O_NOFOLLOW, dir_fd=dirfd)
+            except OSError as err:
+                if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    warn(WalkWarning(path, "vanished or replaced during the walk; skipped"))
+                    continue
+                if err.errno in (errno.EACCES, errno.EPERM):
+                    warn(WalkWarning(path, "permission denied; not entered"))
+                    continue
+                raise
+            cst = os.fstat(cfd)
+            if _ident(cst) != _ident(st):
+                os.close(cfd)
+                warn(WalkWarning(path, "replaced during the walk; skipped"))
+                continue
+            if len(frames) < STREAM_LEVELS:
+                frames.append(_Frame(path, depth, _ident(st), cfd, os.scandir(cfd), False, mnt))
+            else:
+                items: list[tuple[str, os.stat_result]] = []
+                try:
+                    with os.scandir(cfd) as it:
+                        for de in it:
+                            try:
+                                items.append((de.name, de.stat(follow_symlinks=False)))
+                            except FileNotFoundError:
+                                continue
+                except OSError as err:
+                    warn(WalkWarning(path, f"cannot be read ({err.strerror}); rest skipped"))
+                if fr.buffered:
+                    os.close(fr.fd)  # the moving fd goes down with us; ".." brings it back
+                    fr.fd = -1
+                frames.append(_Frame(path, depth, _ident(st), cfd, iter(items), True, mnt))
+            ancestors.add(_ident(st))
+
+    def _leave(self, frames: list[_Frame], ancestors: set[tuple[int, int]], warn: WarnFn) -> None:
+        fr = frames.pop()
+        ancestors.discard(fr.ident)
+        parent = frames[-1] if frames else None
+        if fr.buffered and parent is not None and parent.buffered:
+            # Climb back with ".." from the fd we hold and check it is the directory we came
+            # from: if it was moved meanwhile, ".." leads elsewhere (maybe out of the root).
+            try:
+                pfd = os.open("..", _O_DIR, dir_fd=fr.fd)
+            except OSError:
+                pfd = -1
+            if pfd >= 0 and _ident(os.fstat(pfd)) == parent.ident:
+                parent.fd = pfd
+            else:
+                if pfd >= 0:
+                    os.close(pfd)
+                warn(WalkWarning(parent.path, "directory moved during the walk; rest skipped"))
+                while frames and frames[-1].buffered:
+                    gone = frames.pop()
+                    ancestors.discard(gone.ident)
+                    _close_frame(gone)
+        _close_frame(fr)
+
+
+def _fs_type_at(dirfd: int, name: bytes) -> int | None:
+    try:
+        fd = os.open(name, _O_PATH | os.O_NOFOLLOW, dir_fd=dirfd)
+    except OSError:
+        return None
+    try:
+        return _sys.fs_type(fd)
+    finally:
+        os.close(fd)
+
+
+def _close_frame(fr: _Frame) -> None:
+    close = getattr(fr.it, "close", None)
+    if close is not None:
+        close()
+    if fr.fd >= 0:
+        os.close(fr.fd)
+        fr.fd = -1
+
+
+class DirRoot(FdRoot):
+    """A Root over a host directory, e.g. a tree under ``tmp_path`` in tests, or an unpacked
+    image. The directory is opened once; later renames of it do not matter."""
+
+    def __init__(self, path: str | os.PathLike[str], *, target: str | None = None,
+                 fallback: bool | None = None) -> None:
+        try:
+            fd = os.open(path, _O_PATH | os.O_DIRECTORY)
+        except OSError as err:
+            raise from_oserror(err, target=target, path=os.fspath(path)) from err
+        super().__init__(fd, target=target, fallback=fallback)
