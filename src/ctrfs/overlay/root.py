@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from ctrfs.errors import CtrfsError, from_oserror
+from ctrfs.errors import CtrfsError, ProcessGone, from_oserror
 from ctrfs.overlay import _fs
 from ctrfs.overlay.layers import LayerStack
 from ctrfs.overlay.merge import MergedView, Node
@@ -134,7 +134,12 @@ class OverlayRoot(Root):
             return _open_node(self._lookup(path, follow), self._top_fd())
 
     def check_alive(self) -> None:
-        return None  # nothing runs: the layer dirs are read as they are
+        # Nothing runs; the container is "gone" when its runtime removed its layer dirs
+        # (``docker rm`` deletes the upper dir: our fd then sees st_nlink 0).
+        for _, fd in self.view.roots[:1]:
+            if os.fstat(fd).st_nlink == 0:
+                raise ProcessGone(target=self.target,
+                                  message="the container was removed (its layers are gone)")
 
     def close(self) -> None:
         if self._view is not None:
