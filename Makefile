@@ -54,3 +54,8 @@ bench: deps venv
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+
+# ctrfs diff vs docker diff over a 200k-file image (CTRFS_BENCH_DIFF_FILES to change)
+bench-diff: deps venv
+	$(VENV)/bin/python -m compileall -q src
+	$(SERVICES) run $(VENV)/bin/python bench/run.py diff $(BENCH_ARGS)
