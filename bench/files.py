@@ -17,6 +17,7 @@ Measured in the same run, warm page cache (one untimed warm-up), median of 3:
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -82,18 +83,14 @@ def _sh(pipeline: str) -> list[str]:
 
 
 def peak_rss_kib(argv: list[str]) -> int:
-    """Peak RSS of one command (its own, from wait4), output piped through cat to /dev/null."""
-    with open(os.devnull, "wb") as null:
-        cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=null)
-        assert cat.stdin is not None
-        proc = subprocess.Popen(argv, stdout=cat.stdin, stderr=subprocess.DEVNULL)
-        cat.stdin.close()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        cat.wait()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv} exited {proc.returncode}")
-    return int(usage.ru_maxrss)
+    """Peak RSS of one command, output piped through cat to /dev/null. Measured by GNU time
+    (a small C parent): ru_maxrss survives execve, so a child forked straight from this Python
+    process would count the runner's own RSS too."""
+    with tempfile.NamedTemporaryFile(prefix=f"{PREFIX}rss-") as f:
+        cmd = " ".join(shlex.quote(a) for a in argv)
+        subprocess.run(_sh(f"/usr/bin/time -f %M -o {f.name} {cmd} | cat >/dev/null"),
+                       check=True)
+        return int(Path(f.name).read_text().split()[-1])
 
 
 def run(r: Runner) -> None:
