@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,6 +76,8 @@ def _labels(cs: list[Container]) -> list[str]:
 
 def _nearest(ref: str, pool: list[Container]) -> list[str]:
     names = {c.name for c in pool if c.name} | {c.short_id for c in pool}
+    import difflib  # lazy: only error messages need it
+
     return difflib.get_close_matches(ref, sorted(names), n=3, cutoff=0.5)
 
 
@@ -124,6 +125,8 @@ def _resolve_k8s(t: Target, pool: list[Container]) -> Container:
         return running[0]
     if not in_pod:
         pods = sorted({f"{c.pod.namespace}/{c.pod.name}" for c in pool if c.pod and c.pod.name})
+        import difflib
+
         raise TargetNotFound(target=t.text, candidates=difflib.get_close_matches(
             f"{ns}/{pod}", pods, n=3, cutoff=0.4))
     return _choose(t, running or in_pod, pool)

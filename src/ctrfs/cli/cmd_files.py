@@ -8,7 +8,6 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -65,6 +64,8 @@ def _emit(data: Any) -> None:
 
 
 def _mtime(ts: float) -> str:
+    from datetime import datetime  # lazy: `ctrfs cat` starts without it
+
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 

@@ -564,8 +564,8 @@ class TarWriter:
             segs = [(0, size)]
         pad = -stored % BLOCK
         if self.sink is not None:
-            self._flush()
-            self.written += stored + pad
+            self._flush()  # the header (and a sparse map) go first
+            self.written += sum(n for _, n in segs) + pad
             self.sink.put((fd, segs, size, entry.path, pad))
             return True
         short = 0

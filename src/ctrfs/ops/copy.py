@@ -271,8 +271,9 @@ class _Copier:
                 else:
                     chunk = os.pread(src, min(count - got, COPY_CHUNK), pos)
                     k = len(chunk)
-                    if k:
-                        os.pwrite(dst, chunk, pos)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.pwrite(dst, view, pos + k - len(view)):]
             except OSError as err:
                 # copy_file_range(2) refuses to cross filesystems (EXDEV: a container's overlay
                 # to the host's disk) on most kernels; sendfile(2) copies file to file in the

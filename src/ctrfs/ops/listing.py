@@ -6,7 +6,6 @@ import os
 import stat as stat_mod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from ctrfs.errors import CtrfsError, NotFound
@@ -30,6 +29,8 @@ def text(name: str | bytes) -> str:
 
 
 def iso(ts: float) -> str:
+    from datetime import UTC, datetime  # lazy: `ctrfs cat` starts without it
+
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 

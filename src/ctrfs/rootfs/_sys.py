@@ -9,7 +9,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import struct
 
 # openat2(2), x86_64 syscall number (arch/x86/entry/syscalls/syscall_64.tbl). Same number on
@@ -88,7 +87,8 @@ def _raise(path: str | bytes | None = None) -> None:
 
 def have_openat2() -> bool:
     """Whether this machine's kernel and architecture can run openat2 at all."""
-    return platform.machine() in ("x86_64", "aarch64", "riscv64", "s390x", "ppc64le")
+    # os.uname rather than the platform module: one import less at every start
+    return os.uname().machine in ("x86_64", "aarch64", "riscv64", "s390x", "ppc64le")
 
 
 def openat2(dirfd: int, path: bytes, flags: int, resolve: int, mode: int = 0) -> int:
