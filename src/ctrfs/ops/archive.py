@@ -62,32 +62,6 @@ class PseudoFilter:
         return False
 
 
-class ExactReader:
-    """Reads exactly ``size`` bytes from ``f``: zero padding if the file shrank meanwhile,
-    truncation if it grew, so the tar member matches the header written before the data."""
-
-    def __init__(self, f: BinaryIO, size: int) -> None:
-        self.f = f
-        self.left = size
-        self.short = 0
-
-    def read(self, n: int = -1) -> bytes:
-        if n < 0 or n > self.left:
-            n = self.left
-        if n == 0:
-            return b""
-        data = self.f.read(n)
-        if len(data) < n:
-            pad = n - len(data)
-            self.short += pad
-            data += b"\0" * pad
-        self.left -= len(data)
-        return data
-
-    def grew(self) -> bool:
-        return bool(self.f.read(1))
-
-
 # -- the tar format, written directly ----------------------------------------------------------
 # POSIX.1-2001 pax (ustar blocks + 'x' extended headers, IEEE Std 1003.1 "pax Interchange
 # Format"), laid out exactly as CPython's tarfile writes PAX_FORMAT, without a TarInfo per member.
