@@ -33,6 +33,9 @@ class RootFS:
         return self.fstype == "overlay"
 
 
+LAZY: Any = object()  # Container(rootfs=LAZY): read the root mount on first access
+
+
 @dataclass
 class Container:
     """A container found on this host. Built by :func:`ctrfs.containers` / :func:`ctrfs.container`."""
@@ -51,7 +54,7 @@ class Container:
     rootfs: RootFS | None
     record: ContainerRecord
     roots: Roots = field(default_factory=Roots)
-    _process_names: dict[int, str] = field(default_factory=dict, repr=False)
+    _host_mounts: Any = field(default=None, repr=False, compare=False)  # shared by one discovery
 
     @property
     def short_id(self) -> str:
@@ -101,6 +104,17 @@ class Container:
 
         return open_root(self)
 
+    @property
+    def rootfs_kind(self) -> str | None:
+        """The root filesystem type, from runtime state when it says, without reading mountinfo."""
+        loaded = self.__dict__.get("_rootfs", LAZY)
+        if loaded is LAZY:
+            driver = self.record.extra.get("driver")
+            if driver in ("overlay2", "overlay") or self.record.layer_ids:
+                return "overlay"
+        fs = self.rootfs
+        return fs.fstype if fs else None
+
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
@@ -131,3 +145,21 @@ class Container:
             "annotations": rec.annotations,
             "sources": rec.sources,
         }
+
+
+def _get_rootfs(self: Container) -> RootFS | None:
+    value = self.__dict__.get("_rootfs")
+    if value is LAZY:
+        # Reading a container's mountinfo costs about as much as the whole /proc scan does per
+        # process (the kernel formats every mount), so it is done only when asked for.
+        from ctrfs.discovery import rootfs_for
+
+        value = self.__dict__["_rootfs"] = rootfs_for(self)
+    return value
+
+
+def _set_rootfs(self: Container, value: RootFS | None) -> None:
+    self.__dict__["_rootfs"] = value
+
+
+Container.rootfs = property(_get_rootfs, _set_rootfs)  # type: ignore[assignment]

@@ -13,10 +13,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ctrfs.container import Container, RootFS
+from ctrfs.container import LAZY, Container, RootFS
 from ctrfs.errors import AccessDenied
-from ctrfs.proc.cgroup import ContainerRef, cgroup_path, container_ref, parse_cgroup
-from ctrfs.proc.mountinfo import ParseError, find_root_mount, overlay_dirs, parse_mountinfo
+from ctrfs.proc.cgroup import (
+    ContainerRef,
+    cgroup_path,
+    container_ref,
+    container_ref_fast,
+    parse_cgroup,
+)
+from ctrfs.proc.mountinfo import ParseError, find_root_mount, overlay_dirs, unescape
 from ctrfs.proc.stat import ProcStat, parse_stat, parse_status
 from ctrfs.runtimes import REGISTRY
 from ctrfs.runtimes.base import ContainerRecord, Roots
@@ -93,11 +99,14 @@ def scan_proc(roots: Roots) -> dict[str, _Group]:
             continue
         known = parsed.get(data)
         if known is None:
-            try:
-                lines = parse_cgroup(data)
-            except ParseError:
-                continue
-            known = parsed[data] = (container_ref(lines), cgroup_path(lines))
+            known = container_ref_fast(data)
+            if known is None:
+                try:
+                    lines = parse_cgroup(data)
+                except ParseError:
+                    continue
+                known = (container_ref(lines), cgroup_path(lines))
+            parsed[data] = known
         ref, cg_path = known
         pid = int(name)
         if ref is not None:
@@ -126,26 +135,38 @@ def scan_proc(roots: Roots) -> dict[str, _Group]:
             g = groups[key] = _Group(key, ref, mnt, cg_path)
         g.pids.append(pid)
     for g in groups.values():
-        for pid in g.pids:
-            data = _read(f"{proc}/{pid}/stat")
-            if data:
-                try:
-                    g.stats[pid] = parse_stat(data)
-                except ParseError:
-                    pass
-        g.pids = sorted(p for p in g.pids if p in g.stats)
-    return {k: g for k, g in groups.items() if g.pids}
+        g.pids.sort()
+    return groups
 
 
-def _main_pid(g: _Group, proc: str, hint: int | None) -> int:
-    if hint is not None and hint in g.stats:
-        return hint
+def _load_stats(g: _Group, proc: str, pids: list[int]) -> None:
+    for pid in pids:
+        if pid in g.stats:
+            continue
+        data = _read(f"{proc}/{pid}/stat")
+        if data:
+            try:
+                g.stats[pid] = parse_stat(data)
+            except ParseError:
+                pass
+
+
+def _main_pid(g: _Group, proc: str, hint: int | None) -> int | None:
+    """The container's main process; only its stat is read when the runtime names it."""
+    if hint is not None and hint in g.pids:
+        _load_stats(g, proc, [hint])
+        if hint in g.stats:
+            return hint
+    _load_stats(g, proc, g.pids)
+    g.pids = [p for p in g.pids if p in g.stats]
+    if not g.pids:
+        return None
     members = set(g.pids)
     tops = [p for p in g.pids if g.stats[p].ppid not in members]
-    if len(tops) > 1:
-        # PID 1 of the container's PID namespace is its init (an `unshare --fork` parent sits
-        # above it in the same mount namespace but outside the new PID namespace).
-        for p in tops + [p for p in g.pids if p not in tops]:
+    if g.ref is None:
+        # No runtime names the main process: take PID 1 of the container's own PID namespace.
+        # (`unshare --pid --fork` leaves its parent in the new mount namespace, above that init.)
+        for p in g.pids[:256]:
             status = _read(f"{proc}/{p}/status")
             if status:
                 nspid = parse_status(status).get("NSpid", "").split()
@@ -174,19 +195,20 @@ class _HostMounts:
     def __init__(self, roots: Roots) -> None:
         self._roots = roots
         self.links: dict[str, str] = {}  # short link → layer dir; image layers are shared
-        self._index: dict[tuple[int, int, str], str] | None = None
+        self._index: dict[tuple[bytes, bytes], bytes] | None = None
 
     def find(self, major: int, minor: int, root: str) -> str | None:
         if self._index is None:
             data = _read(f"{self._roots.proc}/{host_pid(self._roots)}/mountinfo") or b""
-            try:
-                mounts = parse_mountinfo(data)
-            except ParseError:
-                mounts = []
+            # Index on the raw fields: a host with many containers has a long table, and only
+            # the device, root and mount point are needed.
             self._index = {}
-            for m in mounts:
-                self._index.setdefault((m.major, m.minor, m.root), m.mount_point)
-        return self._index.get((major, minor, root))
+            for line in data.split(b"\n"):
+                f = line.split(b" ", 5)
+                if len(f) > 5:
+                    self._index.setdefault((f[2], unescape(f[3])), f[4])
+        raw = self._index.get((b"%d:%d" % (major, minor), os.fsencode(root)))
+        return os.fsdecode(unescape(raw)) if raw is not None else None
 
 
 def rootfs_of(pid: int, roots: Roots, host_mounts: _HostMounts | None = None) -> RootFS | None:
@@ -216,6 +238,15 @@ def rootfs_of(pid: int, roots: Roots, host_mounts: _HostMounts | None = None) ->
     return fs
 
 
+def rootfs_for(c: Container) -> RootFS | None:
+    """The root filesystem of a container: its live root mount, else what its runtime records."""
+    fs = None
+    if c.pid is not None:
+        hm = c._host_mounts if isinstance(c._host_mounts, _HostMounts) else None
+        fs = rootfs_of(c.pid, c.roots, hm)
+    return fs or _rootfs_from_record(c.record)
+
+
 def _rootfs_from_record(rec: ContainerRecord) -> RootFS | None:
     if rec.upperdir is None and rec.lowerdirs is None:
         return None
@@ -232,10 +263,29 @@ def namespaces_of(pid: int, roots: Roots) -> dict[str, int]:
     return out
 
 
+# capabilities(7) bit numbers
+_NEEDED_CAPS = {"CAP_DAC_READ_SEARCH": 2, "CAP_SYS_PTRACE": 19}
+
+
+def check_privileges() -> None:
+    """Raise AccessDenied naming what is missing: other users' /proc/<pid>/root and runtime
+    state need CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (root has both)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            cap_eff = int(parse_status(f.read()).get("CapEff", "0"), 16)
+    except (OSError, ValueError):
+        return
+    missing = [name for name, bit in _NEEDED_CAPS.items() if not cap_eff >> bit & 1]
+    if missing:
+        raise AccessDenied(
+            "permission denied: needs root (or " + " and ".join(missing) + "); run it with sudo")
+
+
 def discover(roots: Roots | None = None, *, include_stopped: bool = False,
              details: bool = False) -> list[Container]:
     """Every container on the host. ``details`` also reads all namespace inodes."""
     roots = roots or Roots()
+    check_privileges()
     groups = scan_proc(roots)
     records = collect_records(roots)
     host_mounts = _HostMounts(roots)
@@ -262,7 +312,9 @@ def discover(roots: Roots | None = None, *, include_stopped: bool = False,
             ))
             continue
         used.add(g.key)
-        out.append(_build(rec, g, roots, host_mounts, details))
+        c = _build(rec, g, roots, host_mounts, details)
+        if c is not None:
+            out.append(c)
 
     for g in groups.values():
         if g.key in used:
@@ -271,18 +323,21 @@ def discover(roots: Roots | None = None, *, include_stopped: bool = False,
         runtime = (ref.runtime if ref else None) or ("unknown" if ref else "none")
         rec = ContainerRecord(id=ref.id if ref else g.key, runtime=runtime, state="running",
                               sources=["/proc"])
-        out.append(_build(rec, g, roots, host_mounts, details))
+        c = _build(rec, g, roots, host_mounts, details)
+        if c is not None:
+            out.append(c)
     out.sort(key=lambda c: (c.runtime, c.name or "", c.id))
     return out
 
 
 def _build(rec: ContainerRecord, g: _Group, roots: Roots, host_mounts: _HostMounts,
-           details: bool) -> Container:
+           details: bool) -> Container | None:
     main = _main_pid(g, roots.proc, rec.pid)
+    if main is None:
+        return None
     state = rec.state if rec.state in ("running", "paused", "restarting") else "running"
     if g.stats[main].state == "T" and state == "running":
         state = "paused"
-    rootfs = rootfs_of(main, roots, host_mounts) or _rootfs_from_record(rec)
     nss = namespaces_of(main, roots) if details else {}
     if not nss:
         mnt = g.mnt_ns if g.mnt_ns is not None else _ns_inode(roots.proc, main)
@@ -296,5 +351,6 @@ def _build(rec: ContainerRecord, g: _Group, roots: Roots, host_mounts: _HostMoun
     return Container(
         id=rec.id, runtime=rec.runtime, name=rec.name, image=rec.image, state=state,
         pid=main, start_time=g.stats[main].start_time, pids=list(g.pids), namespaces=nss,
-        cgroup=g.cgroup, pod=pod, rootfs=rootfs, record=rec, roots=roots,
+        cgroup=g.cgroup, pod=pod, rootfs=LAZY, record=rec, roots=roots,
+        _host_mounts=host_mounts,
     )

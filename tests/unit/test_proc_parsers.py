@@ -172,3 +172,28 @@ def test_stat_with_parenthesis_in_comm() -> None:
 
 def test_status_nspid() -> None:
     assert parse_status(b"Name:\tapp\nNSpid:\t4698\t1\n")["NSpid"] == "4698\t1"
+
+
+hex64 = st.text("0123456789abcdef", min_size=64, max_size=64)
+cgroup_paths = st.one_of(
+    st.builds(lambda h: f"/docker/{h}", hex64),
+    st.builds(lambda h: f"/system.slice/docker-{h}.scope", hex64),
+    st.builds(lambda u, h: f"/kubepods/besteffort/pod{u}/{h}", st.uuids().map(str), hex64),
+    st.text(alphabet=st.characters(blacklist_characters="\n\0", blacklist_categories=("Cs",)),
+            max_size=80).map(lambda t: "/" + t),
+)
+
+
+@settings(max_examples=300)
+@given(cgroup_paths, st.booleans())
+def test_fast_ref_agrees_with_full_parse(path: str, hybrid: bool) -> None:
+    from ctrfs.proc.cgroup import container_ref_fast
+
+    text = (f"9:name=systemd:{path}\n4:memory:{path}\n0::/\n" if hybrid else f"0::{path}\n")
+    data = text.encode("utf-8", "surrogateescape")
+    full = container_ref(parse_cgroup(data))
+    fast = container_ref_fast(data)
+    if fast is not None:  # when the fast path answers, it answers what the full parse does
+        assert fast[0] == full
+    if path.startswith(("/docker/", "/system.slice/docker-", "/kubepods/")):
+        assert fast is not None and fast[0] is not None

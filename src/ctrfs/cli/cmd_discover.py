@@ -37,7 +37,7 @@ def ps_cmd(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         c.short_id if not c.id.startswith("mnt:") else c.id,
         escape(c.name or ""), c.runtime, escape(c.image or ""), c.state,
         str(c.pid or ""), str(len(c.pids)), escape(_pod_label(c)),
-        c.rootfs.fstype or "" if c.rootfs else "",
+        c.rootfs_kind or "",
     ] for c in found]
     table(["CONTAINER ID", "NAME", "RUNTIME", "IMAGE", "STATE", "PID", "PROCS", "POD", "ROOTFS"], rows)
 

@@ -73,7 +73,7 @@ def cli(ctx: click.Context, host_root: str | None, proc_root: str | None, docker
     from ctrfs.runtimes.base import Roots
 
     roots = Roots.under(host_root) if host_root else Roots()
-    changes = {k: v for k, v in (("proc", proc_root), ("docker", docker_root),
+    changes: dict[str, Any] = {k: v for k, v in (("proc", proc_root), ("docker", docker_root),
                                  ("storage", storage_root), ("containerd_run", containerd_state)) if v}
     ctx.obj = State(replace(roots, **changes), debug)
 

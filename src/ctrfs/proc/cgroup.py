@@ -79,6 +79,29 @@ def container_ref_from_path(path: str) -> ContainerRef | None:
     return None
 
 
+_ANY_ID = re.compile(rb"[0-9a-f]{64}")
+
+
+def container_ref_fast(data: bytes) -> tuple[ContainerRef | None, str | None] | None:
+    """(ref, path) straight from a cgroup file's bytes, or None when a full parse is needed.
+
+    Nearly every host process has no 64-hex ID in its cgroup file, and a container's processes
+    show the same path on every line: checking one line avoids parsing all of them.
+    """
+    m = _ANY_ID.search(data)
+    if m is None:
+        return None
+    start = data.rfind(b"\n", 0, m.start()) + 1
+    end = data.find(b"\n", m.end())
+    line = data[start:end if end >= 0 else len(data)]
+    parts = line.split(b":", 2)
+    if len(parts) != 3:
+        return None
+    path = os.fsdecode(parts[2])
+    ref = container_ref_from_path(path)
+    return (ref, path) if ref is not None else None
+
+
 def container_ref(lines: list[CgroupLine]) -> ContainerRef | None:
     """The container a process's cgroup lines point at, if any shape matches."""
     # The unified (v2) line comes last and is "/" on a v1 host: try the named hierarchies too.

@@ -153,6 +153,8 @@ def overlay_dirs(m: Mount) -> tuple[list[str], str | None, str | None]:
 
 
 def _split_layers(value: str) -> list[str]:
+    if "\\" not in value:
+        return [p for p in value.split(":") if p]
     out, cur, i = [], [], 0
     while i < len(value):
         ch = value[i]

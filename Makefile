@@ -1,0 +1,53 @@
+# ctrfs developer entry points. Everything that needs containers runs as root on Debian 12;
+# scripts/services.sh installs what is missing and starts only the daemons that are not running.
+PYTHON ?= python3
+VENV := .venv
+SERVICES := scripts/services.sh
+PYTEST_ARGS ?=
+# 1: pytest's "no tests collected" (exit 5) counts as success (the CI entry point sets this)
+ALLOW_NO_TESTS ?= 0
+
+.DEFAULT_GOAL := help
+.PHONY: help venv deps services services-stop test demo bench lint
+
+help:
+	@echo "make demo        start a shell-less container and look inside it with ctrfs"
+	@echo "make test        install what is missing, start services, run the whole test suite"
+	@echo "make bench       benchmarks (ratios against docker measured in the same run)"
+	@echo "make lint        ruff + mypy"
+	@echo "make venv        .venv with ctrfs installed editable, with test tools"
+	@echo "make services    install and start dockerd/containerd/tracefs (services-stop undoes it)"
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || $(SERVICES) install
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+deps:
+	$(SERVICES) install
+
+services:
+	$(SERVICES) start
+
+services-stop:
+	$(SERVICES) stop
+
+# services.sh run stops what it started, also when pytest fails; a dockerd that was already
+# running is left alone.
+test: deps venv
+	@rc=0; $(SERVICES) run $(VENV)/bin/pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ] && [ "$(ALLOW_NO_TESTS)" = 1 ]; then echo "make test: no tests collected"; rc=0; fi; \
+	exit $$rc
+
+demo: deps venv
+	$(SERVICES) run $(VENV)/bin/python scripts/demo.py
+
+bench: deps venv
+	$(SERVICES) run $(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy

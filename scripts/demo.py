@@ -1,0 +1,44 @@
+"""`make demo`: a container with no shell, looked at from the host with ctrfs.
+
+Starts a throwaway Docker container from the test harness's shell-less image (one static binary
+that appends to /var/log/app.log), shows that `docker exec … sh` cannot get in, then runs ctrfs
+commands against it. The container and image are removed however the demo ends.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+import harness  # noqa: E402
+
+CTRFS = str(REPO / ".venv/bin/ctrfs")
+
+
+def step(argv: list[str], expect_fail: bool = False) -> None:
+    shown = ["ctrfs", *argv[1:]] if argv[0] == CTRFS else argv
+    print(f"\n$ {shlex.join(shown)}", flush=True)
+    rc = subprocess.run(argv, stdin=subprocess.DEVNULL).returncode
+    if (rc != 0) != expect_fail:
+        raise SystemExit(f"demo: `{shlex.join(shown)}` exited {rc}")
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    print("Starting a container whose image holds one static binary: no shell, no coreutils.")
+    with harness.run_docker(harness.shellless_image(), "ctrfs-demo-", wait_log=True) as c:
+        name = c.name
+        step(["docker", "exec", name, "sh", "-c", "tail /var/log/app.log"], expect_fail=True)
+        step([CTRFS, "ps"])
+        step([CTRFS, "inspect", name])
+    print("\nDemo container removed.")
+
+
+if __name__ == "__main__":
+    main()

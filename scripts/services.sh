@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Install and start what ctrfs's tests, demo and benchmarks need, on a Debian 12 host, as root.
+#
+#   scripts/services.sh install          apt-get install whatever is missing (apt-get update at most once)
+#   scripts/services.sh start            install, then start dockerd / containerd / tracefs if absent;
+#                                        prints the names of the services THIS call started, one a line
+#   scripts/services.sh stop [NAME...]   stop services this script started (all recorded, or only NAMEs)
+#   scripts/services.sh run CMD [ARG...] start, run CMD, stop what this call started (also on failure or
+#                                        Ctrl-C), exit with CMD's status
+#   scripts/services.sh status
+#
+# Every daemon this script starts is recorded as $STATE_DIR/NAME.pid; stop kills by that PID only, after
+# checking that the PID still runs the same program. A daemon found already answering is never touched.
+set -euo pipefail
+shopt -s inherit_errexit
+
+STATE_DIR=${CTRFS_SERVICES_STATE:-/run/ctrfs-services}
+DOCKER_SOCK=/var/run/docker.sock
+CONTAINERD_SOCK=/run/containerd/containerd.sock
+TRACEFS=/sys/kernel/tracing
+
+log() { printf 'services: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+need_root() { [ "$(id -u)" = 0 ] || die "must run as root (containers, overlay mounts and tracefs need it)"; }
+
+pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+# command (or file) → Debian package providing it
+REQUIREMENTS=(
+  "dockerd:docker.io"
+  "containerd:containerd"
+  "ctr:containerd"
+  "runc:runc"
+  "podman:podman"
+  "/bin/busybox:busybox-static"
+  "bpftrace:bpftrace"
+  "openssl:openssl"
+  "newuidmap:uidmap"
+  "gcc:gcc"
+  "/usr/lib/x86_64-linux-gnu/libc.a:libc6-dev"
+  "make:make"
+  "unshare:util-linux"
+  "tar:tar"
+)
+
+have() {
+  case "$1" in
+    /*) [ -e "$1" ] ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
+
+cmd_install() {
+  need_root
+  local missing=() req
+  for req in "${REQUIREMENTS[@]}"; do
+    have "${req%%:*}" || missing+=("${req#*:}")
+  done
+  # busybox (dynamic) also provides /bin/busybox; the images need the static build.
+  pkg_installed busybox-static || missing+=(busybox-static)
+  # Debian splits ensurepip out of python3: `python3 -m venv` fails without python3-venv.
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+  fi
+  [ ${#missing[@]} -eq 0 ] && return 0
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+docker_answers() { timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+containerd_answers() { timeout 10 ctr --address "$CONTAINERD_SOCK" version >/dev/null 2>&1; }
+
+wait_for() {  # wait_for SECONDS NAME PID CHECK...
+  local secs=$1 name=$2 pid=$3; shift 3
+  local i
+  for ((i = 0; i < secs * 4; i++)); do
+    "$@" && return 0
+    kill -0 "$pid" 2>/dev/null || die "$name exited during start-up; see $STATE_DIR/$name.log"
+    sleep 0.25
+  done
+  die "$name did not answer within ${secs}s; see $STATE_DIR/$name.log"
+}
+
+spawn() {  # spawn NAME CMD...  → background daemon in its own session, PID recorded
+  local name=$1; shift
+  mkdir -p "$STATE_DIR"
+  setsid "$@" >"$STATE_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$STATE_DIR/$name.pid"
+  echo "$1" >"$STATE_DIR/$name.exe"
+}
+
+cmd_start() {
+  need_root
+  cmd_install
+  # dockerd 20.10 uses a system containerd when /run/containerd/containerd.sock answers, and only
+  # otherwise supervises its own (state under /run/docker/containerd). Start dockerd first so its
+  # containers keep the same layout (containerd namespace "moby" under /run/docker) whether or not
+  # the standalone containerd below is running.
+  if docker_answers; then
+    log "dockerd already answers on $DOCKER_SOCK"
+  else
+    log "starting dockerd"
+    spawn dockerd dockerd --bridge=none --iptables=false --ip6tables=false --live-restore
+    wait_for 60 dockerd "$(cat "$STATE_DIR/dockerd.pid")" docker_answers
+    echo dockerd
+  fi
+  if containerd_answers; then
+    log "containerd already answers on $CONTAINERD_SOCK"
+  else
+    log "starting containerd"
+    # Defaults: --address /run/containerd/containerd.sock, state /run/containerd, root /var/lib/containerd.
+    spawn containerd containerd
+    wait_for 60 containerd "$(cat "$STATE_DIR/containerd.pid")" containerd_answers
+    echo containerd
+  fi
+  if ! mountpoint -q "$TRACEFS"; then
+    # bpftrace needs tracefs for uprobes; left mounted on stop (other users may rely on it).
+    log "mounting tracefs at $TRACEFS"
+    mount -t tracefs tracefs "$TRACEFS"
+  fi
+}
+
+stop_one() {
+  local name=$1 pidf="$STATE_DIR/$1.pid" pid exe i
+  [ -f "$pidf" ] || return 0
+  pid=$(cat "$pidf")
+  exe=$(cat "$STATE_DIR/$name.exe" 2>/dev/null || echo "$name")
+  # The PID may have been reused since we recorded it: only signal it if it still runs our program.
+  if [ -r "/proc/$pid/cmdline" ] && [ "$(tr '\0' '\n' <"/proc/$pid/cmdline" | head -n1)" = "$exe" ]; then
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 120; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.25
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$name did not stop in 30s, sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  else
+    log "$name (pid $pid) is no longer running"
+  fi
+  rm -f "$pidf" "$STATE_DIR/$name.exe"
+}
+
+cmd_stop() {
+  need_root
+  local names=("$@") f
+  if [ ${#names[@]} -eq 0 ]; then
+    for f in "$STATE_DIR"/*.pid; do
+      [ -e "$f" ] || continue
+      f=${f##*/}
+      names+=("${f%.pid}")
+    done
+  fi
+  # containerd before dockerd: reverse of start order.
+  local n
+  for n in containerd dockerd; do
+    [[ " ${names[*]} " == *" $n "* ]] && stop_one "$n"
+  done
+  return 0
+}
+
+cmd_run() {
+  [ $# -gt 0 ] || die "usage: $0 run CMD [ARG...]"
+  local rc=0
+  STARTED=$(cmd_start)
+  # shellcheck disable=SC2086 # one service name per word; an empty list must stop nothing
+  trap '[ -z "$STARTED" ] || cmd_stop $STARTED' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  "$@" || rc=$?
+  exit "$rc"
+}
+
+cmd_status() {
+  if docker_answers; then echo "dockerd: answering"; else echo "dockerd: not answering"; fi
+  if containerd_answers; then echo "containerd: answering"; else echo "containerd: not answering"; fi
+  if mountpoint -q "$TRACEFS"; then echo "tracefs: mounted"; else echo "tracefs: not mounted"; fi
+  local f
+  for f in "$STATE_DIR"/*.pid; do
+    [ -e "$f" ] && echo "started by this script: $(basename "$f" .pid) pid $(cat "$f")"
+  done
+  return 0
+}
+
+case "${1:-}" in
+  install) shift; cmd_install "$@" ;;
+  start) shift; cmd_start "$@" ;;
+  stop) shift; cmd_stop "$@" ;;
+  run) shift; cmd_run "$@" ;;
+  status) shift; cmd_status "$@" ;;
+  *) die "usage: $0 install|start|stop [NAME...]|run CMD...|status" ;;
+esac

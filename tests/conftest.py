@@ -1,0 +1,107 @@
+"""Session-wide real containers (see tests/harness.py). Each fixture yields a harness.RunningContainer.
+
+A test that uses one of them gets the matching marker (docker, podman, containerd, bare, root)
+automatically, so ``pytest -m 'not podman'`` works without decorating tests by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
+from harness import RunningContainer  # noqa: E402
+
+_FIXTURE_MARKERS = {
+    "docker_shellless": "docker",
+    "docker_busybox": "docker",
+    "docker_multilayer": "docker",
+    "podman_shellless": "podman",
+    "containerd_cri": "containerd",
+    "bare_container": "bare",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # CI runners stop a job with SIGTERM, whose default action skips every finalizer; as
+    # KeyboardInterrupt it makes pytest tear the session fixtures (and their containers) down.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        marks = {_FIXTURE_MARKERS[f] for f in getattr(item, "fixturenames", ()) if f in _FIXTURE_MARKERS}
+        for mark in sorted(marks):
+            item.add_marker(getattr(pytest.mark, mark))
+        if marks:
+            item.add_marker(pytest.mark.root)
+
+
+def _need_root() -> None:
+    # The one condition CI never has: containers, overlay mounts and /proc/<pid>/root of other
+    # users' processes all need root. Everything else (daemons, tools) must be present, so a missing
+    # piece fails loudly instead of skipping.
+    if os.geteuid() != 0:
+        pytest.skip("needs root (real containers)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_stale_containers() -> None:
+    if os.geteuid() == 0:
+        harness.sweep_stale()
+
+
+@pytest.fixture(scope="session")
+def docker_shellless() -> Iterator[RunningContainer]:
+    _need_root()
+    with harness.run_docker(harness.shellless_image(), wait_log=True) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def docker_busybox() -> Iterator[RunningContainer]:
+    _need_root()
+    with harness.run_docker(harness.busybox_image()) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def docker_multilayer() -> Iterator[RunningContainer]:
+    """info["layers"] is harness.MULTILAYER_LAYERS: what each image layer holds, bottom first."""
+    _need_root()
+    with harness.run_docker(harness.multilayer_image()) as c:
+        yield dataclasses.replace(c, info={"layers": harness.MULTILAYER_LAYERS})
+
+
+@pytest.fixture(scope="session")
+def podman_shellless() -> Iterator[RunningContainer]:
+    _need_root()
+    with harness.podman_shellless() as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def containerd_cri() -> Iterator[RunningContainer]:
+    _need_root()
+    with harness.containerd_cri() as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def bare_container() -> Iterator[RunningContainer]:
+    _need_root()
+    with harness.bare_container() as c:
+        yield c
