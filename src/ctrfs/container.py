@@ -115,6 +115,26 @@ class Container:
         fs = self.rootfs
         return fs.fstype if fs else None
 
+    def summary_dict(self) -> dict[str, Any]:
+        """What ``ctrfs ps --json`` lists: identity and state, no layer details (no mountinfo read)."""
+        from dataclasses import asdict
+
+        return {
+            "id": self.id,
+            "short_id": self.short_id,
+            "name": self.name,
+            "runtime": self.runtime,
+            "runtime_namespace": self.record.namespace,
+            "image": self.image,
+            "state": self.state,
+            "pid": self.pid,
+            "pids": self.pids,
+            "cgroup": self.cgroup,
+            "pod": asdict(self.pod) if self.pod else None,
+            "rootfs_kind": self.rootfs_kind,
+            "created": self.record.created,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 

@@ -21,6 +21,7 @@ Examples:
   ctrfs ps                 running containers of Docker, podman, containerd, CRI-O, runc, bare
   ctrfs ps -a              also stopped containers known from runtime state on disk
   ctrfs ps --json | jq '.[] | select(.runtime=="containerd") | .pid'
+  (ps --json lists identity and state; `ctrfs inspect --json` adds layers and namespaces)
 """)
 @click.option("-a", "--all", "show_all", is_flag=True, help="Include stopped containers.")
 @json_option
@@ -31,7 +32,7 @@ def ps_cmd(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 
     found = discover(roots(ctx), include_stopped=show_all)
     if as_json:
-        emit_json([c.to_dict() for c in found])
+        emit_json([c.summary_dict() for c in found])
         return
     rows = [[
         c.short_id if not c.id.startswith("mnt:") else c.id,

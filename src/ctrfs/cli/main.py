@@ -14,8 +14,17 @@ from ctrfs.errors import CtrfsError, UsageError
 # name → "module:attribute". Commands are imported only when run, so `ctrfs cat` does not pay
 # for rich or pyelftools. Keep this list sorted; one line per command.
 COMMANDS: dict[str, str] = {
+    "cat": "ctrfs.cli.cmd_files:cat_cmd",
+    "cp": "ctrfs.cli.cmd_files:cp_cmd",
+    "du": "ctrfs.cli.cmd_files:du_cmd",
+    "export": "ctrfs.cli.cmd_files:export_cmd",
+    "find": "ctrfs.cli.cmd_files:find_cmd",
+    "grep": "ctrfs.cli.cmd_files:grep_cmd",
     "inspect": "ctrfs.cli.cmd_discover:inspect_cmd",
+    "ls": "ctrfs.cli.cmd_files:ls_cmd",
     "ps": "ctrfs.cli.cmd_discover:ps_cmd",
+    "stat": "ctrfs.cli.cmd_files:stat_cmd",
+    "tail": "ctrfs.cli.cmd_files:tail_cmd",
 }
 
 EPILOG = """\b

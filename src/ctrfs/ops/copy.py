@@ -1,0 +1,239 @@
+"""cp TARGET:PATH DEST: copy a file or a tree out of a container onto the host.
+
+Every name is created with ``*at()`` calls relative to a directory fd this copy created itself,
+inside a fresh private temporary directory next to DEST; names come from directory listings
+(single components, never ``/``, ``.`` or ``..``), so nothing can be written outside DEST
+(the kubectl cp / podman cp CVEs of SECURITY.md). The result is renamed to DEST only when
+complete; on any failure (including the container going away) the temporary tree is removed.
+Setuid/setgid bits and extended attributes (file capabilities) are dropped unless
+``preserve_all``; device nodes and sockets are skipped then too.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat as stat_mod
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from ctrfs.errors import CtrfsError, NotFound, UsageError
+from ctrfs.ops.archive import SKIP_XATTR_PREFIXES, ExactReader, ProgressFn
+from ctrfs.ops.listing import text
+from ctrfs.rootfs.base import Entry, NotRegularFile, PathArg, Root, WalkWarning, WarnFn, norm_path
+from ctrfs.rootfs.resolve import resolve as resolve_in
+
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+COPY_CHUNK = 1 << 20
+
+
+@dataclass
+class CopyResult:
+    source: str
+    dest: str
+    entries: int = 0
+    bytes: int = 0
+    warnings: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": text(self.source), "dest": text(self.dest), "entries": self.entries,
+                "bytes": self.bytes, "warnings": self.warnings}
+
+
+def plan_dest(src: str, dest: str) -> str:
+    """docker cp's rule: an existing directory DEST receives SRC under its base name;
+    otherwise DEST is the new name (its parent must exist)."""
+    base = os.path.basename(src.rstrip("/"))
+    if os.path.isdir(dest) and base:
+        return os.path.join(dest, base)
+    parent = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(parent):
+        raise UsageError(f"destination directory {parent!r} does not exist")
+    return dest
+
+
+class _Copier:
+    def __init__(self, root: Root, tmpfd: int, *, preserve_all: bool, warn: WarnFn,
+                 progress: ProgressFn | None, result: CopyResult) -> None:
+        self.root = root
+        self.tmpfd = tmpfd
+        self.preserve_all = preserve_all
+        self.warn_fn = warn
+        self.progress = progress
+        self.result = result
+        self.as_root = os.geteuid() == 0
+        # (dev, ino) → [path of the first copy relative to tmpfd, links still expected]
+        self.links: dict[tuple[int, int], list[Any]] = {}
+        self.cur = os.dup(tmpfd)
+        self.stack: list[tuple[str, os.stat_result]] = []  # directories entered, for "cd .."
+        self.names: list[str] = []  # path of self.cur below tmpfd
+
+    def warn(self, path: str, message: str) -> None:
+        self.result.warnings += 1
+        self.warn_fn(WalkWarning(path, message))
+
+    def up(self) -> None:
+        name, st = self.stack.pop()
+        parent = os.open("..", _O_DIR & ~os.O_NOFOLLOW, dir_fd=self.cur)
+        os.close(self.cur)
+        self.cur = parent
+        self.names.pop()
+        self._meta(name, st)
+
+    def _meta(self, name: str, st: os.stat_result, *, is_link: bool = False) -> None:
+        if self.as_root:
+            os.chown(name, st.st_uid, st.st_gid, dir_fd=self.cur, follow_symlinks=False)
+        if not is_link:  # Linux has no lchmod; a symlink's own mode is always 0777
+            mode = stat_mod.S_IMODE(st.st_mode)
+            if not self.preserve_all:
+                mode &= ~(stat_mod.S_ISUID | stat_mod.S_ISGID)
+            os.chmod(name, mode, dir_fd=self.cur)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=self.cur,
+                 follow_symlinks=False)
+
+    def _xattrs(self, entry: Entry, name: str) -> None:
+        if not self.preserve_all:
+            return
+        try:
+            attrs = entry.xattrs()
+        except CtrfsError:
+            return
+        path = f"/proc/self/fd/{self.cur}/{name}"
+        for k, v in attrs.items():
+            if k.startswith(SKIP_XATTR_PREFIXES):
+                continue
+            try:
+                os.setxattr(path, k, v, follow_symlinks=False)
+            except OSError as err:
+                self.warn(entry.path, f"extended attribute {k} not restored: {err.strerror}")
+
+    def add(self, e: Entry, name: str) -> None:
+        while len(self.stack) > e.depth:
+            self.up()
+        st = e.stat
+        mode = st.st_mode
+        cur = self.cur
+        if stat_mod.S_ISDIR(mode):
+            os.mkdir(name, 0o700, dir_fd=cur)
+            self._xattrs(e, name)
+            self.cur = os.open(name, _O_DIR, dir_fd=cur)
+            os.close(cur)
+            self.stack.append((name, st))
+            self.names.append(name)
+        elif stat_mod.S_ISLNK(mode):
+            try:
+                target = e.readlink()
+            except NotFound:
+                self.warn(e.path, "vanished during the copy; skipped")
+                return
+            os.symlink(target, name, dir_fd=cur)
+            self._meta(name, st, is_link=True)
+        elif stat_mod.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in self.links and self._link(key, name):
+                return
+            self._file(e, name)
+            if st.st_nlink > 1:
+                self.links[key] = ["/".join([*self.names, name]), st.st_nlink - 1]
+        elif stat_mod.S_ISFIFO(mode):
+            os.mkfifo(name, 0o600, dir_fd=cur)
+            self._meta(name, st)
+        elif (stat_mod.S_ISCHR(mode) or stat_mod.S_ISBLK(mode)) and self.preserve_all:
+            os.mknod(name, stat_mod.S_IFMT(mode) | 0o600, st.st_rdev, dir_fd=cur)
+            self._meta(name, st)
+        else:
+            self.warn(e.path, f"{e.kind} not copied" + (
+                "" if stat_mod.S_ISSOCK(mode) else " (use --preserve-all to create device nodes)"))
+            return
+        self.result.entries += 1
+        if self.progress is not None:
+            self.progress(self.result.entries, self.result.bytes)
+
+    def _link(self, key: tuple[int, int], name: str) -> bool:
+        first = self.links[key]
+        parent, _, fname = first[0].rpartition("/")
+        # The first copy's directory, resolved inside our own temp tree (no symlink can lead
+        # elsewhere: resolution is confined to tmpfd).
+        pfd = resolve_in(self.tmpfd, os.fsencode(parent or "."), follow=False)
+        try:
+            os.link(fname, name, src_dir_fd=pfd, dst_dir_fd=self.cur, follow_symlinks=False)
+        except OSError as err:
+            if err.errno in (errno.EMLINK, errno.EXDEV):
+                return False
+            raise
+        finally:
+            os.close(pfd)
+        first[1] -= 1
+        if first[1] <= 0:
+            del self.links[key]
+        self.result.entries += 1
+        return True
+
+    def _file(self, e: Entry, name: str) -> None:
+        try:
+            src = e.open()
+        except (NotFound, NotRegularFile):
+            self.warn(e.path, "vanished or replaced during the copy; skipped")
+            return
+        with src:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=self.cur)
+            with open(fd, "wb") as out:
+                reader = ExactReader(src, e.stat.st_size)
+                while True:
+                    chunk = reader.read(COPY_CHUNK)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    self.result.bytes += len(chunk)
+                    if self.progress is not None:
+                        self.progress(self.result.entries, self.result.bytes)
+                if reader.short:
+                    self.warn(e.path, f"shrank by {reader.short} bytes while read; zero-padded")
+                elif reader.grew():
+                    self.warn(e.path, "grew while read; copied the size it had when listed")
+        self._xattrs(e, name)
+        self._meta(name, e.stat)
+
+    def finish(self) -> None:
+        while self.stack:
+            self.up()
+        os.close(self.cur)
+        self.cur = -1
+
+
+def copy_out(root: Root, src: PathArg, dest: str, *, follow: bool = False,
+             preserve_all: bool = False, on_warning: WarnFn | None = None,
+             progress: ProgressFn | None = None) -> CopyResult:
+    """Copy ``src`` (a file, symlink or tree; ``follow`` dereferences a symlink given as
+    ``src``, like docker cp -L) to the host path ``dest``. Returns what was copied."""
+    shown = norm_path(src)
+    final = plan_dest(shown, dest)
+    result = CopyResult(shown, final)
+    st = root.stat(src) if follow else root.lstat(src)
+    if stat_mod.S_ISDIR(st.st_mode) and os.path.lexists(final):
+        raise UsageError(f"{final!r} already exists; remove it or choose another destination")
+    parent = os.path.dirname(os.path.abspath(final))
+    tmp = tempfile.mkdtemp(prefix=".ctrfs-cp-", dir=parent)
+    tmpfd = os.open(tmp, _O_DIR)
+    done = False
+    c: _Copier | None = None
+    try:
+        c = _Copier(root, tmpfd, preserve_all=preserve_all, warn=on_warning or (lambda w: None),
+                    progress=progress, result=result)
+        for e in root.walk(src, follow=follow, one_filesystem=False, on_warning=on_warning):
+            c.add(e, "data" if e.depth == 0 else e.name)
+        c.finish()
+        root.check_alive()
+        if not os.path.lexists(os.path.join(tmp, "data")):
+            raise CtrfsError("nothing was copied", target=root.target, path=shown)
+        os.rename(os.path.join(tmp, "data"), final)
+        done = True
+    finally:
+        if c is not None and c.cur >= 0:
+            os.close(c.cur)
+        os.close(tmpfd)
+        shutil.rmtree(tmp, ignore_errors=not done)
+    return result
