@@ -104,10 +104,23 @@ def ctrfs_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "ctrfs", *args]
 
 
+# Peak RSS of the ctrfs process alone. ru_maxrss survives execve (exec_mmap() folds the old mm's
+# high-water mark into signal->maxrss), so a child forked straight from this big pytest process
+# would report pytest's own RSS. A small wrapper interpreter forks ctrfs and reports its wait4.
+_WRAPPER = """
+import os, subprocess, sys
+p = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(p.pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status) & 0xFF)
+"""
+
+
 def run_ctrfs(*args: str, nofile: int | None = 64, stdout_path: str | None = None,
               timeout: float = 900, env: dict[str, str] | None = None) -> Measured:
-    """The ctrfs CLI in a child process with RLIMIT_NOFILE ``nofile``; its own peak RSS (from
-    wait4's rusage, which is per child, unlike RUSAGE_CHILDREN's running maximum)."""
+    """The ctrfs CLI in a child process with RLIMIT_NOFILE ``nofile`` (the limit is set in the
+    wrapper, before ctrfs starts); its own peak RSS in KiB."""
     import time
 
     def limit() -> None:
@@ -116,36 +129,24 @@ def run_ctrfs(*args: str, nofile: int | None = 64, stdout_path: str | None = Non
 
     out = open(stdout_path, "wb") if stdout_path else tempfile.TemporaryFile()  # noqa: SIM115
     err = tempfile.TemporaryFile()
-    t0 = time.monotonic()
-    with out, err:
-        proc = subprocess.Popen(ctrfs_argv(*args), stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=err, preexec_fn=limit, env=env)
+    with tempfile.NamedTemporaryFile("r", prefix="ctrfs-s-rss-") as rss, out, err:
+        t0 = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-c", _WRAPPER, rss.name, *ctrfs_argv(*args)],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                preexec_fn=limit, env=env, start_new_session=True)
         try:
-            _, status, usage = _wait4(proc, timeout)
+            rc = proc.wait(timeout)
         except BaseException:
-            proc.kill()
+            os.killpg(proc.pid, 9)
             proc.wait()
             raise
         seconds = time.monotonic() - t0
+        maxrss = int(rss.read() or 0)
         out.seek(0)
         data = b"" if stdout_path else out.read()
         err.seek(0)
         stderr = err.read().decode(errors="replace")
-    return Measured(os.waitstatus_to_exitcode(status), data, stderr, usage.ru_maxrss, seconds)
-
-
-def _wait4(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, int, resource.struct_rusage]:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return pid, status, usage
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{proc.args} still running after {timeout}s")
-        time.sleep(0.02)
+    return Measured(rc, data, stderr, maxrss, seconds)
 
 
 def env_int(name: str, default: int) -> int:

@@ -1,0 +1,266 @@
+"""SECURITY.md cases 12-15: trees built to exhaust a naive tool, inside a real container.
+
+Each command runs as its own process, as a user runs it, with RLIMIT_NOFILE=64 (fd exhaustion
+would fail it) and its peak RSS taken from wait4 (memory must stay bounded however big the
+tree). Sizes: CTRFS_HOSTILE_ENTRIES files in one directory (default 100,000; ``make stress``
+1,000,000), 10,000-deep nesting, and as many hard links to one inode as the filesystem allows
+(ext4, under Docker's overlay2 here, stops at 65,000: EMLINK).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tarfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from _hostile import Measured, background, ctrfs_argv, env_int, hostile_container, run_ctrfs, sh
+
+pytestmark = [pytest.mark.root, pytest.mark.docker]
+
+DEEP = 10_000
+MANY = env_int("CTRFS_HOSTILE_ENTRIES", 100_000)
+LINKS = 100_000
+MAX_RSS_MIB = 64
+NOFILE = 64
+
+
+def _ok(m: Measured, what: str) -> None:
+    assert "Traceback" not in m.stderr and "RecursionError" not in m.stderr, m.stderr[-3000:]
+    assert m.rc == 0, f"{what} exited {m.rc}: {m.stderr[-2000:]}"
+    assert m.maxrss_kib < MAX_RSS_MIB * 1024, \
+        f"{what} peak RSS {m.maxrss_kib / 1024:.1f} MiB >= {MAX_RSS_MIB} MiB"
+    print(f"\n{what}: {m.seconds:.1f}s, peak RSS {m.maxrss_kib / 1024:.1f} MiB")
+
+
+@pytest.fixture(scope="module")
+def big():  # type: ignore[no-untyped-def]
+    """/h/deep (10,000 levels, /h/deep/d/.../d/bottom), /h/many (MANY files), /h/links."""
+    with hostile_container() as c:
+        t0 = time.monotonic()
+        sh(c, f"mkdir /h && treegen deep /h/deep {DEEP} && treegen many /h/many {MANY}")
+        links = int(sh(c, f"treegen links /h/links {LINKS}").strip())
+        print(f"\nhostile tree built in {time.monotonic() - t0:.1f}s ({links} links to one inode)")
+        # Ground truth from the container's own busybox find: a relative walk, no PATH_MAX issue.
+        total = int(sh(c, "cd /h && find . | wc -l").strip())
+        yield c, links, total
+
+
+def test_find_streams_huge_trees(big) -> None:  # type: ignore[no-untyped-def]
+    c, links, total = big
+    m = run_ctrfs("find", f"{c.target}:/h", nofile=NOFILE)
+    _ok(m, "find")
+    lines = m.stdout.split(b"\n")[:-1]
+    assert len(lines) == total
+    assert lines[0] == b"/h"
+    deepest = max(lines, key=len)
+    assert deepest == b"/h/deep" + b"/d" * DEEP + b"/bottom"
+    assert sum(1 for ln in lines if ln.startswith(b"/h/many/")) == MANY
+    assert sum(1 for ln in lines if ln.startswith(b"/h/links/")) == links
+
+
+def test_du_counts_links_once(big) -> None:  # type: ignore[no-untyped-def]
+    c, links, _ = big
+    m = run_ctrfs("du", "-s", "--apparent-size", "--json", f"{c.target}:/h/links", nofile=NOFILE)
+    _ok(m, "du")
+    import json
+
+    doc = json.loads(m.stdout)
+    rows = doc if isinstance(doc, list) else [doc]
+    # The directory itself plus one 7-byte file with 65,000 names: an inode is counted once.
+    dir_size = int(sh(c, "stat -c %s /h/links").strip())
+    assert [r["bytes"] for r in rows] == [dir_size + 7], rows
+    m = run_ctrfs("du", "-s", f"{c.target}:/h", nofile=NOFILE)
+    _ok(m, "du /h")
+
+
+def _check_tar(path: str, c_links: int, expect_total: int | None, top: str) -> Counter[str]:
+    """Read the tar back with GNU tar and Python's tarfile; return member counts."""
+    res = subprocess.run(["tar", "-tvf", path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert res.returncode == 0, res.stderr[-2000:]
+    kinds: Counter[str] = Counter()
+    first_link: str | None = None
+    deepest = ""
+    with tarfile.open(path, mode="r|") as tf:
+        for m in tf:
+            name = m.name
+            if name.startswith(f"{top}links/"):
+                if m.islnk():
+                    kinds["links: hardlink"] += 1
+                    assert m.linkname == first_link, (m.name, m.linkname, first_link)
+                else:
+                    assert m.isfile() and first_link is None, m.name
+                    first_link = name
+                    kinds["links: file"] += 1
+            elif name.startswith(f"{top}many/"):
+                kinds["many"] += 1
+            elif name.startswith(f"{top}deep"):
+                kinds["deep"] += 1
+                if len(name) > len(deepest):
+                    deepest = name
+            kinds["all"] += 1
+    assert kinds["links: file"] == 1 and kinds["links: hardlink"] == c_links - 1, kinds
+    assert kinds["many"] == MANY, kinds
+    assert deepest == f"{top}deep" + "/d" * DEEP + "/bottom", deepest[:100]
+    if expect_total is not None:
+        assert kinds["all"] == expect_total
+    return kinds
+
+
+def test_export_bounded(big, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c, links, total = big
+    out = str(tmp_path / "export.tar")
+    m = run_ctrfs("export", c.target, "-o", out, nofile=NOFILE)
+    _ok(m, "export")
+    _check_tar(out, links, None, "h/")
+
+
+def test_cp_to_stdout_bounded(big, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c, links, total = big
+    out = str(tmp_path / "cp.tar")
+    m = run_ctrfs("cp", f"{c.target}:/h", "-", nofile=NOFILE, stdout_path=out)
+    _ok(m, "cp -")
+    _check_tar(out, links, total, "h/")
+
+
+def test_cp_to_directory_bounded(big, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c, links, total = big
+    dest = tmp_path / "copy"
+    m = run_ctrfs("cp", f"{c.target}:/h", str(dest), nofile=NOFILE)
+    try:
+        _ok(m, "cp DIR")
+        # GNU find walks with fts (no PATH_MAX limit); os.walk would recurse 10,000 deep.
+        found = subprocess.run(["find", str(dest)], capture_output=True, check=True).stdout
+        assert found.count(b"\n") == total
+        st = os.stat(dest / "links" / "orig")
+        assert st.st_nlink == links, "hard links were not kept as links"
+        bottom = subprocess.run(["find", str(dest / "deep"), "-name", "bottom"],
+                                capture_output=True, check=True).stdout.strip()
+        assert bottom.count(b"/d") == DEEP
+    finally:
+        subprocess.run(["rm", "-rf", str(dest)], check=True)
+
+
+# -- case 14/15 limits: the 1 TiB sparse file ---------------------------------------------------
+
+TAR_LIMIT = 256 << 20  # a tar of a 1 TiB sparse file must not need more than this
+
+
+def _tar_size(argv: list[str], limit: int, timeout: float = 120) -> tuple[int, bool, str]:
+    """Bytes a ctrfs tar-writing command produces, stopping it once past ``limit``."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    n = 0
+    cut = False
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        while chunk := proc.stdout.read(1 << 20):
+            n += len(chunk)
+            if n > limit or time.monotonic() > deadline:
+                cut = True
+                break
+    finally:
+        if cut:
+            proc.kill()
+        proc.stdout.close()
+        err = proc.stderr.read().decode(errors="replace")
+        proc.wait()
+    return n, cut, err
+
+
+def test_sparse_terabyte_file_is_not_written_as_data(tmp_path: Path) -> None:
+    with hostile_container() as c:
+        sh(c, "mkdir /sp && truncate -s 1099511627776 /sp/big && printf 'end' >> /sp/big")
+        n, cut, err = _tar_size(ctrfs_argv("cp", f"{c.target}:/sp", "-"), TAR_LIMIT)
+        assert not cut, (f"cp - of a 1 TiB sparse file wrote more than {TAR_LIMIT >> 20} MiB "
+                         "(stopped): sparse files are written as data")
+        assert "Traceback" not in err
+        n2, cut2, _ = _tar_size(ctrfs_argv("export", c.target), TAR_LIMIT)
+        assert not cut2, "export of a container with a 1 TiB sparse file wrote it as data"
+
+
+# -- case 12: files growing and shrinking while exported ----------------------------------------
+
+def test_growing_shrinking_file(tmp_path: Path) -> None:
+    with hostile_container() as c:
+        sh(c, "mkdir /gs && printf 'steady\\n' > /gs/steady")
+        with background(c, "exec treegen churn /gs/churn 600", "/gs.pid"):
+            harness_wait = time.monotonic() + 10
+            while not sh(c, "test -s /gs/churn && echo y").strip():
+                assert time.monotonic() < harness_wait
+            warned = Counter()
+            for i in range(30):
+                out = str(tmp_path / f"gs{i}.tar")
+                m = run_ctrfs("cp", f"{c.target}:/gs", "-", nofile=NOFILE, stdout_path=out)
+                assert m.rc == 0 and "Traceback" not in m.stderr, m.stderr
+                res = subprocess.run(["tar", "-tvf", out], capture_output=True)
+                assert res.returncode == 0, res.stderr
+                with tarfile.open(out) as tf:
+                    names = tf.getnames()
+                    assert sorted(names) == ["gs", "gs/churn", "gs/steady"]
+                    for mem in tf.getmembers():
+                        if mem.isfile():
+                            f = tf.extractfile(mem)
+                            assert f is not None
+                            data = f.read()
+                            assert len(data) == mem.size
+                            if mem.name == "gs/churn":
+                                # the writer writes 'x'; a shrink is padded with zeros
+                                assert set(data) <= {ord("x"), 0}
+                    assert tf.extractfile("gs/steady").read() == b"steady\n"  # type: ignore[union-attr]
+                for word in ("shrank", "grew"):
+                    if word in m.stderr:
+                        assert "/gs/churn" in m.stderr
+                        warned[word] += 1
+                os.unlink(out)
+            print(f"\ngrowing/shrinking file: warnings over 30 runs: {dict(warned)}")
+            assert warned, "30 copies of a churning file never warned that it changed size"
+
+
+# -- case 13: entries deleted and directories moved mid-walk ------------------------------------
+
+MOVED_DEPTH = 60  # deeper than the walker's streamed levels (ctrfs.rootfs.fd.STREAM_LEVELS)
+
+
+def test_deleted_and_moved_mid_walk(tmp_path: Path) -> None:
+    """Entries vanish and a deep directory is swapped in and out of the walked tree (from a
+    directory outside it): outputs only ever hold names under the walked tree, the walk
+    finishes, and skipped entries are reported as warnings."""
+    with hostile_container() as c:
+        chain = "/".join(["n"] * MOVED_DEPTH)
+        sh(c, f"mkdir -p /m/walk/{chain}/sub /m/outside/x/sub && touch /m/outside/OUTSIDE-MARKER"
+              f" && for i in $(seq 100); do touch /m/walk/{chain}/sub/f$i /m/walk/{chain}/g$i; done")
+        churn = ("while :; do mkdir -p /m/walk/del; for i in $(seq 200); do : > /m/walk/del/f$i; "
+                 "done; rm -rf /m/walk/del; done")
+        warned = Counter()
+        with background(c, churn, "/del.pid"), \
+                background(c, f"exec swapper /m/walk/{chain} /m/outside/x 600", "/mv.pid"):
+            for i in range(20):
+                # fd limits are case 15's business (above); here only the moves matter.
+                find = run_ctrfs("find", f"{c.target}:/m/walk", nofile=None)
+                assert "Traceback" not in find.stderr, find.stderr
+                assert find.rc == 0, find.stderr
+                for line in find.stdout.split(b"\n")[:-1]:
+                    assert line.startswith(b"/m/walk"), line
+                    assert b"OUTSIDE-MARKER" not in line and b"outside" not in line, line
+                out = str(tmp_path / f"m{i}.tar")
+                exp = run_ctrfs("cp", f"{c.target}:/m/walk", "-", nofile=None, stdout_path=out)
+                assert exp.rc == 0 and "Traceback" not in exp.stderr, exp.stderr
+                with tarfile.open(out) as tf:
+                    for name in tf.getnames():
+                        assert name == "walk" or name.startswith("walk/"), name
+                        assert "OUTSIDE-MARKER" not in name
+                os.unlink(out)
+                for what, m in (("find", find), ("cp", exp)):
+                    for line in m.stderr.splitlines():
+                        if "warning" in line:
+                            warned[f"{what}: {line.rsplit(': ', 1)[-1]}"] += 1
+        print(f"\nmid-walk changes: runs with warnings: {dict(warned)}")
+        assert any("vanished" in k for k in warned), f"no deleted entry was reported: {warned}"
+        assert any("moved" in k or "replaced" in k for k in warned), \
+            f"no moved directory was reported: {warned}"
+
