@@ -45,7 +45,10 @@ test: deps venv
 demo: deps venv
 	$(SERVICES) run $(VENV)/bin/python scripts/demo.py
 
+# Byte-compile ctrfs first: with PYTHONDONTWRITEBYTECODE set (as on this machine) every `ctrfs`
+# start would otherwise recompile the package, which a pip-installed ctrfs never does.
 bench: deps venv
+	$(VENV)/bin/python -m compileall -q src
 	$(SERVICES) run $(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 lint: venv

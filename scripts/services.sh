@@ -85,12 +85,13 @@ wait_for() {  # wait_for SECONDS NAME PID CHECK...
   die "$name did not answer within ${secs}s; see $STATE_DIR/$name.log"
 }
 
-spawn() {  # spawn NAME CMD...  → background daemon in its own session, PID recorded
+spawn() {  # spawn NAME CMD...  → background daemon in its own session, PID recorded, NAME printed
   local name=$1; shift
   mkdir -p "$STATE_DIR"
   setsid "$@" >"$STATE_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$STATE_DIR/$name.pid"
   echo "$1" >"$STATE_DIR/$name.exe"
+  echo "$name"
 }
 
 cmd_start() {
@@ -106,7 +107,6 @@ cmd_start() {
     log "starting dockerd"
     spawn dockerd dockerd --bridge=none --iptables=false --ip6tables=false --live-restore
     wait_for 60 dockerd "$(cat "$STATE_DIR/dockerd.pid")" docker_answers
-    echo dockerd
   fi
   if containerd_answers; then
     log "containerd already answers on $CONTAINERD_SOCK"
@@ -115,7 +115,6 @@ cmd_start() {
     # Defaults: --address /run/containerd/containerd.sock, state /run/containerd, root /var/lib/containerd.
     spawn containerd containerd
     wait_for 60 containerd "$(cat "$STATE_DIR/containerd.pid")" containerd_answers
-    echo containerd
   fi
   if ! mountpoint -q "$TRACEFS"; then
     # bpftrace needs tracefs for uprobes; left mounted on stop (other users may rely on it).
@@ -168,13 +167,22 @@ cmd_stop() {
 cmd_run() {
   [ $# -gt 0 ] || die "usage: $0 run CMD [ARG...]"
   local rc=0
-  STARTED=$(cmd_start)
-  # shellcheck disable=SC2086 # one service name per word; an empty list must stop nothing
-  trap '[ -z "$STARTED" ] || cmd_stop $STARTED' EXIT
+  # What start printed is what it started, even if it failed half-way: stop exactly that on exit.
+  STARTED_FILE=$(mktemp)
+  trap 'stop_started' EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
+  cmd_start >"$STARTED_FILE"
   "$@" || rc=$?
   exit "$rc"
+}
+
+stop_started() {
+  local started
+  started=$(cat "$STARTED_FILE")
+  rm -f "$STARTED_FILE"
+  # shellcheck disable=SC2086 # one service name per word; an empty list must stop nothing
+  [ -z "$started" ] || cmd_stop $started
 }
 
 cmd_status() {

@@ -56,12 +56,7 @@ def _need_root() -> None:
     # piece fails loudly instead of skipping.
     if os.geteuid() != 0:
         pytest.skip("needs root (real containers)")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _sweep_stale_containers() -> None:
-    if os.geteuid() == 0:
-        harness.sweep_stale()
+    harness.sweep_stale()
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ import atexit
 import contextlib
 import ctypes
 import functools
+import itertools
 import json
 import os
 import secrets
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +66,7 @@ class RunningContainer:
 
 _cleanups: dict[int, tuple[str, Callable[[], object]]] = {}
 _cleanup_lock = threading.Lock()
-_cleanup_seq = iter(range(1, 1 << 62))
+_cleanup_seq = itertools.count(1)
 
 
 def _register(what: str, fn: Callable[[], object]) -> int:
@@ -348,22 +350,37 @@ def _orphaned(owner: str) -> bool:
     return owner.isdigit() and not pid_alive(int(owner))
 
 
+@functools.cache
 def sweep_stale() -> None:
-    """Remove what test processes that died without cleaning up (SIGKILL, OOM) left behind."""
-    label = f"label={OWNER_LABEL}"
+    """Remove what test processes that died without cleaning up (SIGKILL, OOM) left behind.
+
+    Runs once per process; the fixtures call it before creating anything.
+    """
     for cli in ("docker", "podman"):
-        fmt = f'{{{{.ID}}}} {{{{.Label "{OWNER_LABEL}"}}}}'
-        res = run(cli, "ps", "-a", "--filter", label, "--format", fmt, check=False)
-        for line in res.stdout.decode().splitlines():
-            cid, _, owner = line.partition(" ")
-            if _orphaned(owner):
-                _rm_container(cli, cid)
-        res = run(cli, "images", "-q", "--filter", label, check=False)
-        for image_id in sorted(set(res.stdout.decode().split())):
-            fmt = f'{{{{index .Config.Labels "{OWNER_LABEL}"}}}}'
-            owner = out(cli, "image", "inspect", "-f", fmt, image_id, check=False)
-            if _orphaned(owner):
-                run(cli, "rmi", "-f", image_id, check=False)
+        if shutil.which(cli):
+            _sweep_cli(cli)
+    if shutil.which("ctr"):
+        _sweep_containerd()
+    for d in Path(tempfile.gettempdir()).glob(f"{PREFIX}o*-*"):
+        if _orphaned(d.name[len(PREFIX) + 1:].split("-", 1)[0]):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _sweep_cli(cli: str) -> None:
+    label = f"label={OWNER_LABEL}"
+    fmt = f'{{{{.ID}}}} {{{{.Label "{OWNER_LABEL}"}}}}'
+    for line in out(cli, "ps", "-a", "--filter", label, "--format", fmt, check=False).splitlines():
+        cid, _, owner = line.partition(" ")
+        if _orphaned(owner):
+            _rm_container(cli, cid)
+    fmt = f'{{{{index .Config.Labels "{OWNER_LABEL}"}}}}'
+    # newest first (the CLI's order), so committed children go before the images they build on
+    for image_id in dict.fromkeys(out(cli, "images", "-q", "--filter", label, check=False).split()):
+        if _orphaned(out(cli, "image", "inspect", "-f", fmt, image_id, check=False)):
+            _rmi(cli, image_id)
+
+
+def _sweep_containerd() -> None:
     for cid in ctr("containers", "ls", "-q", f'labels."{OWNER_LABEL}"', check=False).stdout.decode().split():
         info = ctr("containers", "info", cid, check=False)
         labels = json.loads(info.stdout).get("Labels", {}) if info.returncode == 0 else {}
@@ -376,9 +393,6 @@ def sweep_stale() -> None:
         ref, labels = row.split()[0], dict(kv.split("=", 1) for kv in row.split()[-1].split(",") if "=" in kv)
         if _orphaned(labels.get(OWNER_LABEL, "")):
             ctr("images", "rm", ref, labels.get(IMAGE_ID_LABEL, ref), check=False)
-    for d in Path(tempfile.gettempdir()).glob(f"{PREFIX}o*-*"):
-        if _orphaned(d.name[len(PREFIX) + 1:].split("-", 1)[0]):
-            shutil.rmtree(d, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -425,12 +439,9 @@ def containerd_image() -> str:
 
 
 def _kill_ctr_task(cid: str) -> None:
-    ctr("task", "kill", "-s", "SIGKILL", cid, check=False)
-    with contextlib.suppress(TimeoutError):
-        wait_until(lambda: b"STOPPED" in ctr("task", "ls", check=False).stdout.split(cid.encode(), 1)[-1][:80]
-                   or cid.encode() not in ctr("task", "ls", check=False).stdout, f"task {cid} to stop", 20)
+    # --force kills a running task with SIGKILL and waits for it before deleting it.
     ctr("task", "rm", "-f", cid, check=False)
-    ctr("containers", "rm", cid, check=False)
+    ctr("containers", "rm", cid, check=False)  # and its snapshot
 
 
 def _rmdir_cgroups(rel: str) -> None:
@@ -470,8 +481,6 @@ def containerd_cri(pod_namespace: str = "ctrfs-test",
     (cgroupfs driver). ``info`` has pod_uid, pod_name, pod_namespace, sandbox_id, sandbox_pid,
     container_name, cgroup, bundle and k8s_target.
     """
-    import uuid
-
     image = containerd_image()
     pod_uid = str(uuid.uuid4())
     pod_name = unique_name()
@@ -502,8 +511,8 @@ def containerd_cri(pod_namespace: str = "ctrfs-test",
             image, cid, f"{pod_cgroup}/{cid}", app_ann,
             {**kube_labels, "io.cri-containerd.kind": "container",
              "io.kubernetes.container.name": container_name},
-            with_ns=tuple(f"{ns}:/proc/{sandbox_pid}/ns/{ns[:3] if ns != 'network' else 'net'}"
-                          for ns in ("network", "ipc", "uts"))))
+            with_ns=tuple(f"{kind}:/proc/{sandbox_pid}/ns/{link}"
+                          for kind, link in (("network", "net"), ("ipc", "ipc"), ("uts", "uts")))))
         wait_for_log(app_pid)
         yield RunningContainer(
             runtime="containerd", id=cid, name=container_name, pid=app_pid, image=image,
@@ -522,7 +531,9 @@ _BARE_HELPER = FIXTURES / "bare_init.py"
 
 @contextlib.contextmanager
 def bare_container() -> Iterator[RunningContainer]:
-    """The shell-less logger in new mount/PID/UTS namespaces on an overlay root, made with unshare(1).
+    """The shell-less logger in new mount/PID/UTS namespaces on an overlay root, with no runtime.
+
+    unshare(1) makes the PID namespace; tests/fixtures/bare_init.py, its PID 1, does the rest.
 
     ``info``: lowerdir, upperdir, workdir, merged (host paths; the overlay is mounted only inside the
     container's mount namespace), unshare_pid.
@@ -552,9 +563,8 @@ def bare_container() -> Iterator[RunningContainer]:
 
     with _cleanup(f"bare container {top}", stop):
         proc = subprocess.Popen(
-            ["unshare", "--mount", "--pid", "--uts", "--fork", "--kill-child", "--propagation", "private",
-             sys.executable, str(_BARE_HELPER), str(dirs["lower"]), str(dirs["upper"]),
-             str(dirs["work"]), str(dirs["merged"]), "/app"],
+            ["unshare", "--pid", "--fork", "--kill-child", sys.executable, str(_BARE_HELPER),
+             *(str(dirs[k]) for k in ("lower", "upper", "work", "merged")), "/app"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent)
         assert proc.stderr is not None

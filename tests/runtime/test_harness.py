@@ -107,6 +107,8 @@ def test_bare_container(bare_container: RunningContainer) -> None:
     root = _root_mount(c.pid)
     assert root[-3] == "overlay" and f"upperdir={c.info['upperdir']}" in root[-1]
     assert os.readlink(f"/proc/{c.pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    # like a runtime's shim, the parent stays in the host's namespaces
+    assert os.readlink(f"/proc/{c.info['unshare_pid']}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
     assert os.readlink(f"/proc/{c.pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
     status = Path(f"/proc/{c.pid}/status").read_text()
     assert f"NSpid:\t{c.pid}\t1\n" in status
