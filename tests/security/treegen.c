@@ -6,6 +6,7 @@
  *   treegen many DIR N        DIR with N empty files f0000000 ...
  *   treegen links DIR N       DIR/orig plus hard links l0000001 ... until the inode has N links
  *                             (or the filesystem's limit: EMLINK stops it, the count is printed)
+ *   treegen sock PATH 0       a bound AF_UNIX socket left at PATH (busybox cannot make one)
  *   treegen churn FILE SECS   FILE grows to 4 MiB in 64 KiB writes, is truncated to 0, again,
  *                             for SECS seconds: a file that grows and shrinks under a reader
  */
@@ -15,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -105,6 +108,17 @@ static int churn(const char *path, long secs) {
     return 0;
 }
 
+static int sock(const char *path) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path)
+        die("path too long");
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        die(path);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s deep|many|links DIR N | churn FILE SECONDS\n", argv[0]);
@@ -117,6 +131,8 @@ int main(int argc, char **argv) {
         return many(argv[2], n);
     if (!strcmp(argv[1], "links"))
         return links(argv[2], n);
+    if (!strcmp(argv[1], "sock"))
+        return sock(argv[2]);
     if (!strcmp(argv[1], "churn"))
         return churn(argv[2], n);
     fprintf(stderr, "unknown mode %s\n", argv[1]);
