@@ -33,7 +33,7 @@ class RootFS:
         return self.fstype == "overlay"
 
 
-LAZY: Any = object()  # Container(rootfs=LAZY): read the root mount on first access
+LAZY: Any = object()  # Container(rootfs=LAZY, …): loaded on first access, see _lazy_field
 
 
 @dataclass
@@ -167,19 +167,25 @@ class Container:
         }
 
 
-def _get_rootfs(self: Container) -> RootFS | None:
-    value = self.__dict__.get("_rootfs")
-    if value is LAZY:
-        # Reading a container's mountinfo costs about as much as the whole /proc scan does per
-        # process (the kernel formats every mount), so it is done only when asked for.
-        from ctrfs.discovery import rootfs_for
+def _lazy_field(name: str, load: str) -> property:
+    """A Container field that may be given as LAZY and is loaded on first access by
+    ``ctrfs.discovery.<load>(container)``. Discovery lists many containers; reading every one's
+    mountinfo and namespaces costs more than the whole /proc scan, so it waits until asked."""
+    slot = "_" + name
 
-        value = self.__dict__["_rootfs"] = rootfs_for(self)
-    return value
+    def get(self: Container) -> Any:
+        value = self.__dict__.get(slot)
+        if value is LAZY:
+            from ctrfs import discovery
+
+            value = self.__dict__[slot] = getattr(discovery, load)(self)
+        return value
+
+    def set_(self: Container, value: Any) -> None:
+        self.__dict__[slot] = value
+
+    return property(get, set_)
 
 
-def _set_rootfs(self: Container, value: RootFS | None) -> None:
-    self.__dict__["_rootfs"] = value
-
-
-Container.rootfs = property(_get_rootfs, _set_rootfs)  # type: ignore[assignment]
+Container.rootfs = _lazy_field("rootfs", "rootfs_for")  # type: ignore[assignment]
+Container.namespaces = _lazy_field("namespaces", "namespaces_for")  # type: ignore[assignment]

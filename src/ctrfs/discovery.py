@@ -152,7 +152,8 @@ def _load_stats(g: _Group, proc: str, pids: list[int]) -> None:
 
 
 def _main_pid(g: _Group, proc: str, hint: int | None) -> int | None:
-    """The container's main process; only its stat is read when the runtime names it."""
+    """The container's main process; only its stat is read when the runtime names it (its start
+    time pins the identity, so it is read now, not when first used)."""
     if hint is not None and hint in g.pids:
         _load_stats(g, proc, [hint])
         if hint in g.stats:
@@ -254,6 +255,10 @@ def _rootfs_from_record(rec: ContainerRecord) -> RootFS | None:
                   upperdir=rec.upperdir, workdir=rec.workdir)
 
 
+def namespaces_for(c: Container) -> dict[str, int]:
+    return namespaces_of(c.pid, c.roots) if c.pid is not None else {}
+
+
 def namespaces_of(pid: int, roots: Roots) -> dict[str, int]:
     out = {}
     for kind in NS_TYPES:
@@ -336,13 +341,9 @@ def _build(rec: ContainerRecord, g: _Group, roots: Roots, host_mounts: _HostMoun
     if main is None:
         return None
     state = rec.state if rec.state in ("running", "paused", "restarting") else "running"
-    if g.stats[main].state == "T" and state == "running":
+    st = g.stats.get(main)
+    if st is not None and st.state == "T" and state == "running":
         state = "paused"
-    nss = namespaces_of(main, roots) if details else {}
-    if not nss:
-        mnt = g.mnt_ns if g.mnt_ns is not None else _ns_inode(roots.proc, main)
-        if mnt is not None:
-            nss = {"mnt": mnt}
     pod = rec.pod
     if pod is None and g.ref and g.ref.pod_uid:
         from ctrfs.runtimes.base import Pod
@@ -350,7 +351,8 @@ def _build(rec: ContainerRecord, g: _Group, roots: Roots, host_mounts: _HostMoun
         pod = Pod(namespace=None, name=None, uid=g.ref.pod_uid, container=None)
     return Container(
         id=rec.id, runtime=rec.runtime, name=rec.name, image=rec.image, state=state,
-        pid=main, start_time=g.stats[main].start_time, pids=list(g.pids), namespaces=nss,
+        pid=main, start_time=st.start_time if st else None, pids=list(g.pids),
+        namespaces=namespaces_of(main, roots) if details else LAZY,
         cgroup=g.cgroup, pod=pod, rootfs=LAZY, record=rec, roots=roots,
         _host_mounts=host_mounts,
     )

@@ -80,29 +80,50 @@ class ContainerRecord:
 
     def merge(self, other: ContainerRecord) -> None:
         """Fill fields this record lacks from another record about the same container."""
-        for name in ("name", "image", "image_id", "pid", "namespace", "pod", "bundle", "rootfs",
-                     "created", "upperdir", "workdir", "lowerdirs", "mergeddir", "layer_ids"):
-            if getattr(self, name) is None and getattr(other, name) is not None:
-                setattr(self, name, getattr(other, name))
-        if self.state == "unknown":
-            self.state = other.state
-        for k, v in other.labels.items():
-            self.labels.setdefault(k, v)
-        for k, v in other.annotations.items():
-            self.annotations.setdefault(k, v)
-        self.sources.extend(s for s in other.sources if s not in self.sources)
-        for k, v in other.extra.items():
-            self.extra.setdefault(k, v)
+        mine = self.__dict__
+        for name, value in other.__dict__.items():
+            if value is None:
+                continue
+            if name in _DICT_FIELDS:
+                for k, v in value.items():
+                    mine[name].setdefault(k, v)
+            elif name == "sources":
+                self.sources.extend(s for s in value if s not in self.sources)
+            elif name == "state":
+                if self.state == "unknown":
+                    self.state = value
+            elif mine.get(name) is None:
+                mine[name] = value
 
+
+_DICT_FIELDS = frozenset({"labels", "annotations", "extra"})
+
+
+_JSON_CACHE: dict[str, tuple[tuple[int, int, int], Any]] = {}
+_JSON_CACHE_MAX = 8192
 
 
 def read_json(path: str) -> Any:
-    """A JSON file, or None when missing/unreadable/malformed (runtime state is best effort)."""
+    """A JSON file, or None when missing/unreadable/malformed (runtime state is best effort).
+
+    Parsed documents are kept per process, keyed by (inode, mtime, size): a long-running caller
+    (an agent polling discovery) re-parses only state files that changed. Runtimes replace their
+    state files by rename, which changes the inode. Callers must not mutate what they get.
+    """
     try:
         with open(path, "rb") as f:
-            return json.loads(f.read())
+            st = os.fstat(f.fileno())
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+            hit = _JSON_CACHE.get(path)
+            if hit is not None and hit[0] == key:
+                return hit[1]
+            data = json.loads(f.read())
     except (OSError, ValueError):
         return None
+    if len(_JSON_CACHE) >= _JSON_CACHE_MAX:
+        _JSON_CACHE.clear()
+    _JSON_CACHE[path] = (key, data)
+    return data
 
 
 def read_text(path: str) -> str | None:
