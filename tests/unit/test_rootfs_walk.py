@@ -186,3 +186,20 @@ def test_scandir_stat_is_lstat(tree, mode):
     assert set(ents) == {"b", "f1", "toroot"}
     assert stat.S_ISLNK(ents["toroot"].stat.st_mode)
     assert ents["f1"].stat.st_nlink == 2
+
+
+@pytest.mark.root
+def test_mount_points_without_statx_mnt_id(tree, mode, monkeypatch):
+    # kernels before 5.8 have no STATX_MNT_ID: directories on another st_dev are mounts
+    monkeypatch.setattr(fdmod._sys, "mount_id", lambda fd, name=b"": None)
+    mnt = tree / "a" / "vol"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mnt)], check=True)
+    try:
+        (mnt / "inside").write_text("v")
+        with mkroot(tree, mode) as r:
+            by = {e.path: e for e in r.walk("/")}
+        assert by["/a/vol"].mount_point and "/a/vol/inside" not in by
+        assert not by["/a/f1"].mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)

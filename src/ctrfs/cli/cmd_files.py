@@ -132,7 +132,10 @@ def ls_cmd(ctx: click.Context, long: bool, show_all: bool, recursive: bool, as_j
 
     target, path = _target_path(spec, default="/")
     with _open(ctx, target) as root:
-        listings = ls(root, path, all=show_all, recursive=recursive, on_warning=_warn)
+        # like GNU ls: -l shows a symlink given as PATH itself, unless PATH ends with '/'
+        follow = not long or path.endswith("/")
+        listings = ls(root, path, all=show_all, recursive=recursive, follow=follow,
+                      on_warning=_warn)
         if as_json:
             _json_stream(listings)
             root.check_alive()

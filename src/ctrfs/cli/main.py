@@ -93,7 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="ctrfs", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="ctrfs", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit(N)'s code instead of raising.
+        if isinstance(rv, int) and rv:
+            return rv
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130

@@ -193,6 +193,7 @@ def tail(root: Root, path: PathArg, *, lines: int = 10, follow: str | None = Non
             yield from fw.drain()
             try:
                 fw.root.check_alive()
+                new = fw.renamed() if follow == "name" else None
             except ProcessGone:
                 if follow != "name" or reopen is None:
                     raise
@@ -200,7 +201,6 @@ def tail(root: Root, path: PathArg, *, lines: int = 10, follow: str | None = Non
                 yield from _await_restart(fw, reopen, interval)
                 continue
             if follow == "name":
-                new = fw.renamed()
                 if new is not None:
                     yield from fw.drain()  # what was written to the old file before rotation
                     yield TailNotice(f"{fw.shown} has been replaced; following new file")
@@ -208,6 +208,8 @@ def tail(root: Root, path: PathArg, *, lines: int = 10, follow: str | None = Non
                     fw.watch_parent()
     finally:
         fw.close()
+        if fw.root is not root:
+            fw.root.close()  # a Root opened after a restart; the caller owns the first one
 
 
 def _await_restart(fw: _Follower, reopen: Callable[[], Root], interval: float) -> Iterator[TailEvent]:

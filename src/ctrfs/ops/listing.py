@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ctrfs.errors import CtrfsError
+from ctrfs.errors import CtrfsError, NotFound
 from ctrfs.ops.names import Names
 from ctrfs.rootfs.base import Entry, PathArg, Root, WarnFn, file_kind, join, norm_path
 
@@ -150,13 +150,17 @@ def _sorted(infos: list[FileInfo]) -> list[FileInfo]:
 
 
 def ls(root: Root, path: PathArg = "/", *, all: bool = False, recursive: bool = False,  # noqa: A002
-       on_warning: WarnFn | None = None) -> Iterator[Listing]:
+       follow: bool = True, on_warning: WarnFn | None = None) -> Iterator[Listing]:
     """``ls [-a] [-R] PATH``: a directory's listing (then its subdirectories' with
-    ``recursive``), or the file itself. A symlink to a directory is listed as the directory,
-    like ``ls`` does for a command-line argument; ``all`` adds names starting with '.'."""
+    ``recursive``), or the file itself. A symlink to a directory is listed as the directory
+    unless ``follow`` is false (``ls -l`` shows the link itself, as GNU ls does for a
+    command-line argument); ``all`` adds names starting with '.'."""
     names = Names(root)
     shown = norm_path(path)
-    st = root.stat(path)
+    try:
+        st = root.stat(path) if follow else root.lstat(path)
+    except NotFound:
+        st = root.lstat(path)  # a dangling symlink is listed as itself, as ls does
     if not stat_mod.S_ISDIR(st.st_mode):
         yield Listing(shown, [stat_path(root, path, names=names)], is_dir=False)
         return

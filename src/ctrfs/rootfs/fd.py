@@ -272,11 +272,11 @@ class FdRoot(Root):
             dfd, _ = self._open_dir(path)
         top = norm_path(path)
         try:
+            mnt_here = _sys.mount_id(dfd)
             with os.scandir(dfd) as it:
                 for de in it:
                     try:
                         st = de.stat(follow_symlinks=False)
-                        mnt_here = _sys.mount_id(dfd)
                         mnt = _sys.mount_id(dfd, os.fsencode(de.name))
                     except FileNotFoundError:
                         continue  # removed since the listing was read
@@ -304,14 +304,16 @@ class FdRoot(Root):
             with self._errors(path):
                 dfd = os.open(".", _O_DIR, dir_fd=topfd)
             frames.append(_Frame(top, 0, _ident(st), dfd, os.scandir(dfd), False))
-            yield from self._walk_frames(frames, top_mnt, max_depth, one_filesystem, warn)
+            yield from self._walk_frames(frames, top_mnt, st.st_dev, max_depth, one_filesystem,
+                                         warn)
         finally:
             for fr in frames:
                 _close_frame(fr)
             os.close(topfd)
 
-    def _walk_frames(self, frames: list[_Frame], top_mnt: int | None, max_depth: int | None,
-                     one_filesystem: bool, warn: WarnFn) -> Iterator[Entry]:
+    def _walk_frames(self, frames: list[_Frame], top_mnt: int | None, top_dev: int,
+                     max_depth: int | None, one_filesystem: bool,
+                     warn: WarnFn) -> Iterator[Entry]:
         ancestors = {fr.ident for fr in frames}
         seen = 0
         while frames:
@@ -340,7 +342,13 @@ class FdRoot(Root):
             except FileNotFoundError:
                 warn(WalkWarning(path, "vanished during the walk; skipped"))
                 continue
-            mount_point = top_mnt is not None and mnt is not None and mnt != top_mnt
+            if top_mnt is not None and mnt is not None:
+                mount_point = mnt != top_mnt
+            else:
+                # No STATX_MNT_ID (Linux < 5.8): a directory on another device is another
+                # mount. Only directories: overlayfs may report the lower layer's st_dev for
+                # files (Documentation/filesystems/overlayfs.rst, "Inode properties").
+                mount_point = stat_mod.S_ISDIR(st.st_mode) and st.st_dev != top_dev
             depth = fr.depth + 1
             yield FdEntry(path=path, name=name, stat=st, depth=depth, mount_point=mount_point,
                           _root=self, _dirfd=dirfd)
