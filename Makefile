@@ -54,3 +54,10 @@ bench: deps venv
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+
+# The adversarial tests at full size: 100,000 race operations per resolver, 1,000,000 entries in
+# one directory (tests/security/test_race.py, test_hostile_trees.py). -s prints the race counts.
+.PHONY: stress
+stress: deps venv
+	CTRFS_RACE_OPS=100000 CTRFS_HOSTILE_ENTRIES=1000000 \
+	$(SERVICES) run $(VENV)/bin/pytest -s tests/security/test_race.py tests/security/test_hostile_trees.py $(PYTEST_ARGS)
