@@ -213,7 +213,8 @@ CASES = [
     Case("4-short-chain-ok", "/c4/short0/passwd", same_as="/etc/passwd"),
     # 5. dangling links
     Case("5-dangling-inner", "/c5/dang/x"),
-    Case("5-dangling-final", "/c5/dang", fails=ALL - NOFOLLOW),
+    # (ls lists a dangling link given as PATH, as GNU ls does)
+    Case("5-dangling-final", "/c5/dang", fails=ALL - NOFOLLOW - {"ls"}),
     # 6. trailing /, /., /.. after a file
     Case("6-slash", "/etc/passwd/", message="not a directory"),
     Case("6-dot", "/etc/passwd/.", message="not a directory"),
@@ -223,7 +224,7 @@ CASES = [
     Case("7-link-to-self-root", "/c7/pself/etc/passwd"),
     Case("7-proc-1-root", "/c7/p1/etc/passwd"),
     Case("7-proc-self-cwd", "/c7/cwd/etc/passwd"),
-    Case("7-proc-self-fd", "/c7/fd0", fails=ALL - NOFOLLOW),
+    Case("7-proc-self-fd", "/c7/fd0", fails=ALL - NOFOLLOW - {"ls"}),
     # 8. volumes: the container's view, never the host path behind it
     Case("8-through-volume", "/c8/v/vfile", same_as="/vol/vfile"),
     Case("8-host-source-path", "/c8/hostpath/vfile"),
@@ -311,7 +312,8 @@ def test_case_for_every_command(world, case: Case, command: str, tmp_path: Path)
 
 
 @pytest.mark.parametrize("argv", [("find", "--json"), ("ls", "--json"), ("du", "--json"),
-                                  ("grep", "-r", "--json", "x"), ("stat", "--json"), ("cp",)])
+                                  ("grep", "-r", "--json", "x"), ("stat", "--json"), ("cp",)],
+                         ids=["find", "ls", "du", "grep", "stat", "cp-"])
 def test_no_output_on_failure(world, argv: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
     """A command that fails before producing anything prints nothing on stdout: no dangling
     '[' of a JSON array nobody closes, no empty tar archive for ``cp PATH -`` (a pipeline into

@@ -73,7 +73,11 @@ def test_du_counts_links_once(big) -> None:  # type: ignore[no-untyped-def]
     # The directory itself plus one 7-byte file with 65,000 names: an inode is counted once.
     dir_size = int(sh(c, "stat -c %s /h/links").strip())
     assert [r["bytes"] for r in rows] == [dir_size + 7], rows
-    m = run_ctrfs("du", "-s", f"{c.target}:/h", nofile=NOFILE)
+
+
+def test_du_huge_trees(big) -> None:  # type: ignore[no-untyped-def]
+    c, _, _ = big
+    m = run_ctrfs("du", "-s", "--json", f"{c.target}:/h", nofile=NOFILE)
     _ok(m, "du /h")
 
 
