@@ -163,6 +163,13 @@ def _op_export(root: Root, tmp: str) -> None:
     write_tar(root, io.BytesIO(), "/")
 
 
+def _op_libs(root: Root, tmp: str) -> None:
+    from ctrfs.probes.libs import ElfCache, container_libs
+
+    result = container_libs(root.container, cache=ElfCache())  # type: ignore[attr-defined]
+    assert any(o.executable for o in result.objects)
+
+
 OPERATIONS: dict[str, Callable[[Root, str], None]] = {
     name[4:]: fn for name, fn in sorted(globals().items()) if name.startswith("_op_")
 }

@@ -29,6 +29,7 @@ import pytest
 from _hostile import background, env_int, hostile_container, sh
 
 import ctrfs
+import harness
 from ctrfs.errors import CtrfsError, NotFound
 from ctrfs.ops.archive import write_tar
 from ctrfs.ops.content import cat
@@ -55,13 +56,39 @@ def host_canary() -> tuple[str, bytes]:
         shutil.rmtree(d)
 
 
+def _shared_object(marker: str, dest: Path) -> str:
+    """A tiny ELF shared object with its own build-id; returns the build-id (hex)."""
+    src = dest.with_suffix(".c")
+    src.write_text(f'const char *ctrfs_marker(void) {{ return "{marker}"; }}\n')
+    harness.run("gcc", "-shared", "-fPIC", "-nostdlib", "-Wl,--build-id=sha1", "-o", str(dest),
+                str(src))
+    out = harness.out("readelf", "-n", str(dest))
+    return out.split("Build ID:")[1].split()[0]
+
+
 @pytest.fixture(scope="module")
-def racing(host_canary: tuple[str, bytes]):  # type: ignore[no-untyped-def]
+def elf_pair(host_canary: tuple[str, bytes], tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """(legit .so for the container, its build-id, the host canary .so's build-id). The host
+    canary is installed as /<canary>/lib.so, next to the secret."""
+    name, _ = host_canary
+    d = tmp_path_factory.mktemp("ctrfs-s-elf")
+    legit_id = _shared_object("legit", d / "legit.so")
+    canary_id = _shared_object(f"host-canary-{secrets.token_hex(8)}", d / "canary.so")
+    assert legit_id != canary_id
+    shutil.copy(d / "canary.so", Path("/") / name / "lib.so")
+    return d / "legit.so", legit_id, canary_id
+
+
+@pytest.fixture(scope="module")
+def racing(host_canary: tuple[str, bytes], elf_pair):  # type: ignore[no-untyped-def]
     name, _ = host_canary
     with hostile_container() as c:
         sh(c, f"mkdir -p /race/d/{name} && printf 'legit\\n' > /race/d/{name}/secret"
               " && ln -s / /race/a")
-        with background(c, "exec swapper /race/d /race/a 1800", "/swapper.pid"):
+        harness.run("docker", "cp", str(elf_pair[0]), f"{c.id}:/race/d/{name}/lib.so")
+        # A process mapping the legitimate library through the raced directory (for libs).
+        with background(c, f"exec treegen map /race/d/{name}/lib.so 1800", "/mapper.pid"), \
+                background(c, "exec swapper /race/d /race/a 1800", "/swapper.pid"):
             yield c
 
 
@@ -112,18 +139,12 @@ def _op_cp(root: ProcRoot, name: str, secret: bytes, scratch: str, _n: list[int]
     dest = os.path.join(scratch, f"out{_n[0]}")
     try:
         copy_out(root, src, dest)
-        got = b""
-        files = 0
         for dirpath, _dirs, fnames in os.walk(dest):
             for fn in fnames:
                 with open(os.path.join(dirpath, fn), "rb") as f:
-                    got += f.read()
-                files += 1
-        if os.path.isfile(dest):
-            with open(dest, "rb") as f:
-                got, files = f.read(), 1
-        _check(got, secret, "cp")
-        return "legit" if (got, files) == (LEGIT, 1) else "other content"
+                    _check(f.read(), secret, "cp")
+        got = Path(dest if os.path.isfile(dest) else os.path.join(dest, "secret")).read_bytes()
+        return "legit" if got == LEGIT else "other content"
     finally:
         if os.path.isdir(dest):
             shutil.rmtree(dest)
@@ -139,11 +160,12 @@ def _op_export(root: ProcRoot, name: str, secret: bytes, scratch: str) -> str:
     raw = buf.getvalue()
     _check(raw, secret, "export")
     with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
-        members = {m.name: m for m in tf}
-        f = tf.extractfile(members[f"{name}/secret"]) if f"{name}/secret" in members else None
-        data = f.read() if f is not None else b""
-    return "legit" if (sorted(members), data) == (sorted([name, f"{name}/secret"]), LEGIT) \
-        else "other content"
+        try:
+            member = tf.extractfile(f"{name}/secret")
+        except KeyError:
+            return "tar without the file"
+        data = member.read() if member is not None else b""
+    return "legit" if data == LEGIT else "other content"
 
 
 OPERATIONS: dict[str, Callable[[ProcRoot, str, bytes, str], str]] = {
@@ -214,3 +236,35 @@ def test_race_check_catches_a_naive_resolver(racing, host_canary, op_name: str) 
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     pytest.fail(f"{op_name} over a naive resolver never leaked: the race check is blind")
+
+
+def test_libs_race_never_reports_host_library(racing, host_canary, elf_pair) -> None:  # type: ignore[no-untyped-def]
+    """ctrfs libs under the same race: the mapped library's path in maps names the raced
+    directory, and /proc/<pid>/root/<that path> leads, half of the time, to the host's
+    /<canary>/lib.so. The host library's build-id must never be reported."""
+    from ctrfs.probes.libs import ElfCache, container_libs
+
+    name, _ = host_canary
+    _, legit_id, canary_id = elf_pair
+    container = ctrfs.container(racing.target)
+    n = env_int("CTRFS_RACE_LIBS_OPS", 1000)
+    counts: Counter[str] = Counter()
+    t0 = time.monotonic()
+    for _ in range(n):
+        try:
+            result = container_libs(container, match=f"{name}/lib.so", cache=ElfCache())
+        except CtrfsError as err:
+            counts[f"error: {type(err).__name__}"] += 1
+            continue
+        objs = [o for o in result.objects if o.name == "lib.so"]
+        assert len(objs) == 1, [o.path for o in result.objects]
+        o = objs[0]
+        assert o.build_id != canary_id, f"HOST LIBRARY REPORTED: {o}"
+        if o.build_id == legit_id:
+            counts[f"legit via {o.host_path_via}"] += 1
+        else:
+            counts[f"no build-id ({o.identity}, {'; '.join(o.warnings)[:60]})"] += 1
+    print(f"\nrace[libs]: {n} scans in {time.monotonic() - t0:.1f}s")
+    for outcome, k in sorted(counts.items()):
+        print(f"race[libs]   {outcome:60} {k}")
+    assert any(k.startswith("legit") for k in counts), counts

@@ -7,6 +7,8 @@
  *   treegen links DIR N       DIR/orig plus hard links l0000001 ... until the inode has N links
  *                             (or the filesystem's limit: EMLINK stops it, the count is printed)
  *   treegen sock PATH 0       a bound AF_UNIX socket left at PATH (busybox cannot make one)
+ *   treegen map FILE SECS     mmap FILE (read-only, private) and sleep SECS: a process that
+ *                             maps a library whose path the container then races
  *   treegen churn FILE SECS   FILE grows to 4 MiB in 64 KiB writes, is truncated to 0, again,
  *                             for SECS seconds: a file that grows and shrinks under a reader
  */
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -119,6 +122,18 @@ static int sock(const char *path) {
     return 0;
 }
 
+static int map(const char *path, long secs) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        die(path);
+    if (mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) == MAP_FAILED)
+        die("mmap");
+    close(fd);
+    sleep(secs);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s deep|many|links DIR N | churn FILE SECONDS\n", argv[0]);
@@ -131,6 +146,8 @@ int main(int argc, char **argv) {
         return many(argv[2], n);
     if (!strcmp(argv[1], "links"))
         return links(argv[2], n);
+    if (!strcmp(argv[1], "map"))
+        return map(argv[2], n);
     if (!strcmp(argv[1], "sock"))
         return sock(argv[2]);
     if (!strcmp(argv[1], "churn"))
