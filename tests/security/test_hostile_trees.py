@@ -36,30 +36,41 @@ def _ok(m: Measured, what: str) -> None:
     print(f"\n{what}: {m.seconds:.1f}s, peak RSS {m.maxrss_kib / 1024:.1f} MiB")
 
 
+TREES = ("deep", "many", "links")
+
+
 @pytest.fixture(scope="module")
 def big():  # type: ignore[no-untyped-def]
-    """/h/deep (10,000 levels, /h/deep/d/.../d/bottom), /h/many (MANY files), /h/links."""
+    """/h/deep (10,000 levels, /h/deep/d/.../d/bottom), /h/many (MANY files), /h/links.
+    Yields the container, the number of links made, and busybox find's entry count per tree."""
     with hostile_container() as c:
         t0 = time.monotonic()
         sh(c, f"mkdir /h && treegen deep /h/deep {DEEP} && treegen many /h/many {MANY}")
         links = int(sh(c, f"treegen links /h/links {LINKS}").strip())
         print(f"\nhostile tree built in {time.monotonic() - t0:.1f}s ({links} links to one inode)")
         # Ground truth from the container's own busybox find: a relative walk, no PATH_MAX issue.
-        total = int(sh(c, "cd /h && find . | wc -l").strip())
-        yield c, links, total
+        counts = {t: int(sh(c, f"cd /h/{t} && find . | wc -l").strip()) for t in TREES}
+        counts["all"] = 1 + sum(counts.values())
+        yield c, links, counts
 
 
-def test_find_streams_huge_trees(big) -> None:  # type: ignore[no-untyped-def]
-    c, links, total = big
-    m = run_ctrfs("find", f"{c.target}:/h", nofile=NOFILE)
-    _ok(m, "find")
+def _check_tree_paths(lines: list[bytes], top: bytes, tree: str, links: int) -> None:
+    if tree == "deep":
+        assert max(lines, key=len) == top + b"/d" * DEEP + b"/bottom"
+    elif tree == "many":
+        assert sum(1 for ln in lines if ln.startswith(top + b"/f")) == MANY
+    else:
+        assert sum(1 for ln in lines if ln.startswith(top + b"/")) == links
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_find(big, tree: str) -> None:  # type: ignore[no-untyped-def]
+    c, links, counts = big
+    m = run_ctrfs("find", f"{c.target}:/h/{tree}", nofile=NOFILE)
+    _ok(m, f"find {tree}")
     lines = m.stdout.split(b"\n")[:-1]
-    assert len(lines) == total
-    assert lines[0] == b"/h"
-    deepest = max(lines, key=len)
-    assert deepest == b"/h/deep" + b"/d" * DEEP + b"/bottom"
-    assert sum(1 for ln in lines if ln.startswith(b"/h/many/")) == MANY
-    assert sum(1 for ln in lines if ln.startswith(b"/h/links/")) == links
+    assert len(lines) == counts[tree]
+    _check_tree_paths(lines, f"/h/{tree}".encode(), tree, links)
 
 
 def test_du_counts_links_once(big) -> None:  # type: ignore[no-untyped-def]
@@ -75,75 +86,87 @@ def test_du_counts_links_once(big) -> None:  # type: ignore[no-untyped-def]
     assert [r["bytes"] for r in rows] == [dir_size + 7], rows
 
 
-def test_du_huge_trees(big) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("tree", TREES)
+def test_du(big, tree: str) -> None:  # type: ignore[no-untyped-def]
     c, _, _ = big
-    m = run_ctrfs("du", "-s", "--json", f"{c.target}:/h", nofile=NOFILE)
-    _ok(m, "du /h")
+    m = run_ctrfs("du", "--json", f"{c.target}:/h/{tree}", nofile=NOFILE)
+    _ok(m, f"du {tree}")
+    import json
+
+    rows = json.loads(m.stdout)
+    # du lists directories, deepest first, the start last
+    assert rows[-1]["path"] == f"/h/{tree}"
+    assert len(rows) == (DEEP + 1 if tree == "deep" else 1)
 
 
-def _check_tar(path: str, c_links: int, expect_total: int | None, top: str) -> Counter[str]:
-    """Read the tar back with GNU tar and Python's tarfile; return member counts."""
+def _check_tar(path: str, tree: str, links: int, total: int | None, top: str) -> None:
+    """Read the tar back with GNU tar and Python's tarfile (streaming)."""
     res = subprocess.run(["tar", "-tvf", path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert res.returncode == 0, res.stderr[-2000:]
     kinds: Counter[str] = Counter()
-    first_link: str | None = None
+    first: str | None = None
     deepest = ""
     with tarfile.open(path, mode="r|") as tf:
         for m in tf:
-            name = m.name
-            if name.startswith(f"{top}links/"):
-                if m.islnk():
-                    kinds["links: hardlink"] += 1
-                    assert m.linkname == first_link, (m.name, m.linkname, first_link)
-                else:
-                    assert m.isfile() and first_link is None, m.name
-                    first_link = name
-                    kinds["links: file"] += 1
-            elif name.startswith(f"{top}many/"):
-                kinds["many"] += 1
-            elif name.startswith(f"{top}deep"):
-                kinds["deep"] += 1
-                if len(name) > len(deepest):
-                    deepest = name
             kinds["all"] += 1
-    assert kinds["links: file"] == 1 and kinds["links: hardlink"] == c_links - 1, kinds
-    assert kinds["many"] == MANY, kinds
-    assert deepest == f"{top}deep" + "/d" * DEEP + "/bottom", deepest[:100]
-    if expect_total is not None:
-        assert kinds["all"] == expect_total
-    return kinds
+            if not m.name.startswith(top):
+                continue
+            if tree == "links" and m.name != top.rstrip("/"):
+                if m.islnk():
+                    kinds["hardlink"] += 1
+                    assert m.linkname == first, (m.name, m.linkname, first)
+                else:
+                    assert m.isfile() and first is None, m.name
+                    first = m.name
+                    kinds["file"] += 1
+            elif tree == "many" and m.isfile():
+                kinds["file"] += 1
+            elif tree == "deep" and len(m.name) > len(deepest):
+                deepest = m.name
+    if tree == "links":
+        assert (kinds["file"], kinds["hardlink"]) == (1, links - 1), kinds
+    elif tree == "many":
+        assert kinds["file"] == MANY, kinds
+    else:
+        assert deepest == top + "d/" * DEEP + "bottom", deepest[:100]
+    if total is not None:
+        assert kinds["all"] == total, kinds
 
 
 def test_export_bounded(big, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    c, links, total = big
+    c, links, counts = big
     out = str(tmp_path / "export.tar")
     m = run_ctrfs("export", c.target, "-o", out, nofile=NOFILE)
     _ok(m, "export")
-    _check_tar(out, links, None, "h/")
+    for tree in TREES:
+        _check_tar(out, tree, links, None, f"h/{tree}/")
 
 
-def test_cp_to_stdout_bounded(big, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    c, links, total = big
+@pytest.mark.parametrize("tree", TREES)
+def test_cp_to_stdout(big, tree: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c, links, counts = big
     out = str(tmp_path / "cp.tar")
-    m = run_ctrfs("cp", f"{c.target}:/h", "-", nofile=NOFILE, stdout_path=out)
-    _ok(m, "cp -")
-    _check_tar(out, links, total, "h/")
+    m = run_ctrfs("cp", f"{c.target}:/h/{tree}", "-", nofile=NOFILE, stdout_path=out)
+    _ok(m, f"cp {tree} -")
+    _check_tar(out, tree, links, counts[tree], f"{tree}/")
 
 
-def test_cp_to_directory_bounded(big, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    c, links, total = big
-    dest = tmp_path / "copy"
-    m = run_ctrfs("cp", f"{c.target}:/h", str(dest), nofile=NOFILE)
+@pytest.mark.parametrize("tree", TREES)
+def test_cp_to_directory(big, tree: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c, links, counts = big
+    dest = tmp_path / tree
+    m = run_ctrfs("cp", f"{c.target}:/h/{tree}", str(dest), nofile=NOFILE)
     try:
-        _ok(m, "cp DIR")
+        _ok(m, f"cp {tree} DIR")
         # GNU find walks with fts (no PATH_MAX limit); os.walk would recurse 10,000 deep.
         found = subprocess.run(["find", str(dest)], capture_output=True, check=True).stdout
-        assert found.count(b"\n") == total
-        st = os.stat(dest / "links" / "orig")
-        assert st.st_nlink == links, "hard links were not kept as links"
-        bottom = subprocess.run(["find", str(dest / "deep"), "-name", "bottom"],
-                                capture_output=True, check=True).stdout.strip()
-        assert bottom.count(b"/d") == DEEP
+        assert found.count(b"\n") == counts[tree]
+        if tree == "links":
+            assert os.stat(dest / "orig").st_nlink == links, "hard links were not kept as links"
+        if tree == "deep":
+            bottom = subprocess.run(["find", str(dest), "-name", "bottom"],
+                                    capture_output=True, check=True).stdout.strip()
+            assert bottom.count(b"/d") == DEEP
     finally:
         subprocess.run(["rm", "-rf", str(dest)], check=True)
 
