@@ -381,3 +381,69 @@ def test_names_are_bytes_and_printed_escaped(world, tmp_path: Path) -> None:  # 
     with tarfile.open(fileobj=io.BytesIO(r.stdout), encoding="utf-8", errors="surrogateescape") as tf:
         got = sorted(os.fsencode(m.name.partition("/")[2]) for m in tf if m.name != "c9")
     assert got == sorted(names)
+
+
+# -- case 16 for every walking command: the container stops mid-operation ----------------------
+
+GONE_FILES = 100_000
+
+
+def _gone_cases(tmp: Path) -> dict[str, tuple[list[str], str | None]]:
+    """command → (argv after the target spec is filled in, output file or None for stdout)."""
+    return {
+        "find": (["find", "{t}:/g"], None),
+        "ls -R": (["ls", "-R", "{t}:/g"], None),
+        "grep -r": (["grep", "-r", "x", "{t}:/g"], None),
+        "cp -": (["cp", "{t}:/g", "-"], None),
+        "cp DIR": (["cp", "{t}:/g", str(tmp / "copy")], str(tmp / "copy")),
+        "export -o": (["export", "{t}", "-o", str(tmp / "out.tar")], str(tmp / "out.tar")),
+        "export": (["export", "{t}"], None),
+    }
+
+
+@pytest.mark.parametrize("command", sorted(_gone_cases(Path("/"))))
+def test_container_gone_mid_operation(command: str, tmp_path: Path) -> None:
+    """The container is killed while the command is in the middle of a 100,000-file tree:
+    exit 5 with a "gone" message, and no output file under the requested name. Commands
+    writing to stdout are held mid-walk by a full pipe (nobody reads it until the container
+    is dead), so the kill lands mid-operation without relying on timing."""
+    import time
+
+    import harness
+
+    argv, out_file = _gone_cases(tmp_path)[command]
+    with hostile_container() as c:
+        sh(c, f"treegen many /g {GONE_FILES} >/dev/null && for i in $(seq 10000); do echo x > /g/x$i; done")
+        args = [a.format(t=c.target) for a in argv]
+        proc = subprocess.Popen(ctrfs_argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL)
+        try:
+            if out_file is None:
+                # wait until ctrfs is blocked writing into the full pipe
+                harness.wait_until(lambda: _blocked_on_pipe(proc.pid), "ctrfs to fill its stdout")
+            else:
+                time.sleep(0.5)
+            assert proc.poll() is None, f"ctrfs {command} finished before the container was killed"
+            harness.run("docker", "kill", c.id)
+            harness.wait_until(lambda: not harness.pid_alive(c.pid), "the container to die")
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    stderr = err.decode(errors="replace")
+    assert "Traceback" not in stderr and "internal error" not in stderr, stderr
+    assert proc.returncode == 5, f"ctrfs {command} exited {proc.returncode}: {stderr}"
+    assert "gone" in stderr.splitlines()[-1], stderr
+    if out_file is not None:
+        assert not os.path.lexists(out_file), f"partial output left at {out_file}"
+        assert os.listdir(tmp_path) == [], f"temporary files left: {os.listdir(tmp_path)}"
+
+
+def _blocked_on_pipe(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            wchan = f.read()
+    except OSError:
+        return False
+    return "pipe" in wchan  # pipe_write, anon_pipe_write (6.x), pipe_wait_writable
