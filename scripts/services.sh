@@ -40,6 +40,9 @@ REQUIREMENTS=(
   "gcc:gcc"
   "/usr/lib/x86_64-linux-gnu/libc.a:libc6-dev"
   "make:make"
+  "musl-gcc:musl-tools"
+  "readelf:binutils"
+  "setpriv:util-linux"
   "unshare:util-linux"
   "tar:tar"
 )

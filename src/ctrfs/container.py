@@ -26,6 +26,8 @@ class RootFS:
     upperdir: str | None = None
     workdir: str | None = None
     merged: str | None = None  # where the same overlay is mounted in the host namespace
+    # The root mount's mountinfo entry: the container's own, or the host's entry for the same
+    # overlay superblock (same device and options; mount point and IDs are the host's).
     mount: Mount | None = None
 
     @property

@@ -9,9 +9,11 @@ import json
 import os
 import secrets
 import stat
+import struct
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -62,11 +64,20 @@ touch -d '2020-01-02 03:04:05' tree/sub/deeper/one
 """
 
 
+# struct vfs_cap_data, revision 2, effective, permitted = CAP_NET_BIND_SERVICE (bit 10)
+CAP_NET_BIND_SERVICE = struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0)
+
+
 @pytest.fixture(scope="module")
 def seeded(docker_busybox: RunningContainer) -> tuple[RunningContainer, str]:
     d = f"/seed-{secrets.token_hex(4)}"
     harness.docker_exec(docker_busybox, "mkdir", "-p", d)
     sh(docker_busybox, SEED.format(d=d))
+    # extended attributes (busybox has no setfattr/setcap): set from the host, through the
+    # container's root, on a file the container created
+    suid = f"/proc/{docker_busybox.pid}/root{d}/tree/suid"
+    os.setxattr(suid, "user.ctrfs", b"note")
+    os.setxattr(suid, "security.capability", CAP_NET_BIND_SERVICE)
     return docker_busybox, d
 
 
@@ -274,6 +285,9 @@ def test_grep_file_and_flags(seeded) -> None:
     assert ctrfs("grep", "-in", "error", p).stdout == b"1:ERROR one\n3:error two\n4:ERROR three\n"
     assert ctrfs("grep", "-E", "one|two", p).stdout == b"ERROR one\nerror two\n"
     assert ctrfs("grep", "one\\|two", p).stdout == b"ERROR one\nerror two\n"  # BRE alternation
+    js = json.loads(ctrfs("grep", "--json", "-i", "error", p).stdout)
+    assert [(x["kind"], x["line_number"], x["line"]) for x in js] == [
+        ("line", 1, "ERROR one"), ("line", 3, "error two"), ("line", 4, "ERROR three")]
     none = ctrfs("grep", "nothing-here", p, check=False)
     assert none.returncode == 1 and none.stdout == b""
 
@@ -300,8 +314,15 @@ def test_grep_directory_without_r(seeded) -> None:
 
 # -- tail -------------------------------------------------------------------------------------
 
+def wait_ticks(c: RunningContainer, n: int) -> None:
+    """Until the logger wrote at least n lines (a fresh container has fewer)."""
+    harness.wait_until(lambda: ctrfs("cat", f"{c.target}:/var/log/app.log").stdout.count(b"\n") >= n,
+                       f"{n} log lines", timeout=30, step=0.3)
+
+
 def test_tail_lines_shellless(docker_shellless: RunningContainer) -> None:
     c = docker_shellless
+    wait_ticks(c, 3)
     lines = ctrfs("tail", "-n", "3", f"{c.target}:/var/log/app.log").stdout.decode().splitlines()
     assert len(lines) == 3 and all(x.startswith("tick ") for x in lines)
     nums = [int(x.split()[1]) for x in lines]
@@ -322,43 +343,82 @@ def _stop(p: subprocess.Popen[bytes]) -> tuple[int, bytes, bytes]:
 
 
 def test_tail_f_shellless_follows_without_gaps(docker_shellless: RunningContainer) -> None:
-    p = _start("tail", "-n", "1", "-f", f"{docker_shellless.target}:/var/log/app.log")
-    time.sleep(3.5)
-    rc, out, err = _stop(p)
-    nums = [int(x.split()[1]) for x in out.decode().splitlines()]
-    assert len(nums) >= 3, (out, err)
+    w = _Watched("tail", "-n", "1", "-f", f"{docker_shellless.target}:/var/log/app.log")
+    try:
+        harness.wait_until(lambda: len(w.out) >= 4, "4 lines followed", timeout=30)
+    finally:
+        rc = w.stop()
+    nums = [int(x.split()[1]) for x in w.out]
     assert nums == list(range(nums[0], nums[0] + len(nums)))  # every tick once, in order
-    assert rc == 130 and b"Traceback" not in err
+    assert rc == 130 and "Traceback" not in w.err
+
+
+class _Watched:
+    """A running ``ctrfs tail``: its stdout lines and stderr text, collected as they come, so a
+    test waits for what it expects instead of sleeping a guessed time."""
+
+    def __init__(self, *argv: str) -> None:
+        self.p = _start(*argv)
+        self.out: list[str] = []
+        self.err = ""
+        self._threads = [threading.Thread(target=self._read_out, daemon=True),
+                         threading.Thread(target=self._read_err, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _read_out(self) -> None:
+        assert self.p.stdout is not None
+        for line in self.p.stdout:
+            self.out.append(line.decode().rstrip("\n"))
+
+    def _read_err(self) -> None:
+        assert self.p.stderr is not None
+        for line in self.p.stderr:
+            self.err += line.decode()
+
+    def expect_out(self, line: str, timeout: float = 30) -> None:
+        harness.wait_until(lambda: line in self.out, f"{line!r} on stdout (have {self.out})",
+                           timeout=timeout)
+
+    def expect_err(self, text: str, timeout: float = 60) -> None:
+        harness.wait_until(lambda: text in self.err, f"{text!r} on stderr ({self.err!r})",
+                           timeout=timeout)
+
+    def stop(self) -> int:
+        if self.p.poll() is None:
+            self.p.send_signal(2)  # Ctrl-C
+        rc = self.p.wait(20)
+        for t in self._threads:
+            t.join(10)
+        return rc
 
 
 def test_tail_F_rotation_truncation_and_restart(own_busybox: RunningContainer) -> None:
     c = own_busybox
     sh(c, "mkdir -p /logs && rm -f /logs/* && printf 'a1\\na2\\n' > /logs/app.log")
-    p = _start("tail", "-n", "1", "-F", f"{c.target}:/logs/app.log")
+    w = _Watched("tail", "-n", "1", "-F", f"{c.target}:/logs/app.log")
     try:
-        time.sleep(1.5)
+        w.expect_out("a2")
         sh(c, "echo a3 >> /logs/app.log")
-        time.sleep(0.5)
+        w.expect_out("a3")
         sh(c, "mv /logs/app.log /logs/app.log.1 && echo b1 > /logs/app.log")
-        time.sleep(2.5)
+        w.expect_err("has been replaced; following new file")
+        w.expect_out("b1")
         sh(c, "echo b2 >> /logs/app.log")
-        time.sleep(1)
+        w.expect_out("b2")
         sh(c, ": > /logs/app.log")
-        time.sleep(1.5)
+        w.expect_err("file truncated")
         sh(c, "echo c1 >> /logs/app.log")
-        time.sleep(1)
+        w.expect_out("c1")
         harness.run("docker", "restart", "-t", "1", c.id)
-        time.sleep(3)
+        w.expect_err("the container stopped")
+        w.expect_err("the container is back")
         sh(c, "echo d1 >> /logs/app.log")
-        time.sleep(2.5)
+        w.expect_out("d1")
     finally:
-        rc, out, err = _stop(p)
-    assert out.decode().splitlines() == ["a2", "a3", "b1", "b2", "c1", "d1"], err
-    e = err.decode()
-    assert "has been replaced; following new file" in e
-    assert "file truncated" in e
-    assert "the container stopped" in e and "the container is back" in e
-    assert rc == 130
+        rc = w.stop()
+    assert w.out == ["a2", "a3", "b1", "b2", "c1", "d1"], w.err
+    assert rc == 130 and "Traceback" not in w.err
 
 
 def test_tail_f_without_F_reports_gone(own_busybox: RunningContainer) -> None:
@@ -432,7 +492,9 @@ def test_cp_dir_matches_docker_cp(seeded, tmp_path: Path) -> None:
     assert "null" in theirs and "null" not in ours
     assert "tree/null: character device not copied" in res.stderr.decode()
     del theirs["null"]
-    # 2. setuid/setgid bits are dropped without --preserve-all
+    # 2. setuid/setgid bits and extended attributes (file capabilities) are dropped without
+    #    --preserve-all (docker cp restores the capability)
+    assert os.listxattr(tmp_path / "ours" / "tree" / "suid") == []
     for name in ("suid", "sgid"):
         assert theirs[name][1] & 0o6000 and not ours[name][1] & 0o6000
         assert ours[name][1] == theirs[name][1] & ~0o6000
@@ -460,6 +522,8 @@ def test_cp_preserve_all_and_file_targets(seeded, tmp_path: Path) -> None:
     c, d = seeded
     ctrfs("cp", "--preserve-all", f"{c.target}:{d}/tree", str(tmp_path / "full"))
     assert stat.S_IMODE(os.lstat(tmp_path / "full" / "suid").st_mode) == 0o4755
+    assert os.getxattr(tmp_path / "full" / "suid", "security.capability") == CAP_NET_BIND_SERVICE
+    assert os.getxattr(tmp_path / "full" / "suid", "user.ctrfs") == b"note"
     assert stat.S_ISCHR(os.lstat(tmp_path / "full" / "null").st_mode)
     # a file to a new name, into a directory, and over an existing file
     ctrfs("cp", f"{c.target}:{d}/tree/hello.txt", str(tmp_path / "renamed.txt"))
@@ -507,14 +571,18 @@ def test_cp_stdout_tar_matches_docker_cp(seeded) -> None:
 
 # -- export -----------------------------------------------------------------------------------
 
-def _export_contents(tar: bytes) -> dict[str, tuple]:
-    out = {}
+def _export_contents(tar: bytes) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
         for m in t:
-            data = t.extractfile(m).read() if m.isreg() else None  # type: ignore[union-attr]
-            # permission bits only: Go's archive/tar (docker) adds the file-type bits
-            out[m.name.rstrip("/")] = (m.type, stat.S_IMODE(m.mode), m.uid, m.gid, m.size, m.linkname, data,
-                                       m.mtime, m.uname, m.gname)
+            out[m.name.rstrip("/")] = {
+                "type": m.type,
+                # permission bits only: Go's archive/tar (docker) adds the file-type bits
+                "mode": stat.S_IMODE(m.mode), "uid": m.uid, "gid": m.gid, "size": m.size,
+                "linkname": m.linkname, "mtime": m.mtime, "uname": m.uname, "gname": m.gname,
+                "data": t.extractfile(m).read() if m.isreg() else None,  # type: ignore[union-attr]
+                "xattrs": {k: v for k, v in m.pax_headers.items() if k.startswith("SCHILY.xattr.")},
+            }
     return out
 
 
@@ -537,13 +605,20 @@ def test_export_matches_docker_export(seeded, tmp_path: Path) -> None:
     #    bind-mounted /etc/hosts, /etc/hostname, /etc/resolv.conf the mounted file's mode; both
     #    tools give them as empty files.
     for k in ("proc", "sys", "dev", "etc/hosts", "etc/hostname", "etc/resolv.conf"):
-        assert mine[k][0] == theirs[k][0] and mine[k][4] == theirs[k][4] == 0, k
+        assert mine[k]["type"] == theirs[k]["type"] and mine[k]["size"] == theirs[k]["size"] == 0
         mine[k] = theirs[k]
     # 3. Hardlinks: which member of a link group carries the data follows walk order.
     for k in list(theirs):
-        if theirs[k][0] == tarfile.LNKTYPE or mine[k][0] == tarfile.LNKTYPE:
-            assert {theirs[k][0], mine[k][0]} <= {tarfile.LNKTYPE, tarfile.REGTYPE}
+        if tarfile.LNKTYPE in (theirs[k]["type"], mine[k]["type"]):
+            assert {theirs[k]["type"], mine[k]["type"]} <= {tarfile.LNKTYPE, tarfile.REGTYPE}
             del theirs[k], mine[k]
+    # 4. Extended attributes: docker export carries security.capability only; ctrfs every
+    #    attribute but overlayfs' own trusted.overlay.* (here the user.ctrfs the seed set).
+    suid = f"{d}/tree/suid".lstrip("/")
+    cap = "SCHILY.xattr.security.capability"
+    assert theirs[suid]["xattrs"] == {cap: mine[suid]["xattrs"][cap]}  # type: ignore[index]
+    assert mine[suid]["xattrs"] == {**theirs[suid]["xattrs"], "SCHILY.xattr.user.ctrfs": "note"}  # type: ignore[dict-item]
+    mine[suid]["xattrs"] = theirs[suid]["xattrs"]
     assert set(mine) == set(theirs)
     diffs = {k: (mine[k], theirs[k]) for k in theirs if mine[k] != theirs[k]}
     assert not diffs, list(diffs.items())[:3]

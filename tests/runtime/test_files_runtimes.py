@@ -69,6 +69,8 @@ def test_find_and_grep(ctr: RunningContainer) -> None:
 
 
 def test_tail_and_follow(ctr: RunningContainer) -> None:
+    harness.wait_until(lambda: ctrfs("cat", f"{ctr.target}:/var/log/app.log").stdout.count(b"\n") >= 2,
+                       "2 log lines", timeout=30, step=0.3)
     last = ctrfs("tail", "-n", "2", f"{ctr.target}:/var/log/app.log").stdout.decode().splitlines()
     a, b = (int(x.split()[1]) for x in last)
     assert b == a + 1

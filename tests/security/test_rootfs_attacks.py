@@ -364,9 +364,15 @@ def test_case17_copies_stay_under_the_destination(victim, resolver, tmp_path: Pa
     assert (tmp_path / "dst-link").read_bytes() == b"container-file\n"
 
 
-def test_case17_tar_stream_names_are_relative(victim, resolver) -> None:
+@pytest.mark.parametrize("suffix,top", [("", None), ("/dir/..", None), ("/.", None),
+                                        ("/dir/file/", "file")])
+def test_case17_tar_stream_names_are_relative(victim, resolver, suffix, top) -> None:
     c, d = victim
-    res = ctrfs(resolver, "cp", f"{c.target}:{d}", "-")
+    res = ctrfs(resolver, "cp", f"{c.target}:{d}{suffix}", "-")
+    if top == "file":  # "file/" is not a directory: refused, nothing written
+        one_line_error(res, 1, "not a directory")
+        assert res.stdout == b""
+        return
     assert res.returncode == 0
     with tarfile.open(fileobj=io.BytesIO(res.stdout)) as t:
         members = t.getmembers()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ctrfs.errors import UsageError
+from ctrfs.errors import NotFound, UsageError
 from ctrfs.ops import archive
 from ctrfs.ops.content import bre_to_python, cat, compile_pattern, grep
 from ctrfs.ops.copy import copy_out
@@ -373,3 +373,105 @@ def test_ls_links_given_as_path(tree: Path) -> None:
         assert not lst.is_dir and lst.entries[0].link_target == b"d"
         [lst] = list(ls(r, "/dangling"))
         assert lst.entries[0].type == "l"
+
+
+@pytest.mark.root
+def test_tar_mounts_kept_as_mount_points_or_included(tree: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    (tmp_path / "hosts").write_text("127.0.0.1 bound\n")
+    (tree / "d" / "hosts").write_text("")
+    (tree / "vol").mkdir()
+    (tree / "pr").mkdir()
+    mounts = [["mount", "--bind", str(tmp_path / "hosts"), str(tree / "d" / "hosts")],
+              ["mount", "-t", "tmpfs", "tmpfs", str(tree / "vol")],
+              ["mount", "-t", "proc", "proc", str(tree / "pr")]]
+    for m in mounts:
+        subprocess.run(m, check=True)
+    try:
+        (tree / "vol" / "sub").mkdir()
+        (tree / "vol" / "sub" / "x").write_text("in volume")
+        with DirRoot(tree) as r:
+            m, data, warnings = _tar(r)
+            assert m["d/hosts"].isreg() and m["d/hosts"].size == 0  # the mount point only
+            assert m["vol"].isdir() and "vol/sub" not in m
+            assert m["pr"].isdir() and not [n for n in m if n.startswith("pr/")]
+            assert warnings == []
+            m, data, warnings = _tar(r, include_mounts=True)
+            assert data["d/hosts"] == b"127.0.0.1 bound\n"
+            assert data["vol/sub/x"] == b"in volume"
+            assert not [n for n in m if n.startswith("pr/")]  # /proc is never entered
+            assert warnings == []
+    finally:
+        for m in reversed(mounts):
+            subprocess.run(["umount", "-l", m[-1]], check=True)
+
+
+def test_tail_F_waits_for_a_missing_file(tree: Path) -> None:
+    got: list[object] = []
+    with DirRoot(tree) as r:
+        it = tail(r, "/d/later.log", lines=5, follow="name", interval=0.1)
+        got.append(next(it))  # the "waiting" notice comes at once
+        import time
+
+        def create() -> None:
+            time.sleep(0.3)
+            (tree / "d" / "later.log").write_bytes(b"first\nsecond\n")
+
+        t = threading.Thread(target=create)
+        t.start()
+        for ev in it:
+            got.append(ev)
+            if isinstance(ev, TailData):
+                break
+        t.join()
+        it.close()
+    assert isinstance(got[0], TailNotice) and "waiting" in got[0].message
+    assert isinstance(got[-1], TailData) and got[-1].data == b"first\nsecond\n"
+    with DirRoot(tree) as r, pytest.raises(NotFound):
+        next(tail(r, "/d/later-never.log", follow="descriptor"))
+
+
+@pytest.mark.parametrize("path,top", [("/d/e/..", "d"), ("/d/.", "d"), ("/d/e/../..", None),
+                                      ("/d/e/", "e")])
+def test_tar_names_never_climb(tree: Path, path: str, top: str | None) -> None:
+    with DirRoot(tree) as r:
+        m, _, _ = _tar(r, path)
+    for name in m:
+        assert ".." not in name.split("/") and not name.startswith("/") and name not in ("", ".")
+    if top is None:  # the root: members like export's
+        assert "etc/passwd" in m
+    else:
+        assert top in m and all(n == top or n.startswith(top + "/") for n in m)
+
+
+def test_copy_dest_name_never_climbs(tree: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with DirRoot(tree) as r:
+        copy_out(r, "/d/e/..", str(dest))
+        assert (dest / "d" / "a.log").exists()
+        with pytest.raises(UsageError, match="already exists"):
+            copy_out(r, "/d/..", str(dest))  # the root has no name: DEST itself, which exists
+    assert sorted(os.listdir(tmp_path)) == ["dest", "root"]
+
+
+def test_tar_failure_writes_nothing_or_a_truncated_stream(tree: Path, monkeypatch) -> None:
+    from ctrfs.errors import ProcessGone
+
+    with DirRoot(tree) as r:
+        buf = io.BytesIO()
+        with pytest.raises(NotFound):
+            archive.write_tar(r, buf, "/nope")
+        assert buf.getvalue() == b""  # a bad PATH: not even an empty archive
+
+        def gone() -> None:
+            raise ProcessGone(target="t")
+
+        monkeypatch.setattr(r, "check_alive", gone)
+        with pytest.raises(ProcessGone):
+            archive.write_tar(r, buf, "/d")
+    data = buf.getvalue()
+    # what was written is there, but no end-of-archive marker (two zero blocks) claims the
+    # archive complete
+    assert data and len(data) % 512 == 0 and not data.endswith(b"\0" * 1024)

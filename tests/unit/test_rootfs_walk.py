@@ -203,3 +203,19 @@ def test_mount_points_without_statx_mnt_id(tree, mode, monkeypatch):
         assert not by["/a/f1"].mount_point
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+@pytest.mark.root
+def test_mount_point_is_the_mount_root_only(tree, mode):
+    mnt = tree / "a" / "vol"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mnt)], check=True)
+    try:
+        (mnt / "sub").mkdir()
+        (mnt / "sub" / "f").write_text("v")
+        with mkroot(tree, mode) as r:
+            by = {e.path: e for e in r.walk("/", one_filesystem=False)}
+        assert by["/a/vol"].mount_point
+        assert not by["/a/vol/sub"].mount_point and not by["/a/vol/sub/f"].mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)

@@ -309,11 +309,21 @@ def grep_cmd(ctx: click.Context, ignore_case: bool, files_only: bool, line_numbe
         results = grep(root, rx, path, recursive=recursive, files_only=files_only,
                        on_warning=_warn)
         if as_json:
-            items = []
-            for r in results:
-                matched = True
-                items.append({"kind": "file" if isinstance(r, GrepFile) else "line", **r.to_dict()})
-            _emit(items)
+            class _Item:
+                def __init__(self, r: Any) -> None:
+                    self.r = r
+
+                def to_dict(self) -> dict[str, Any]:
+                    kind = "file" if isinstance(self.r, GrepFile) else "line"
+                    return {"kind": kind, **self.r.to_dict()}
+
+            def items() -> Iterator[_Item]:
+                nonlocal matched
+                for r in results:
+                    matched = True
+                    yield _Item(r)
+
+            _json_stream(items())
         else:
             out = _out()
             for r in results:

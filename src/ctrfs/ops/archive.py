@@ -8,6 +8,7 @@ streamed (``mode="w|"``) so memory stays flat whatever the size of the tree.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import stat as stat_mod
 import tarfile
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from ctrfs.errors import CtrfsError, NotFound, ProcessGone
+from ctrfs.errors import CtrfsError, NotFound
 from ctrfs.ops.names import Names
 from ctrfs.rootfs.base import Entry, NotRegularFile, PathArg, Root, WalkWarning, WarnFn
 
@@ -32,6 +33,24 @@ class ArchiveStats:
     entries: int = 0
     bytes: int = 0
     warnings: int = 0
+
+
+class PseudoFilter:
+    """Leaves out what lies below a walk that starts inside a kernel pseudo filesystem
+    (``cp TARGET:/proc/1 …``, ``grep -r x TARGET:/sys``): the start is kept, nothing below it
+    is read. Walks never enter such filesystems below their start by themselves."""
+
+    def __init__(self, warn: WarnFn) -> None:
+        self.prefix: str | None = None
+        self.warn = warn
+
+    def skip(self, e: Entry) -> bool:
+        if self.prefix is not None:
+            return e.path.startswith(self.prefix)
+        if e.depth == 0 and e.is_dir() and e.pseudo_fs:
+            self.prefix = e.path.rstrip("/") + "/"
+            self.warn(WalkWarning(e.path, "kernel pseudo filesystem: its content is left out"))
+        return False
 
 
 class ExactReader:
@@ -90,21 +109,23 @@ class TarWriter:
     """Adds Root entries to a streamed PAX tar."""
 
     def __init__(self, root: Root, out: BinaryIO, *, on_warning: WarnFn | None = None,
-                 progress: ProgressFn | None = None, xattrs: bool = True) -> None:
+                 progress: ProgressFn | None = None, xattrs: bool = True,
+                 include_mounts: bool = False) -> None:
         self.root = root
         self.names = Names(root)
         self.warn = on_warning or (lambda w: None)
         self.progress = progress
         self.xattrs = xattrs
+        self.include_mounts = include_mounts
         self.stats = ArchiveStats()
         # (dev, ino) → [first member name, links still expected]; dropped when all were seen,
         # so memory follows the number of partly-seen multi-link inodes, not the tree size.
         self.links: dict[tuple[int, int], list[Any]] = {}
+        self._done = False
         self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,  # noqa: SIM115
                                 encoding="utf-8", errors="surrogateescape")
 
     def _warn(self, path: str, message: str) -> None:
-        self.stats.warnings += 1
         self.warn(WalkWarning(path, message))
 
     def add(self, entry: Entry, arcname: str) -> None:
@@ -121,7 +142,8 @@ class TarWriter:
         if stat_mod.S_ISSOCK(mode):
             self._warn(entry.path, "socket; tar cannot hold it, skipped")
             return
-        if entry.mount_point and not stat_mod.S_ISDIR(mode):
+        hidden = entry.mount_point and not self.include_mounts
+        if hidden and not stat_mod.S_ISDIR(mode):
             # A file bind-mounted over the root fs (/etc/hosts, /etc/resolv.conf...): the file
             # beneath it is hidden from /proc/<pid>/root. Keep the name, as an empty file,
             # like docker export's view of the runtime's placeholder.
@@ -162,7 +184,7 @@ class TarWriter:
         else:
             self._warn(entry.path, "unknown file type; skipped")
             return
-        if self.xattrs and not entry.mount_point:
+        if self.xattrs and not hidden:
             pax = _xattr_pax(entry, fileobj)
             if pax:
                 ti.pax_headers = {**ti.pax_headers, **pax}
@@ -184,7 +206,18 @@ class TarWriter:
             self.root.check_alive()
 
     def close(self) -> None:
-        self.tar.close()
+        if not self._done:
+            self._done = True
+            self.tar.close()
+
+    def abort(self) -> None:
+        """Flush what was written but no end-of-archive blocks: a reader sees the stream
+        truncated rather than a complete-looking archive."""
+        if not self._done:
+            self._done = True
+            stream = self.tar.fileobj
+            if stream is not None:
+                stream.close()  # the stream's buffer only; ``out`` itself stays open
 
 
 def _arcname(entry_path: str, top: str, prefix: str) -> str:
@@ -205,23 +238,40 @@ def write_tar(root: Root, out: BinaryIO, path: PathArg = "/", *, prefix: str | N
     writes them). Other mounts (proc, sys, dev, volumes, binds) appear as their empty mount
     point unless ``include_mounts``. Raises ProcessGone if the container went away.
     """
-    from ctrfs.rootfs.base import norm_path
+    from ctrfs.rootfs.base import base_name, norm_path
 
     top = norm_path(path).rstrip("/") or "/"
+    is_root = base_name(path) == ""
     if prefix is None:
-        prefix = "" if top == "/" else os.path.basename(top)
-    w = TarWriter(root, out, on_warning=on_warning, progress=progress)
+        prefix = base_name(path)
+    stats = ArchiveStats()
+
+    def warn(wr: WalkWarning) -> None:
+        stats.warnings += 1
+        if on_warning is not None:
+            on_warning(wr)
+
+    entries = root.walk(path, follow=follow, one_filesystem=not include_mounts, on_warning=warn)
+    w: TarWriter | None = None
     try:
-        for e in root.walk(path, follow=follow, one_filesystem=not include_mounts,
-                           on_warning=w.warn):
+        first = next(entries)  # a bad PATH fails here, before a single byte is written
+        w = TarWriter(root, out, on_warning=warn, progress=progress,
+                      include_mounts=include_mounts)
+        w.stats = stats
+        pseudo = PseudoFilter(warn)
+        for e in itertools.chain((first,), entries):
+            if pseudo.skip(e):
+                continue
             if e.depth == 0:
-                if top == "/":
+                if is_root:
                     continue  # docker export has no "./" member
                 e.mount_point = False
             w.add(e, _arcname(e.path, top, prefix))
         root.check_alive()
-    except ProcessGone:
-        raise
-    finally:
+        # The end-of-archive blocks only after success: a failed stream stays visibly truncated.
         w.close()
-    return w.stats
+    finally:
+        if w is not None:
+            w.abort()
+        entries.close()  # type: ignore[attr-defined]
+    return stats

@@ -155,9 +155,12 @@ def grep(root: Root, pattern: re.Pattern[bytes], path: PathArg, *, recursive: bo
         if not recursive:
             raise CtrfsError("is a directory (use -r to search below it)", path=shown,
                              target=root.target)
+        from ctrfs.ops.archive import PseudoFilter
+
+        pseudo = PseudoFilter(warn)
         seen = 0
         for e in root.walk(path, on_warning=warn):
-            if not e.is_file():
+            if pseudo.skip(e) or not e.is_file():
                 continue
             try:
                 with e.open() as f:

@@ -20,9 +20,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctrfs.errors import CtrfsError, NotFound, UsageError
-from ctrfs.ops.archive import SKIP_XATTR_PREFIXES, ExactReader, ProgressFn
+from ctrfs.ops.archive import SKIP_XATTR_PREFIXES, ExactReader, ProgressFn, PseudoFilter
 from ctrfs.ops.listing import text
-from ctrfs.rootfs.base import Entry, NotRegularFile, PathArg, Root, WalkWarning, WarnFn, norm_path
+from ctrfs.rootfs.base import (
+    Entry,
+    NotRegularFile,
+    PathArg,
+    Root,
+    WalkWarning,
+    WarnFn,
+    base_name,
+    norm_path,
+)
 from ctrfs.rootfs.resolve import resolve as resolve_in
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -45,7 +54,7 @@ class CopyResult:
 def plan_dest(src: str, dest: str) -> str:
     """docker cp's rule: an existing directory DEST receives SRC under its base name;
     otherwise DEST is the new name (its parent must exist)."""
-    base = os.path.basename(src.rstrip("/"))
+    base = base_name(src)
     if os.path.isdir(dest) and base:
         return os.path.join(dest, base)
     parent = os.path.dirname(os.path.abspath(dest))
@@ -67,7 +76,8 @@ class _Copier:
         # (dev, ino) → [path of the first copy relative to tmpfd, links still expected]
         self.links: dict[tuple[int, int], list[Any]] = {}
         self.cur = os.dup(tmpfd)
-        self.stack: list[tuple[str, os.stat_result]] = []  # directories entered, for "cd .."
+        # directories entered (name, lstat, entry for its xattrs), for "cd .."
+        self.stack: list[tuple[str, os.stat_result, Entry]] = []
         self.names: list[str] = []  # path of self.cur below tmpfd
 
     def warn(self, path: str, message: str) -> None:
@@ -75,14 +85,17 @@ class _Copier:
         self.warn_fn(WalkWarning(path, message))
 
     def up(self) -> None:
-        name, st = self.stack.pop()
+        name, st, entry = self.stack.pop()
         parent = os.open("..", _O_DIR & ~os.O_NOFOLLOW, dir_fd=self.cur)
         os.close(self.cur)
         self.cur = parent
         self.names.pop()
-        self._meta(name, st)
+        self._meta(name, st, entry=entry)
 
-    def _meta(self, name: str, st: os.stat_result, *, is_link: bool = False) -> None:
+    def _meta(self, name: str, st: os.stat_result, *, is_link: bool = False,
+              entry: Entry | None = None) -> None:
+        # Order matters: chown clears setuid/setgid and security.capability (chown(2),
+        # capabilities(7)), so mode and xattrs come after it, and mtime last.
         if self.as_root:
             os.chown(name, st.st_uid, st.st_gid, dir_fd=self.cur, follow_symlinks=False)
         if not is_link:  # Linux has no lchmod; a symlink's own mode is always 0777
@@ -90,6 +103,8 @@ class _Copier:
             if not self.preserve_all:
                 mode &= ~(stat_mod.S_ISUID | stat_mod.S_ISGID)
             os.chmod(name, mode, dir_fd=self.cur)
+        if entry is not None:
+            self._xattrs(entry, name)
         os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=self.cur,
                  follow_symlinks=False)
 
@@ -117,10 +132,9 @@ class _Copier:
         cur = self.cur
         if stat_mod.S_ISDIR(mode):
             os.mkdir(name, 0o700, dir_fd=cur)
-            self._xattrs(e, name)
             self.cur = os.open(name, _O_DIR, dir_fd=cur)
             os.close(cur)
-            self.stack.append((name, st))
+            self.stack.append((name, st, e))
             self.names.append(name)
         elif stat_mod.S_ISLNK(mode):
             try:
@@ -194,8 +208,7 @@ class _Copier:
                     self.warn(e.path, f"shrank by {reader.short} bytes while read; zero-padded")
                 elif reader.grew():
                     self.warn(e.path, "grew while read; copied the size it had when listed")
-        self._xattrs(e, name)
-        self._meta(name, e.stat)
+        self._meta(name, e.stat, entry=e)
 
     def finish(self) -> None:
         while self.stack:
@@ -223,7 +236,10 @@ def copy_out(root: Root, src: PathArg, dest: str, *, follow: bool = False,
     try:
         c = _Copier(root, tmpfd, preserve_all=preserve_all, warn=on_warning or (lambda w: None),
                     progress=progress, result=result)
+        pseudo = PseudoFilter(c.warn_fn)
         for e in root.walk(src, follow=follow, one_filesystem=False, on_warning=on_warning):
+            if pseudo.skip(e):
+                continue
             c.add(e, "data" if e.depth == 0 else e.name)
         c.finish()
         root.check_alive()

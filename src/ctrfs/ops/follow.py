@@ -170,9 +170,21 @@ def tail(root: Root, path: PathArg, *, lines: int = 10, follow: str | None = Non
     ``reopen`` gives a fresh Root of the same target after a restart (used with "name");
     the Root passed in is closed when replaced.
     """
-    f = root.open_file(path)
     try:
-        head, end = last_lines(f, lines)
+        f = root.open_file(path)
+    except NotFound:
+        if follow != "name":
+            raise
+        # tail -F on a file that does not exist yet waits for it, then shows it from its start
+        yield TailNotice(f"{norm_path(path)}: no such file yet; waiting for it to appear")
+        f = _await_file(root, path, interval)
+        yield TailNotice(f"{norm_path(path)} has appeared; following it")
+        lines = -1
+    try:
+        if lines < 0:
+            head, end = f.read(), f.tell()
+        else:
+            head, end = last_lines(f, lines)
     except BaseException:
         f.close()
         raise
@@ -210,6 +222,16 @@ def tail(root: Root, path: PathArg, *, lines: int = 10, follow: str | None = Non
         fw.close()
         if fw.root is not root:
             fw.root.close()  # a Root opened after a restart; the caller owns the first one
+
+
+def _await_file(root: Root, path: PathArg, interval: float) -> BinaryIO:
+    while True:
+        time.sleep(interval)
+        root.check_alive()
+        try:
+            return root.open_file(path)
+        except NotFound:
+            continue
 
 
 def _await_restart(fw: _Follower, reopen: Callable[[], Root], interval: float) -> Iterator[TailEvent]:

@@ -132,7 +132,7 @@ def mount_id(fd: int, name: bytes = b"") -> int | None:
     return int(mnt)
 
 
-PROC_SUPER_MAGIC = 0x9FA0  # statfs(2)
+PROC_SUPER_MAGIC = 0x9FA0  # statfs(2), include/uapi/linux/magic.h
 _STATFS_TYPE = struct.Struct("=l")  # struct statfs starts with __fsword_t f_type (a long)
 
 

@@ -48,11 +48,32 @@ def file_kind(mode: int) -> str:
     }.get(stat_mod.S_IFMT(mode), "unknown file type")
 
 
+# statfs f_type of kernel interfaces rather than data (include/uapi/linux/magic.h): file sizes
+# are fictions (/proc/kcore claims 128 TiB), reads can block (/proc/kmsg) or have effects.
+# Copies, exports and recursive greps do not read below them.
+PSEUDO_FS_MAGICS = frozenset({
+    0x9FA0,  # proc
+    0x62656572,  # sysfs
+    0x27E0EB,  # cgroup
+    0x63677270,  # cgroup2
+    0x64626720,  # debugfs
+    0x74726163,  # tracefs
+    0x73636673,  # securityfs
+    0xCAFE4A11,  # bpf
+    0x62656570,  # configfs
+    0x6165676C,  # pstore
+    0xF97CFF8C,  # selinuxfs
+    0xDE5E81E4,  # efivarfs
+    0x42494E4D,  # binfmt_misc
+    0x65735543,  # fusectl
+})
+
+
 class NotRegularFile(Unsupported):
     """Content was asked of something that is not a regular file; it was not opened."""
 
-    def __init__(self, kind: str, **kw: object) -> None:
-        super().__init__(f"is a {kind}, not a regular file; not opened", **kw)  # type: ignore[arg-type]
+    def __init__(self, kind: str, *, target: str | None = None, path: str | None = None) -> None:
+        super().__init__(f"is a {kind}, not a regular file; not opened", target=target, path=path)
         self.kind = kind
 
 
@@ -82,10 +103,18 @@ class Entry(ABC):
     name: str
     stat: os.stat_result
     depth: int = 0
-    # True when the entry is on another mount than the walk's start (a volume, bind mount,
-    # /proc, /dev...). Walks with one_filesystem=True yield it but do not descend into it.
+    # True when the entry is a mount point: on another mount than the directory holding it (a
+    # volume, a bind-mounted file, /proc, /dev...). Walks with one_filesystem=True yield it but
+    # do not descend into it.
     mount_point: bool = False
+    # Root-specific facts; "fs_type" (statfs f_type) is set on the walk's start and on
+    # mount-point directories where the Root knows it.
     extra: dict[str, object] = field(default_factory=dict, repr=False)
+
+    @property
+    def pseudo_fs(self) -> bool:
+        """The entry is (the root of) a kernel pseudo filesystem: /proc, /sys, cgroupfs..."""
+        return self.extra.get("fs_type") in PSEUDO_FS_MAGICS
 
     @property
     def kind(self) -> str:
@@ -165,7 +194,9 @@ class Root(ABC):
 
         ``follow`` follows a symlink given as the start. ``max_depth`` bounds the depth of
         yielded entries. ``one_filesystem`` keeps the walk on the start's mount (mount points
-        are yielded, not entered). Skipped entries are reported to ``on_warning``.
+        are yielded, not entered); without it, other mounts are entered except kernel pseudo
+        filesystems (/proc, /sys, cgroupfs...: see PSEUDO_FS_MAGICS), which are entered only
+        when the walk starts inside one. Skipped entries are reported to ``on_warning``.
         """
 
     def exists(self, path: PathArg) -> bool:
@@ -193,9 +224,18 @@ def norm_path(path: PathArg) -> str:
     return p
 
 
+def base_name(path: PathArg) -> str:
+    """The name a copy of ``path`` gets (``/etc/nginx/`` → ``nginx``); "" for the root, also
+    when spelt ``/.``, ``/etc/..`` (lexically: only used to name output, never to resolve)."""
+    import posixpath
+
+    name = posixpath.basename(posixpath.normpath(norm_path(path)))
+    return "" if name in ("", ".", "..") else name
+
+
 def join(parent: str, name: str) -> str:
     return parent.rstrip("/") + "/" + name if parent != "/" else "/" + name
 
 
-__all__ = ["Entry", "NotRegularFile", "PathArg", "Root", "WalkWarning", "WarnFn", "CtrfsError",
-           "file_kind", "join", "norm_path"]
+__all__ = ["PSEUDO_FS_MAGICS", "CtrfsError", "Entry", "NotRegularFile", "PathArg", "Root",
+           "WalkWarning", "WarnFn", "base_name", "file_kind", "join", "norm_path"]

@@ -13,7 +13,7 @@ import errno
 import os
 import stat as stat_mod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -110,7 +110,7 @@ class FdEntry(Entry):
             raise OSError(errno.ENOENT, "replaced since it was listed", self.path)
         return fd
 
-    def _errors(self):  # type: ignore[no-untyped-def]
+    def _errors(self) -> AbstractContextManager[None]:
         assert self._root is not None
         return self._root._errors(self.path)
 
@@ -150,6 +150,7 @@ class _Frame:
     fd: int  # O_RDONLY directory fd; -1 while a deeper buffered level holds the moving fd
     it: Iterator[os.DirEntry[str] | tuple[str, os.stat_result]]
     buffered: bool
+    mnt: int | None = None  # mount ID of this directory (None: kernel cannot tell)
 
 
 class FdRoot(Root):
@@ -298,27 +299,32 @@ class FdRoot(Root):
                 st = os.fstat(topfd)
                 top_mnt = _sys.mount_id(topfd)
             name = os.path.basename(top.rstrip("/")) or "/"
-            yield FdEntry(path=top, name=name, stat=st, depth=0, _root=self, _fd=topfd)
+            first = FdEntry(path=top, name=name, stat=st, depth=0, _root=self, _fd=topfd)
+            first.extra["fs_type"] = _sys.fs_type(topfd)
+            yield first
             if not stat_mod.S_ISDIR(st.st_mode) or max_depth == 0:
                 return
             with self._errors(path):
                 dfd = os.open(".", _O_DIR, dir_fd=topfd)
-            frames.append(_Frame(top, 0, _ident(st), dfd, os.scandir(dfd), False))
-            yield from self._walk_frames(frames, top_mnt, st.st_dev, max_depth, one_filesystem,
-                                         warn)
+            frames.append(_Frame(top, 0, _ident(st), dfd, os.scandir(dfd), False, top_mnt))
+            yield from self._walk_frames(frames, max_depth, one_filesystem, warn)
         finally:
             for fr in frames:
                 _close_frame(fr)
             os.close(topfd)
 
-    def _walk_frames(self, frames: list[_Frame], top_mnt: int | None, top_dev: int,
-                     max_depth: int | None, one_filesystem: bool,
+    def _walk_frames(self, frames: list[_Frame], max_depth: int | None, one_filesystem: bool,
                      warn: WarnFn) -> Iterator[Entry]:
         ancestors = {fr.ident for fr in frames}
         seen = 0
         while frames:
             fr = frames[-1]
-            item: os.DirEntry[str] | tuple[str, os.stat_result] | None = next(fr.it, None)
+            try:
+                item: os.DirEntry[str] | tuple[str, os.stat_result] | None = next(fr.it, None)
+            except OSError as err:
+                # getdents refused midway (procfs hides some directories of other processes)
+                warn(WalkWarning(fr.path, f"cannot be read ({err.strerror}); rest skipped"))
+                item = None
             if item is None:
                 self._leave(frames, ancestors, warn)
                 continue
@@ -342,21 +348,25 @@ class FdRoot(Root):
             except FileNotFoundError:
                 warn(WalkWarning(path, "vanished during the walk; skipped"))
                 continue
-            if top_mnt is not None and mnt is not None:
-                mount_point = mnt != top_mnt
+            # A mount point: on another mount than the directory holding it.
+            if fr.mnt is not None and mnt is not None:
+                mount_point = mnt != fr.mnt
             else:
                 # No STATX_MNT_ID (Linux < 5.8): a directory on another device is another
                 # mount. Only directories: overlayfs may report the lower layer's st_dev for
                 # files (Documentation/filesystems/overlayfs.rst, "Inode properties").
-                mount_point = stat_mod.S_ISDIR(st.st_mode) and st.st_dev != top_dev
+                mount_point = stat_mod.S_ISDIR(st.st_mode) and st.st_dev != fr.ident[0]
             depth = fr.depth + 1
-            yield FdEntry(path=path, name=name, stat=st, depth=depth, mount_point=mount_point,
-                          _root=self, _dirfd=dirfd)
+            entry = FdEntry(path=path, name=name, stat=st, depth=depth, mount_point=mount_point,
+                            _root=self, _dirfd=dirfd)
+            if mount_point and stat_mod.S_ISDIR(st.st_mode):
+                entry.extra["fs_type"] = _fs_type_at(dirfd, bname)
+            yield entry
             if not stat_mod.S_ISDIR(st.st_mode):
                 continue
             if max_depth is not None and depth >= max_depth:
                 continue
-            if one_filesystem and mount_point:
+            if mount_point and (one_filesystem or entry.pseudo_fs):
                 continue
             if _ident(st) in ancestors:
                 warn(WalkWarning(path, "directory loop (a bind mount of an ancestor); not entered"))
@@ -377,19 +387,22 @@ class FdRoot(Root):
                 warn(WalkWarning(path, "replaced during the walk; skipped"))
                 continue
             if len(frames) < STREAM_LEVELS:
-                frames.append(_Frame(path, depth, _ident(st), cfd, os.scandir(cfd), False))
+                frames.append(_Frame(path, depth, _ident(st), cfd, os.scandir(cfd), False, mnt))
             else:
                 items: list[tuple[str, os.stat_result]] = []
-                with os.scandir(cfd) as it:
-                    for de in it:
-                        try:
-                            items.append((de.name, de.stat(follow_symlinks=False)))
-                        except FileNotFoundError:
-                            continue
+                try:
+                    with os.scandir(cfd) as it:
+                        for de in it:
+                            try:
+                                items.append((de.name, de.stat(follow_symlinks=False)))
+                            except FileNotFoundError:
+                                continue
+                except OSError as err:
+                    warn(WalkWarning(path, f"cannot be read ({err.strerror}); rest skipped"))
                 if fr.buffered:
                     os.close(fr.fd)  # the moving fd goes down with us; ".." brings it back
                     fr.fd = -1
-                frames.append(_Frame(path, depth, _ident(st), cfd, iter(items), True))
+                frames.append(_Frame(path, depth, _ident(st), cfd, iter(items), True, mnt))
             ancestors.add(_ident(st))
 
     def _leave(self, frames: list[_Frame], ancestors: set[tuple[int, int]], warn: WarnFn) -> None:
@@ -414,6 +427,17 @@ class FdRoot(Root):
                     ancestors.discard(gone.ident)
                     _close_frame(gone)
         _close_frame(fr)
+
+
+def _fs_type_at(dirfd: int, name: bytes) -> int | None:
+    try:
+        fd = os.open(name, _O_PATH | os.O_NOFOLLOW, dir_fd=dirfd)
+    except OSError:
+        return None
+    try:
+        return _sys.fs_type(fd)
+    finally:
+        os.close(fd)
 
 
 def _close_frame(fr: _Frame) -> None:
