@@ -11,6 +11,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,6 +38,16 @@ def main() -> None:
         step(["docker", "exec", name, "sh", "-c", "tail /var/log/app.log"], expect_fail=True)
         step([CTRFS, "ps"])
         step([CTRFS, "inspect", name])
+        step([CTRFS, "ls", "-l", f"{name}:/"])
+        step([CTRFS, "cat", f"{name}:/etc/os-release"])
+        step([CTRFS, "tail", "-n", "3", f"{name}:/var/log/app.log"])
+        print(f"\n$ ctrfs tail -f {name}:/var/log/app.log      (3 s, then Ctrl-C)", flush=True)
+        follow = subprocess.Popen([CTRFS, "tail", "-n", "0", "-f", f"{name}:/var/log/app.log"])
+        time.sleep(3.5)
+        follow.send_signal(signal.SIGINT)
+        if follow.wait(10) != 130:
+            raise SystemExit("demo: ctrfs tail -f did not stop cleanly on Ctrl-C")
+        step([CTRFS, "libs", name])
     print("\nDemo container removed.")
 
 
