@@ -12,7 +12,6 @@ import contextlib
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from run import Runner
@@ -48,15 +47,8 @@ def run(r: Runner) -> None:
 
     image = harness.shellless_image()
     with contextlib.ExitStack() as stack:
-        def start(_: int) -> harness.RunningContainer:
-            cm = harness.run_docker(image, f"{harness.PREFIX}bench-")
-            c = cm.__enter__()
-            stack.push(cm)
-            return c
-
         print(f"  starting {CONTAINERS} containers", file=sys.stderr, flush=True)
-        with ThreadPoolExecutor(4) as pool:
-            started = list(pool.map(start, range(CONTAINERS)))
+        started = harness.run_many(stack, image, CONTAINERS, f"{harness.PREFIX}bench-")
 
         found = ctrfs.containers()
         ours = {c.id for c in started}

@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from run import Runner
@@ -66,17 +65,10 @@ def run(r: Runner) -> None:
         tag = f"{PREFIX}bench-openssl-{harness.SESSION}:latest"
         image = harness.build_image_from_dir(openssl_rootfs(Path(tmp) / "rootfs"), tag)
     with contextlib.ExitStack() as stack:
-        def start(_: int) -> harness.RunningContainer:
-            # -i: `openssl passwd -stdin` then blocks on a stdin that never closes
-            cm = harness.run_docker(image, f"{PREFIX}bench-", "-i",
-                                    cmd=("/usr/bin/openssl", "passwd", "-stdin"))
-            c = cm.__enter__()
-            stack.push(cm)
-            return c
-
         print(f"  starting {CONTAINERS} containers", file=sys.stderr, flush=True)
-        with ThreadPoolExecutor(4) as pool:
-            started = list(pool.map(start, range(CONTAINERS)))
+        # -i: `openssl passwd -stdin` then blocks on a stdin that never closes
+        started = harness.run_many(stack, image, CONTAINERS, f"{PREFIX}bench-", "-i",
+                                   cmd=("/usr/bin/openssl", "passwd", "-stdin"))
         ours = {c.id for c in started}
 
         def libs_all() -> list:  # type: ignore[type-arg]

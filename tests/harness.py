@@ -346,6 +346,21 @@ def run_docker(image: str, name_prefix: str = NAME_PREFIX, *args: str, cmd: tupl
         yield RunningContainer(runtime=cli, id=cid, name=name, pid=pid, image=image, target=name)
 
 
+def run_many(stack: contextlib.ExitStack, image: str, count: int, name_prefix: str = NAME_PREFIX,
+             *args: str, cmd: tuple[str, ...] | list[str] = (), workers: int = 4) -> list[RunningContainer]:
+    """``count`` containers of :func:`run_docker`, started a few at a time; ``stack`` removes them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def start(_: int) -> RunningContainer:
+        cm = run_docker(image, name_prefix, *args, cmd=cmd)
+        c = cm.__enter__()
+        stack.push(cm)
+        return c
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(start, range(count)))
+
+
 def _orphaned(owner: str) -> bool:
     return owner.isdigit() and not pid_alive(int(owner))
 

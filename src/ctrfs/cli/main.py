@@ -16,17 +16,21 @@ from ctrfs.errors import CtrfsError, UsageError
 COMMANDS: dict[str, str] = {
     "cat": "ctrfs.cli.cmd_files:cat_cmd",
     "cp": "ctrfs.cli.cmd_files:cp_cmd",
+    "diff": "ctrfs.cli.cmd_layers:diff_cmd",
     "du": "ctrfs.cli.cmd_files:du_cmd",
     "export": "ctrfs.cli.cmd_files:export_cmd",
     "find": "ctrfs.cli.cmd_files:find_cmd",
     "grep": "ctrfs.cli.cmd_files:grep_cmd",
     "inspect": "ctrfs.cli.cmd_discover:inspect_cmd",
+    "layers": "ctrfs.cli.cmd_layers:layers_cmd",
     "libs": "ctrfs.cli.cmd_probes:libs_cmd",
     "ls": "ctrfs.cli.cmd_files:ls_cmd",
+    "mounts": "ctrfs.cli.cmd_layers:mounts_cmd",
     "probe": "ctrfs.cli.cmd_probes:probe_cmd",
     "ps": "ctrfs.cli.cmd_discover:ps_cmd",
     "stat": "ctrfs.cli.cmd_files:stat_cmd",
     "tail": "ctrfs.cli.cmd_files:tail_cmd",
+    "which": "ctrfs.cli.cmd_layers:which_cmd",
 }
 
 EPILOG = """\b

@@ -1,0 +1,309 @@
+"""The layer stack of a container's root filesystem, named the way its runtime names the layers.
+
+Sources of names (all on-disk, no daemon call):
+
+* Docker overlay2: ``<docker>/image/overlay2/layerdb/sha256/<chain-id>/{diff,cache-id}``; the
+  cache-id is the directory name under ``<docker>/overlay2/``. A container's own layer is
+  ``layerdb/mounts/<container-id>/mount-id``; ``<mount-id>-init`` holds the files the daemon
+  creates before start (/etc/hosts, /etc/resolv.conf, /dev/console, /.dockerenv mount points).
+* containers/storage (podman, CRI-O): ``overlay-layers/layers.json`` (id, names, parent,
+  diff-digest); the directory under ``overlay/`` is the layer id.
+* containerd overlayfs snapshotter: ``…/io.containerd.snapshotter.v1.overlayfs/snapshots/<n>/fs``;
+  ``<n>`` is the snapshot ID, and the snapshotter's bolt database next to it
+  (``metadata.db``: bucket ``v1/snapshots/<namespace>/<seq>/<key>`` with ``id`` as a uvarint,
+  containerd snapshots/storage/bolt.go) gives its key: the container ID for the container's
+  own snapshot, ``sha256:<chain-id>`` for a committed image layer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat as st_mod
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ctrfs.errors import CtrfsError, NotFound, translate_oserror
+from ctrfs.overlay import _fs
+from ctrfs.runtimes.base import Roots, listdir, read_json, read_text
+
+if TYPE_CHECKING:
+    from ctrfs.container import Container
+
+_SNAPSHOT = re.compile(r"^(.*/io\.containerd\.snapshotter\.v1\.overlayfs)/snapshots/(\d+)/fs$")
+_SNAPSHOT_KINDS = {1: "view", 2: "active", 3: "committed"}
+
+
+@dataclass
+class Layer:
+    """One directory of an overlay stack. ``index`` 0 is the top (the upper dir when there is one)."""
+
+    index: int
+    role: str  # "upper", "init" (Docker's -init layer), "image"
+    path: str  # the real directory, host path (short links resolved)
+    raw: str | None = None  # as mountinfo shows it (Docker/podman ``l/`` short link)
+    runtime: str | None = None  # whose naming below applies: docker, storage, containerd
+    id: str | None = None  # Docker cache-id / mount-id, containers/storage layer id, snapshot id
+    diff_id: str | None = None  # Docker layerdb diff / containers/storage diff-digest
+    chain_id: str | None = None  # Docker layerdb directory
+    names: list[str] = field(default_factory=list)
+    files: int | None = None  # non-directory entries
+    dirs: int | None = None
+    size: int | None = None  # bytes of regular files (each inode once)
+    whiteouts: int | None = None
+    opaque_dirs: int | None = None
+    exists: bool = True
+
+    @property
+    def label(self) -> str:
+        """A short human name: 'upper', 'init', or the diff-id/layer id prefix."""
+        if self.role == "upper":
+            return "upper"
+        if self.role == "init":
+            return "init"
+        ident = self.diff_id or self.id
+        if ident:
+            return ident.split(":", 1)[-1][:12]
+        return f"lower{self.index}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "role": self.role, "label": self.label, "path": self.path,
+            "raw": self.raw, "runtime": self.runtime, "id": self.id, "diff_id": self.diff_id,
+            "chain_id": self.chain_id, "names": self.names, "files": self.files, "dirs": self.dirs,
+            "size": self.size, "whiteouts": self.whiteouts, "opaque_dirs": self.opaque_dirs,
+            "exists": self.exists,
+        }
+
+
+@dataclass
+class LayerStack:
+    """A container's root filesystem as layers: ``layers[0]`` is the upper dir (if any)."""
+
+    target: str
+    fstype: str | None
+    source: str | None
+    layers: list[Layer]
+    workdir: str | None = None
+    merged: str | None = None
+    origin: str = "mountinfo"  # or "runtime-state" (stopped container)
+    roots: Roots = field(default_factory=Roots, repr=False)
+
+    @property
+    def is_overlay(self) -> bool:
+        return self.fstype == "overlay"
+
+    @property
+    def upper(self) -> Layer | None:
+        return self.layers[0] if self.layers and self.layers[0].role == "upper" else None
+
+    @property
+    def lowers(self) -> list[Layer]:
+        return [la for la in self.layers if la.role != "upper"]
+
+    def host_path(self, path: str) -> str:
+        return self.roots.host_path(path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target, "fstype": self.fstype, "source": self.source,
+            "origin": self.origin, "upperdir": self.upper.path if self.upper else None,
+            "workdir": self.workdir, "merged": self.merged,
+            "layers": [la.to_dict() for la in self.layers],
+        }
+
+
+def layer_stack(container: Container, *, counts: bool = False) -> LayerStack:
+    """The layers of ``container``'s root fs, top first, named where on-disk metadata allows."""
+    roots = container.roots
+    fs = container.rootfs
+    rec = container.record
+    target = container.display_name
+    if fs is None and rec.upperdir is None and not rec.lowerdirs:
+        raise NotFound("no root filesystem found (container not running and no overlay layers "
+                       "recorded by its runtime)", target=target)
+    running = container.pid is not None and fs is not None
+    if fs is not None and not fs.is_overlay:
+        return LayerStack(target=target, fstype=fs.fstype, source=fs.source, layers=[],
+                          merged=fs.merged, roots=roots)
+    if running and fs is not None:
+        upper, work, lowers, raw = fs.upperdir, fs.workdir, list(fs.lowerdirs), list(fs.lowerdirs_raw)
+        merged, origin = fs.merged, "mountinfo"
+    else:
+        upper, work, lowers = rec.upperdir, rec.workdir, list(rec.lowerdirs or [])
+        raw, merged, origin = [], (fs.merged if fs else None), "runtime-state"
+    layers: list[Layer] = []
+    if upper:
+        layers.append(Layer(index=0, role="upper", path=upper))
+    for i, p in enumerate(lowers):
+        layers.append(Layer(index=len(layers), role="image", path=p,
+                            raw=raw[i] if i < len(raw) and raw[i] != p else None))
+    stack = LayerStack(target=target, fstype="overlay", source=fs.source if fs else "overlay",
+                       layers=layers, workdir=work, merged=merged, origin=origin, roots=roots)
+    _name_layers(stack, container)
+    for la in layers:
+        la.exists = os.path.isdir(roots.host_path(la.path))
+    if counts:
+        for la in layers:
+            count_layer(stack, la)
+    return stack
+
+
+# -- naming -----------------------------------------------------------------------------------
+
+def _name_layers(stack: LayerStack, container: Container) -> None:
+    roots = stack.roots
+    docker_cache: dict[str, tuple[str, str | None]] | None = None
+    storage_layers: dict[str, dict[str, Any]] | None = None
+    snapshots: dict[str, dict[str, tuple[str, str]]] = {}
+    docker_od = os.path.join(roots.docker, "overlay2")
+    storage_od = os.path.join(roots.storage, "overlay")
+    for la in stack.layers:
+        parent, base = os.path.split(os.path.dirname(la.path))
+        local_parent = roots.host_path(parent)
+        if os.path.basename(la.path) == "diff" and _same_dir(local_parent, docker_od):
+            la.runtime = "docker"
+            la.id = base
+            if base.endswith("-init"):
+                la.role = "init" if la.role != "upper" else la.role
+                la.names = ["init layer of " + base[: -len("-init")][:12]]
+                continue
+            if la.role == "upper":
+                continue
+            if docker_cache is None:
+                docker_cache = _docker_cache_ids(roots)
+            hit = docker_cache.get(base)
+            if hit:
+                la.chain_id, la.diff_id = hit
+        elif os.path.basename(la.path) == "diff" and _same_dir(local_parent, storage_od):
+            la.runtime = "storage"
+            la.id = base
+            if storage_layers is None:
+                storage_layers = _storage_layers(roots)
+            info = storage_layers.get(base)
+            if info:
+                la.diff_id = info.get("diff-digest")
+                la.names = list(info.get("names") or [])
+        else:
+            m = _SNAPSHOT.search(la.path)
+            if m:
+                la.runtime = "containerd"
+                la.id = m.group(2)
+                if m.group(1) not in snapshots:
+                    snapshots[m.group(1)] = _containerd_snapshots(roots.host_path(m.group(1)))
+                key, kind = snapshots[m.group(1)].get(la.id, ("", ""))
+                la.names = [key] if key else [f"snapshot {la.id}"]
+                if kind == "committed" and key.startswith("sha256:"):
+                    la.chain_id = key
+
+
+def _same_dir(a: str, b: str) -> bool:
+    if os.path.normpath(a) == os.path.normpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _docker_cache_ids(roots: Roots) -> dict[str, tuple[str, str | None]]:
+    """cache-id (overlay2 dir name) → (chain-id, diff-id) from the layer database."""
+    out: dict[str, tuple[str, str | None]] = {}
+    base = os.path.join(roots.docker, "image", "overlay2", "layerdb", "sha256")
+    for chain in listdir(base):
+        cache = read_text(os.path.join(base, chain, "cache-id"))
+        if cache:
+            out[cache] = ("sha256:" + chain, read_text(os.path.join(base, chain, "diff")))
+    return out
+
+
+def _containerd_snapshots(snapshotter_root: str) -> dict[str, tuple[str, str]]:
+    """snapshot ID → (key, kind) from the overlayfs snapshotter's metadata.db (best effort)."""
+    from ctrfs.overlay._bolt import Bolt, BoltError, Bucket, uvarint
+
+    try:
+        db = Bolt.open(os.path.join(snapshotter_root, "metadata.db"))
+        snaps = db.bucket(b"v1", b"snapshots")
+        out: dict[str, tuple[str, str]] = {}
+        for name, bucket in (snaps.items() if snaps else ()):
+            if not isinstance(bucket, Bucket):
+                continue
+            sid = bucket.get(b"id")
+            kind = bucket.get(b"kind")
+            if not isinstance(sid, bytes):
+                continue
+            # Keys are "<namespace>/<sequence>/<key>" (containerd's metadata snapshotter).
+            key = name.decode("utf-8", "replace").split("/", 2)[-1]
+            k = kind[0] if isinstance(kind, bytes) and kind else 0
+            out[str(uvarint(sid))] = (key, _SNAPSHOT_KINDS.get(k, ""))
+        return out
+    except (OSError, BoltError, struct.error, IndexError):
+        return {}
+
+
+def _storage_layers(roots: Roots) -> dict[str, dict[str, Any]]:
+    data = read_json(os.path.join(roots.storage, "overlay-layers", "layers.json"))
+    if not isinstance(data, list):
+        return {}
+    return {d["id"]: d for d in data if isinstance(d, dict) and isinstance(d.get("id"), str)}
+
+
+# -- counting ---------------------------------------------------------------------------------
+
+def count_layer(stack: LayerStack, la: Layer) -> None:
+    """Fill files/dirs/size/whiteouts/opaque_dirs by walking the layer directory by fd."""
+    files = dirs = size = whiteouts = opaque = 0
+    seen: set[tuple[int, int]] = set()
+    try:
+        with translate_oserror(target=stack.target, path=la.path):
+            root = os.open(stack.host_path(la.path), _fs.O_DIR_READ)
+    except NotFound:
+        la.exists = False
+        return
+    _fs.raise_fd_limit()
+    stack_fds = [root]
+    iters = [os.scandir(root)]
+    try:
+        while iters:
+            try:
+                entry = next(iters[-1])
+            except StopIteration:
+                iters.pop().close()
+                os.close(stack_fds.pop())
+                continue
+            try:
+                s = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if st_mod.S_ISDIR(s.st_mode):
+                dirs += 1
+                fd = _fs.open_dir_at(stack_fds[-1], os.fsencode(entry.name), _fs.O_DIR_READ)
+                if fd is None:
+                    continue
+                if _fs.is_opaque(fd):
+                    opaque += 1
+                if len(stack_fds) + 16 > _fs.fd_budget():
+                    os.close(fd)
+                    raise CtrfsError("directory nesting too deep to walk", target=stack.target,
+                                     path=la.path)
+                stack_fds.append(fd)
+                iters.append(os.scandir(fd))
+                continue
+            if _fs.is_whiteout(s):
+                whiteouts += 1
+                continue
+            files += 1
+            if st_mod.S_ISREG(s.st_mode):
+                key = (s.st_dev, s.st_ino)
+                if s.st_nlink > 1:
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                size += s.st_size
+    finally:
+        for it in iters:
+            it.close()
+        for fd in stack_fds:
+            os.close(fd)
+    la.files, la.dirs, la.size, la.whiteouts, la.opaque_dirs = files, dirs, size, whiteouts, opaque
