@@ -163,6 +163,32 @@ def _op_export(root: Root, tmp: str) -> None:
     write_tar(root, io.BytesIO(), "/")
 
 
+def _op_diff(root: Root, tmp: str) -> None:
+    from ctrfs.overlay.diff import changes
+    from ctrfs.overlay.layers import layer_stack
+
+    assert any(ch.path == "/fdh/a.txt" for ch in changes(layer_stack(root.container)))  # type: ignore[attr-defined]
+
+
+def _op_which(root: Root, tmp: str) -> None:
+    from ctrfs.overlay.layers import layer_stack
+    from ctrfs.overlay.which import which
+
+    assert which(layer_stack(root.container), "/fdh/link").visible is not None  # type: ignore[attr-defined]
+
+
+def _op_layers(root: Root, tmp: str) -> None:
+    from ctrfs.overlay.layers import layer_stack
+
+    layer_stack(root.container, counts=True)  # type: ignore[attr-defined]
+
+
+def _op_mounts(root: Root, tmp: str) -> None:
+    from ctrfs.mounts import container_mounts
+
+    assert container_mounts(root.container)  # type: ignore[attr-defined]
+
+
 def _op_libs(root: Root, tmp: str) -> None:
     from ctrfs.probes.libs import ElfCache, container_libs
 

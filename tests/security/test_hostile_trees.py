@@ -171,6 +171,22 @@ def test_cp_to_directory(big, tree: str, tmp_path: Path) -> None:  # type: ignor
         subprocess.run(["rm", "-rf", str(dest)], check=True)
 
 
+def test_diff_huge_trees(big) -> None:  # type: ignore[no-untyped-def]
+    """diff walks the same trees in the container's upper dir, on the host."""
+    c, links, counts = big
+    m = run_ctrfs("diff", c.target, nofile=NOFILE)
+    _ok(m, "diff")
+    added = [ln for ln in m.stdout.split(b"\n") if ln.startswith(b"A /h")]
+    assert len(added) == counts["all"]
+    assert max(added, key=len) == b"A /h/deep" + b"/d" * DEEP + b"/bottom"
+
+
+def test_layers_counts_huge_trees(big) -> None:  # type: ignore[no-untyped-def]
+    c, _, _ = big
+    m = run_ctrfs("layers", "--json", c.target, nofile=NOFILE)
+    _ok(m, "layers")
+
+
 # -- case 14/15 limits: the 1 TiB sparse file ---------------------------------------------------
 
 TAR_LIMIT = 256 << 20  # a tar of a 1 TiB sparse file must not need more than this
