@@ -54,8 +54,11 @@ def _run(*args: str | bytes) -> subprocess.CompletedProcess[bytes]:
                           env={**os.environ, **_ENV})
 
 
-@pytest.fixture(params=["openat2", "fallback"])
-def resolver(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["openat2", "fallback", "stopped"])
+def mode(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """How the container's files are reached: a running container through openat2 or through
+    the user-space walker, or a stopped container through its overlay layers on the host
+    (ctrfs.overlay.root.OverlayRoot), where the traps are real host files in the upper dir."""
     _ENV["CTRFS_FORCE_FALLBACK"] = "1" if request.param == "fallback" else "0"
     try:
         yield request.param
@@ -218,6 +221,7 @@ class Case:
     same_as: str | None = None  # succeeds and equals this container path's result ...
     fails: frozenset[str] = ALL  # ... or fails for these commands (ignored with same_as)
     message: str | None = None  # the one-line error must say this
+    stopped_fails: frozenset[str] = frozenset()  # also fail on a stopped container
 
 
 CHAIN = 50  # symlinks in a chain: more than the kernel's 40 (path_resolution(7))
@@ -265,41 +269,65 @@ CASES = [
     Case("10-chardev", "/c10/null", fails=CONTENT | {"cp"}),
     Case("10-blockdev", "/c10/loop", fails=CONTENT | {"cp"}),
     # 11. /etc/passwd -> /dev/zero
-    Case("11-link-to-dev-zero", "/c11/passwd", fails=CONTENT),
+    # (a stopped container has no /dev/zero: its /dev was a tmpfs; following the link fails)
+    Case("11-link-to-dev-zero", "/c11/passwd", fails=CONTENT,
+         stopped_fails=frozenset({"find", "du"})),
 ]
 
 
+def _setup_traps(c, vol: Path) -> None:  # type: ignore[no-untyped-def]
+    chain = " && ".join(f"ln -s chain{i + 1} /c4/chain{i}" for i in range(CHAIN))
+    short = " && ".join(f"ln -s short{i + 1} /c4/short{i}" for i in range(SHORT_CHAIN))
+    sh(c, " && ".join([
+        "printf 'container-shadow\\n' > /cshadow",
+        "mkdir -p /c1 /c2 /c4 /c5 /c7 /c8 /c10 /c11",
+        "ln -s / /c1/etc",
+        "ln -s ../../../../.. /c2/a",
+        "ln -s self /c4/self", "ln -s /c4/abs /c4/abs", "ln -s y /c4/x", "ln -s x /c4/y",
+        f"{chain} && ln -s /etc /c4/chain{CHAIN}",
+        f"{short} && ln -s /etc /c4/short{SHORT_CHAIN}",
+        f"ln -s /nonexistent-{CANARY} /c5/dang",
+        "ln -s /proc/self/root /c7/pself", "ln -s /proc/1/root /c7/p1",
+        "ln -s /proc/self/cwd /c7/cwd", "ln -s /proc/self/fd/0 /c7/fd0",
+        "ln -s /vol /c8/v", f"ln -s {vol} /c8/hostpath",
+        "mkfifo /c10/fifo", "mknod /c10/null c 1 3", "mknod /c10/loop b 7 0",
+        "treegen sock /c10/sock 0",
+        "ln -s /dev/zero /c11/passwd",
+    ]))
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """The host canary, a volume source dir on the host, and a container full of traps."""
+def host_side(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The host canary and a volume source dir on the host."""
     host_canary = Path("/") / CANARY
     host_canary.mkdir(mode=0o700)
     (host_canary / "secret").write_bytes(SECRET + b"\n")
     vol = tmp_path_factory.mktemp("ctrfs-s-vol")
     (vol / "vfile").write_bytes(b"volume-content\n")
     try:
-        with hostile_container("-v", f"{vol}:/vol") as c:
-            chain = " && ".join(f"ln -s chain{i + 1} /c4/chain{i}" for i in range(CHAIN))
-            short = " && ".join(f"ln -s short{i + 1} /c4/short{i}" for i in range(SHORT_CHAIN))
-            sh(c, " && ".join([
-                "printf 'container-shadow\\n' > /cshadow",
-                "mkdir -p /c1 /c2 /c4 /c5 /c7 /c8 /c10 /c11",
-                "ln -s / /c1/etc",
-                "ln -s ../../../../.. /c2/a",
-                "ln -s self /c4/self", "ln -s /c4/abs /c4/abs", "ln -s y /c4/x", "ln -s x /c4/y",
-                f"{chain} && ln -s /etc /c4/chain{CHAIN}",
-                f"{short} && ln -s /etc /c4/short{SHORT_CHAIN}",
-                f"ln -s /nonexistent-{CANARY} /c5/dang",
-                "ln -s /proc/self/root /c7/pself", "ln -s /proc/1/root /c7/p1",
-                "ln -s /proc/self/cwd /c7/cwd", "ln -s /proc/self/fd/0 /c7/fd0",
-                "ln -s /vol /c8/v", f"ln -s {vol} /c8/hostpath",
-                "mkfifo /c10/fifo", "mknod /c10/null c 1 3", "mknod /c10/loop b 7 0",
-                "treegen sock /c10/sock 0",
-                "ln -s /dev/zero /c11/passwd",
-            ]))
-            yield c
+        yield vol
     finally:
         shutil.rmtree(host_canary)
+
+
+@pytest.fixture(scope="module")
+def world(host_side: Path):  # type: ignore[no-untyped-def]
+    """A running container full of traps."""
+    with hostile_container("-v", f"{host_side}:/vol") as c:
+        _setup_traps(c, host_side)
+        yield c
+
+
+@pytest.fixture(scope="module")
+def stopped_world(host_side: Path):  # type: ignore[no-untyped-def]
+    """The same traps in a container that was then stopped: read from its layers on the host."""
+    import harness
+
+    with hostile_container("-v", f"{host_side}:/vol") as c:
+        _setup_traps(c, host_side)
+        harness.run("docker", "kill", c.id)
+        harness.wait_until(lambda: not harness.pid_alive(c.pid), "the container to stop")
+        yield c
 
 
 def _assert_clean(res: Result, what: str) -> None:
@@ -312,21 +340,23 @@ def _assert_clean(res: Result, what: str) -> None:
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_case_for_every_command(world, resolver, case: Case, command: str,  # type: ignore[no-untyped-def]
+def test_case_for_every_command(request, mode: str, case: Case, command: str,  # type: ignore[no-untyped-def]
                                 tmp_path: Path) -> None:
+    c = request.getfixturevalue("stopped_world" if mode == "stopped" else "world")
     run = COMMANDS[command]
-    res = run(world.target, case.path, tmp_path)
+    res = run(c.target, case.path, tmp_path)
     what = f"ctrfs {command} {case.path!r} (case {case.id})"
     _assert_clean(res, what)
     if case.same_as is not None:
-        want = run(world.target, case.same_as, tmp_path)
+        want = run(c.target, case.same_as, tmp_path)
         _assert_clean(want, f"ctrfs {command} {case.same_as!r}")
-        # grep finds nothing in some files; which knows no volume (it reads the image layers)
-        assert want.rc in (0, 1) and want.value is not None or command in ("grep", "which"), \
+        # grep finds nothing in some files; which (and a stopped container) knows no volume
+        assert want.rc in (0, 1) and want.value is not None or command in ("grep", "which") \
+            or mode == "stopped" and case.same_as.startswith("/vol"), \
             f"reference run failed: {want.stderr}"
         assert (res.rc, res.value) == (want.rc, want.value), \
             f"{what} differs from {case.same_as!r}: {res.stderr}"
-    elif command in case.fails:
+    elif command in case.fails or mode == "stopped" and command in case.stopped_fails:
         assert res.rc == 1, f"{what} should fail cleanly, exited {res.rc}: {res.stderr}"
         lines = [ln for ln in res.stderr.splitlines()
                  if ln.strip() and not ln.startswith("ctrfs: warning: ")]
@@ -362,9 +392,11 @@ def test_nothing_created_by_dangling_links(world) -> None:  # type: ignore[no-un
     assert sh(world, f"ls -d /nonexistent-{CANARY} 2>/dev/null || echo absent").strip() == "absent"
 
 
-def test_export_of_the_trap_container(world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("state", ["running", "stopped"])
+def test_export_of_the_trap_container(request, state: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """export walks every trap at once: no canary, specials as entries without data, no hang."""
     out = tmp_path / "export.tar"
+    world = request.getfixturevalue("world" if state == "running" else "stopped_world")
     r = subprocess.run(ctrfs_argv("export", world.target, "-o", str(out)), capture_output=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr
@@ -382,10 +414,12 @@ def test_export_of_the_trap_container(world, tmp_path: Path) -> None:  # type: i
     assert vol == [], f"the volume was exported although mounts are excluded by default: {vol}"
 
 
-def test_diff_and_layers_of_the_trap_container(world) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("state", ["running", "stopped"])
+def test_diff_and_layers_of_the_trap_container(request, state: str) -> None:  # type: ignore[no-untyped-def]
     """diff and layers walk the container's upper dir on the host, where every trap is a real
     entry (symlinks to / and to host paths, FIFOs, devices, sockets): they list them, follow
     none, open none, and never show the host canary."""
+    world = request.getfixturevalue("world" if state == "running" else "stopped_world")
     r = _run("diff", "--json", world.target)
     assert r.returncode == 0 and "Traceback" not in r.stderr.decode(), r.stderr
     assert SECRET not in r.stdout and CANARY.encode() not in r.stdout.replace(
