@@ -41,8 +41,6 @@ def _layers(tmp: Path, *names: str) -> list[Path]:
 @pytest.fixture
 def mapped_copy(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """A copy of libssl mmap'ed by this process, and a lower layer holding a hardlink to it."""
-    if not os.path.exists(LIBSSL):
-        pytest.skip("no libssl.so.3 on this host")
     lib = tmp_path / "real" / "libfake ssl.so.3"  # a space in the name, as maps shows it raw
     lib.parent.mkdir()
     shutil.copy(LIBSSL, lib)

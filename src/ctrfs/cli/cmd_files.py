@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _open(ctx: click.Context, target: str) -> Root:
+def _open(ctx: click.Context, target: str, *, running: bool = False) -> Root:
     c = get_container(ctx, target)
+    if running and not c.running:
+        raise ProcessGone(target=c.display_name)
     root = c.open_root()
     root.target = c.display_name
     return root
@@ -368,7 +370,8 @@ def tail_cmd(ctx: click.Context, lines: int, follow_fd: bool, follow_name: bool,
     root = _open(ctx, target)
 
     def reopen() -> Root:
-        return _open(ctx, target)
+        # Only a running container counts as back: a stopped one would open its layers offline.
+        return _open(ctx, target, running=True)
 
     events = tail(root, path, lines=lines, follow=follow, reopen=reopen)
     out = _out()
