@@ -134,6 +134,19 @@ def out(*argv: str, **kw: Any) -> str:
     return run(*argv, **kw).stdout.decode().strip()
 
 
+def ctrfs(*argv: str, check: bool = True, text: bool = True, env: dict[str, str] | None = None,
+          prefix: list[str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[Any]:
+    """Run the ctrfs CLI as a user would (a new process); ``prefix`` wraps it (setpriv, …) and
+    ``env`` adds variables. With ``check`` a non-zero exit fails the test with ctrfs's stderr."""
+    cmd = [*(prefix or []), sys.executable, "-m", "ctrfs", *argv]
+    res = subprocess.run(cmd, capture_output=True, text=text, timeout=timeout,
+                         env={**os.environ, **env} if env else None)
+    if check and res.returncode != 0:
+        err = res.stderr if text else res.stderr.decode(errors="replace")
+        raise AssertionError(f"ctrfs {' '.join(argv)} -> {res.returncode}\n{err}")
+    return res
+
+
 def wait_until(pred: Callable[[], Any], what: str, timeout: float = 20, step: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while True:

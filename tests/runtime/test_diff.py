@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import harness
-from harness import RunningContainer
+from harness import RunningContainer, ctrfs
 
 pytestmark = [pytest.mark.root]
-
-
-def ctrfs(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([sys.executable, "-m", "ctrfs", *argv], capture_output=True, text=True,
-                         timeout=120)
-    if check and res.returncode != 0:
-        raise AssertionError(f"ctrfs {' '.join(argv)} -> {res.returncode}\n{res.stderr}")
-    return res
 
 
 def lines(text: str) -> set[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -16,13 +15,8 @@ from harness import RunningContainer
 
 
 def ctrfs(*argv: str, check: bool = True, user: int | None = None) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "ctrfs", *argv]
-    if user is not None:
-        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if check and res.returncode != 0:
-        raise AssertionError(f"ctrfs {' '.join(argv)} -> {res.returncode}\n{res.stderr}")
-    return res
+    drop = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] if user is not None else None
+    return harness.ctrfs(*argv, check=check, prefix=drop, timeout=60)
 
 
 def ps_json(*extra: str) -> list[dict[str, Any]]:

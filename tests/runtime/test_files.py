@@ -17,6 +17,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,14 +25,8 @@ import harness
 from harness import RunningContainer
 
 
-def ctrfs(*argv: str, check: bool = True, env: dict[str, str] | None = None,
-          timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-    res = subprocess.run([sys.executable, "-m", "ctrfs", *argv], capture_output=True,
-                         timeout=timeout, env={**os.environ, **(env or {})})
-    if check and res.returncode != 0:
-        raise AssertionError(f"ctrfs {' '.join(argv)} -> {res.returncode}\n"
-                             f"{res.stderr.decode(errors='replace')}")
-    return res
+def ctrfs(*argv: str, **kw: Any) -> subprocess.CompletedProcess[bytes]:
+    return harness.ctrfs(*argv, text=False, **kw)
 
 
 def sh(c: RunningContainer, script: str) -> str:

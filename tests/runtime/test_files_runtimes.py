@@ -12,6 +12,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,12 +33,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return harness.shellless_rootfs(tmp_path_factory.mktemp("ref") / "rootfs")
 
 
-def ctrfs(*argv: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    res = subprocess.run([sys.executable, "-m", "ctrfs", *argv], capture_output=True, timeout=120)
-    if check and res.returncode != 0:
-        raise AssertionError(f"ctrfs {' '.join(argv)} -> {res.returncode}\n"
-                             f"{res.stderr.decode(errors='replace')}")
-    return res
+def ctrfs(*argv: str, **kw: Any) -> subprocess.CompletedProcess[bytes]:
+    return harness.ctrfs(*argv, text=False, **kw)
 
 
 def test_ls(ctr: RunningContainer) -> None:

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
 import harness
-from harness import RunningContainer
-
-
-def ctrfs(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([sys.executable, "-m", "ctrfs", *argv], capture_output=True, text=True,
-                         timeout=120)
-    if check and res.returncode != 0:
-        raise AssertionError(f"ctrfs {' '.join(argv)} -> {res.returncode}\n{res.stderr}")
-    return res
+from harness import RunningContainer, ctrfs
 
 
 def inspect(cli: str, what: str, fmt: str) -> Any:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,15 +12,7 @@ from typing import Any
 import pytest
 
 import harness
-from harness import RunningContainer
-
-
-def ctrfs(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([sys.executable, "-m", "ctrfs", *argv], capture_output=True, text=True,
-                         timeout=120)
-    if check and res.returncode != 0:
-        raise AssertionError(f"ctrfs {' '.join(argv)} -> {res.returncode}\n{res.stderr}")
-    return res
+from harness import RunningContainer, ctrfs
 
 
 def lines(text: str) -> set[str]:

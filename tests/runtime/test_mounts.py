@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import harness
-from harness import RunningContainer
-
-
-def ctrfs(*argv: str) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([sys.executable, "-m", "ctrfs", *argv], capture_output=True, text=True,
-                         timeout=120)
-    assert res.returncode == 0, res.stderr
-    return res
+from harness import RunningContainer, ctrfs
 
 
 @pytest.fixture(scope="module")

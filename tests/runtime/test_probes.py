@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 import pytest
 
 import harness
+from harness import ctrfs
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 
@@ -40,15 +40,6 @@ def need(tool: str, package: str) -> str:
 LIBSSL = "/lib/x86_64-linux-gnu/libssl.so.3"
 PREFIX = "ctrfs-p-"
 SOCK = "/tmp/tls.sock"
-
-
-def ctrfs(*args: str, env: dict[str, str] | None = None, prefix: list[str] | None = None,
-          check: bool = True) -> subprocess.CompletedProcess[str]:
-    cmd = (prefix or []) + [sys.executable, "-m", "ctrfs", *args]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{cmd} -> {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}")
-    return r
 
 
 def _openssl_tree(root: str) -> None:

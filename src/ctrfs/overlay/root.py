@@ -12,11 +12,10 @@ import errno
 import os
 import stat as stat_mod
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from ctrfs.errors import CtrfsError, ProcessGone, from_oserror
+from ctrfs.errors import CtrfsError, ProcessGone
 from ctrfs.overlay import _fs
 from ctrfs.overlay.layers import LayerStack
 from ctrfs.overlay.merge import MergedView, Node
@@ -110,20 +109,6 @@ class OverlayRoot(Root):
 
     def _top_fd(self) -> int:
         return self.view.roots[0][1]
-
-    @contextmanager
-    def _errors(self, path: PathArg | None) -> Iterator[None]:
-        shown = norm_path(path) if path is not None else None
-        try:
-            yield
-        except CtrfsError as err:
-            if err.path is None and shown is not None:
-                err.path = shown
-            if err.target is None:
-                err.target = self.target
-            raise
-        except OSError as err:
-            raise from_oserror(err, target=self.target, path=shown) from err
 
     def _lookup(self, path: PathArg, follow: bool) -> Node:
         return self.view.lookup(os.fsencode(path), follow=follow)

@@ -26,11 +26,12 @@ import os
 import stat as stat_mod
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import BinaryIO
 
-from ctrfs.errors import CtrfsError, Unsupported
+from ctrfs.errors import CtrfsError, Unsupported, from_oserror
 
 PathArg = str | bytes
 
@@ -148,6 +149,25 @@ class Root(ABC):
 
     #: what error messages call the container (its name), set by whoever opens the Root
     target: str | None = None
+
+    # -- errors: the one place OSError becomes CtrfsError for everything a Root does ------
+    @contextmanager
+    def _errors(self, path: PathArg | None) -> Iterator[None]:
+        shown = norm_path(path) if path is not None else None
+        try:
+            yield
+        except CtrfsError as err:
+            if err.path is None and shown is not None:
+                err.path = shown
+            if err.target is None:
+                err.target = self.target
+            raise
+        except OSError as err:
+            raise self._translate(err, shown) from err
+
+    def _translate(self, err: OSError, shown: str | None) -> CtrfsError:
+        """The CtrfsError for an OSError met at ``shown``; subclasses add their own cases."""
+        return from_oserror(err, target=self.target, path=shown)
 
     # -- primitives ------------------------------------------------------------------------
     @abstractmethod

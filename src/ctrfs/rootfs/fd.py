@@ -13,7 +13,7 @@ import errno
 import os
 import stat as stat_mod
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -162,32 +162,20 @@ class FdRoot(Root):
         self.target = target
         self.fallback = fallback
 
-    # -- errors: the one place OSError becomes CtrfsError for everything below -------------
-    @contextmanager
-    def _errors(self, path: PathArg | None) -> Iterator[None]:
-        shown = norm_path(path) if path is not None else None
-        try:
-            yield
-        except CtrfsError as err:
-            if err.path is None and shown is not None:
-                err.path = shown
-            if err.target is None:
-                err.target = self.target
-            raise
-        except OSError as err:
-            # A container that went away makes every lookup fail; say so rather than
-            # "no such file".
-            self.check_alive()
-            if isinstance(err, MagicLinkError):
-                raise UnsafePath("refused: the path goes through a /proc magic link "
-                                 "(such as /proc/self/root or /proc/PID/fd/N)",
-                                 target=self.target, path=shown) from err
-            if err.errno == errno.EXDEV:
-                raise UnsafePath(target=self.target, path=shown) from err
-            if err.errno == errno.ELOOP:
-                raise CtrfsError("too many levels of symbolic links (a symlink loop?)",
-                                 target=self.target, path=shown) from err
-            raise from_oserror(err, target=self.target, path=shown) from err
+    def _translate(self, err: OSError, shown: str | None) -> CtrfsError:
+        # A container that went away makes every lookup fail; say so rather than
+        # "no such file".
+        self.check_alive()
+        if isinstance(err, MagicLinkError):
+            return UnsafePath("refused: the path goes through a /proc magic link "
+                              "(such as /proc/self/root or /proc/PID/fd/N)",
+                              target=self.target, path=shown)
+        if err.errno == errno.EXDEV:
+            return UnsafePath(target=self.target, path=shown)
+        if err.errno == errno.ELOOP:
+            return CtrfsError("too many levels of symbolic links (a symlink loop?)",
+                              target=self.target, path=shown)
+        return super()._translate(err, shown)
 
     # -- primitives -------------------------------------------------------------------------
     @property
