@@ -59,3 +59,10 @@ lint: venv
 bench-diff: deps venv
 	$(VENV)/bin/python -m compileall -q src
 	$(SERVICES) run $(VENV)/bin/python bench/run.py diff $(BENCH_ARGS)
+
+# The adversarial tests at full size: 100,000 race operations per resolver, 1,000,000 entries in
+# one directory (tests/security/test_race.py, test_hostile_trees.py). -s prints the race counts.
+.PHONY: stress
+stress: deps venv
+	CTRFS_RACE_OPS=100000 CTRFS_HOSTILE_ENTRIES=1000000 \
+	$(SERVICES) run $(VENV)/bin/pytest -s tests/security/test_race.py tests/security/test_hostile_trees.py $(PYTEST_ARGS)

@@ -394,6 +394,26 @@ def _stat(path: str) -> os.stat_result | None:
         return None
 
 
+def _stat_in_container(proc: str, pid: int, path: str) -> os.stat_result | None:
+    """stat of ``path`` resolved inside the process's root (rootfs's safe resolver)."""
+    from ctrfs.rootfs.resolve import resolve
+
+    try:
+        rootfd = os.open(os.path.join(proc, str(pid), "root"), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fd = resolve(rootfd, os.fsencode(path))
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(rootfd)
+
+
 def _resolve(obj: MappedObject, proc: str, layers: _Layers | None) -> os.stat_result | None:
     """Pick and verify the host path; return the stat of the mapped file (map_files) if known."""
     pid = obj.pids[0]
@@ -403,7 +423,12 @@ def _resolve(obj: MappedObject, proc: str, layers: _Layers | None) -> os.stat_re
     if mst is not None:
         obj.map_files_path = mf
     root_path = os.path.join(proc, str(pid), "root") + obj.path
-    rst = _stat(root_path)
+    # The container's view of the path, resolved with its root as "/" (never the host's), and
+    # what the host reaches through /proc/<pid>/root/<path>: an absolute symlink on the way
+    # resolves against the host root there. The host path is offered only when both agree.
+    rst = _stat_in_container(proc, pid, obj.path)
+    hst = _stat(root_path)
+    host_agrees = rst is not None and hst is not None and (hst.st_dev, hst.st_ino) == (rst.st_dev, rst.st_ino)
 
     if layers is not None:
         obj.layer = layers.find(obj.path, obj.dev, obj.inode, obj.deleted)
@@ -416,6 +441,9 @@ def _resolve(obj: MappedObject, proc: str, layers: _Layers | None) -> os.stat_re
         else:
             obj.root_path_same = rid == (obj.dev, obj.inode) or (
                 layer_backing and rst.st_ino == obj.inode)
+        obj.root_path_same = obj.root_path_same and host_agrees
+    elif hst is not None:
+        obj.root_path_same = False  # the host reaches a file there that the container does not see
     if mst is not None and (mst.st_dev, mst.st_ino) != (obj.dev, obj.inode) and not layer_backing \
             and mst.st_ino != obj.inode:
         obj.warnings.append(
@@ -432,11 +460,12 @@ def _resolve(obj: MappedObject, proc: str, layers: _Layers | None) -> os.stat_re
         else:
             obj.warnings.append(f"{obj.path} in the container is now a different file "
                                 f"(inode {rst.st_ino}); using map_files")
-    elif rst is not None and obj.root_path_same is False:
+    elif obj.root_path_same is False:
         obj.identity = MISMATCH
-        obj.warnings.append(f"{root_path} is inode {rst.st_ino} on {os.major(rst.st_dev)}:"
-                            f"{os.minor(rst.st_dev)}, not the mapped inode {obj.inode}; "
-                            "map_files is not readable (needs CAP_SYS_ADMIN), no host path reported")
+        what = (f"{obj.path} in the container is inode {rst.st_ino}" if rst is not None and host_agrees
+                else f"{root_path} does not lead to the container's {obj.path}")
+        obj.warnings.append(f"{what}, not the mapped inode {obj.inode}; map_files is not readable "
+                            "(needs CAP_SYS_ADMIN), no host path reported")
     else:
         obj.identity = UNVERIFIED
         obj.warnings.append("cannot reach the mapped file (map_files not readable, path gone)")

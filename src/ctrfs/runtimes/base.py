@@ -110,13 +110,15 @@ def read_json(path: str) -> Any:
     (an agent polling discovery) re-parses only state files that changed. Runtimes replace their
     state files by rename, which changes the inode. Callers must not mutate what they get.
     """
+    hit = _JSON_CACHE.get(path)
     try:
+        if hit is not None:
+            st = os.stat(path)  # cheaper than open + fstat + close when nothing changed
+            if hit[0] == (st.st_ino, st.st_mtime_ns, st.st_size):
+                return hit[1]
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
             key = (st.st_ino, st.st_mtime_ns, st.st_size)
-            hit = _JSON_CACHE.get(path)
-            if hit is not None and hit[0] == key:
-                return hit[1]
             data = json.loads(f.read())
     except (OSError, ValueError):
         return None
