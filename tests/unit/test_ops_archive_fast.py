@@ -133,10 +133,14 @@ def test_big_file_changing_while_sent(files: Path, tmp_path: Path, change: str,
 
 
 def test_writer_error_reaches_the_caller(files: Path) -> None:
-    rfd, wfd = os.pipe()
-    os.close(rfd)  # nobody reads: EPIPE in the writer thread
-    with DirRoot(files) as r, open(wfd, "wb") as w, pytest.raises(BrokenPipeError):
-        archive.write_tar(r, w, "/d")
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        rfd, wfd = os.pipe()
+        os.close(rfd)  # nobody reads: EPIPE in the writer thread
+        with DirRoot(files) as r, open(wfd, "wb") as w, pytest.raises(BrokenPipeError):
+            archive.write_tar(r, w, "/d")
+    # every file handed to the writer thread was closed once, none leaked
+    assert len(os.listdir("/proc/self/fd")) == before
 
 
 def test_copy_out_big_sparse_and_hardlinked(files: Path, tmp_path: Path) -> None:

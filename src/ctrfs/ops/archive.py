@@ -201,9 +201,9 @@ class _FdSink:
         self.thread.start()
 
     def put(self, item: bytearray | tuple[int, list[tuple[int, int]], int, str, int]) -> None:
+        """Queue a buffer, or a file (its fd then belongs to the writer thread, which closes
+        it). Raises what the writer met before; the fd then stays the caller's."""
         if self.error is not None:
-            if isinstance(item, tuple):
-                os.close(item[0])
             raise self.error
         self.q.put(item)
 
