@@ -523,9 +523,17 @@ def test_container_gone_mid_operation(command: str, tmp_path: Path) -> None:
 
 
 def _blocked_on_pipe(pid: int) -> bool:
+    # Any thread of ctrfs: tar streams are written by a writer thread of their own.
     try:
-        with open(f"/proc/{pid}/wchan") as f:
-            wchan = f.read()
+        tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return False
-    return "pipe" in wchan  # pipe_write, anon_pipe_write (6.x), pipe_wait_writable
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+                wchan = f.read()
+        except OSError:
+            continue
+        if "pipe" in wchan:  # pipe_write, anon_pipe_write (6.x), pipe_wait_writable
+            return True
+    return False
