@@ -189,10 +189,12 @@ class Moved(CtrfsError):
 
 
 class Frame(Generic[S]):
-    __slots__ = ("parent", "name", "key", "state", "it", "pending", "depth", "cost", "data")
+    __slots__ = ("parent", "name", "key", "state", "it", "pending", "depth", "cost", "data",
+                 "names")
 
     def __init__(self, parent: Frame[S] | None, name: bytes, key: tuple[int, int],
-                 state: S | None, depth: int, data: Any = None) -> None:
+                 state: S | None, depth: int, data: Any = None,
+                 names: list[bytes] | None = None) -> None:
         self.parent = parent
         self.name = name
         self.key = key
@@ -202,9 +204,12 @@ class Frame(Generic[S]):
         self.depth = depth
         self.cost = 0
         self.data = data
+        self.names = names  # the walk's names of the frames on its stack (b"" first)
 
     def path(self) -> bytes:
         """``/a/b/c`` relative to the walk's start (b"" for the start)."""
+        if self.names is not None and len(self.names) > self.depth:
+            return b"/".join(self.names[:self.depth + 1])
         names: list[bytes] = []
         f: Frame[S] | None = self
         while f is not None and f.parent is not None:
@@ -223,7 +228,8 @@ class TreeWalk(Generic[S]):
         self.ops = ops
         self.budget = max(budget, 8)
         self.target = target
-        self.root = Frame(None, b"", ops.key(root), root, 0, root_data)
+        self.names: list[bytes] = [b""]
+        self.root = Frame(None, b"", ops.key(root), root, 0, root_data, self.names)
         self.frames: list[Frame[S]] = [self.root]
         self.open: deque[Frame[S]] = deque()  # frames below the root holding fds, by depth
         self.used = 0
@@ -330,14 +336,17 @@ class TreeWalk(Generic[S]):
             state = self.ops.open_child(parent.state, name)
             if state is None:
                 return None
-        fr = Frame(parent, name, self.ops.key(state), state, parent.depth + 1, data)
+        fr = Frame(parent, name, self.ops.key(state), state, parent.depth + 1, data, self.names)
         self.frames.append(fr)
+        self.names.append(name)
         self._opened(fr)
         self._evict(fr, 1)
         return fr
 
     def _pop(self) -> None:
         fr = self.frames.pop()
+        if len(self.names) > 1:
+            self.names.pop()
         if fr.it is not None:
             close = getattr(fr.it, "close", None)
             if close is not None:
