@@ -190,7 +190,7 @@ class Moved(CtrfsError):
 
 class Frame(Generic[S]):
     __slots__ = ("parent", "name", "key", "state", "it", "pending", "depth", "cost", "data",
-                 "names")
+                 "names", "cpath")
 
     def __init__(self, parent: Frame[S] | None, name: bytes, key: tuple[int, int],
                  state: S | None, depth: int, data: Any = None,
@@ -205,9 +205,14 @@ class Frame(Generic[S]):
         self.cost = 0
         self.data = data
         self.names = names  # the walk's names of the frames on its stack (b"" first)
+        # The path, kept only while the frame holds fds (a window of the deepest levels), so
+        # memory does not grow with depth squared.
+        self.cpath: bytes | None = b"" if parent is None else None
 
     def path(self) -> bytes:
         """``/a/b/c`` relative to the walk's start (b"" for the start)."""
+        if self.cpath is not None:
+            return self.cpath
         if self.names is not None and len(self.names) > self.depth:
             return b"/".join(self.names[:self.depth + 1])
         names: list[bytes] = []
@@ -263,6 +268,7 @@ class TreeWalk(Generic[S]):
             assert fr.state is not None
             self.ops.close(fr.state)
             fr.state = None
+            fr.cpath = None
             self.used -= fr.cost
             fr.cost = 0
 
@@ -290,6 +296,8 @@ class TreeWalk(Generic[S]):
                 raise Moved("directory moved or replaced during the walk", target=self.target,
                             path=os.fsdecode(c.path()) or "/")
             c.state = state
+            if c.parent.cpath is not None:
+                c.cpath = c.parent.cpath + b"/" + c.name
             self._opened(c)
 
     def next(self) -> tuple[Frame[S], bytes, Any] | None:
@@ -337,6 +345,8 @@ class TreeWalk(Generic[S]):
             if state is None:
                 return None
         fr = Frame(parent, name, self.ops.key(state), state, parent.depth + 1, data, self.names)
+        if parent.cpath is not None:
+            fr.cpath = parent.cpath + b"/" + name
         self.frames.append(fr)
         self.names.append(name)
         self._opened(fr)
