@@ -237,6 +237,8 @@ class TreeWalk(Generic[S]):
         self.root = Frame(None, b"", ops.key(root), root, 0, root_data, self.names)
         self.frames: list[Frame[S]] = [self.root]
         self.open: deque[Frame[S]] = deque()  # frames below the root holding fds, by depth
+        self.anchors: list[Frame[S]] = []  # frames left open out of the window (see _evict)
+        self.anchor_used = 0
         self.used = 0
 
     @property
@@ -265,12 +267,37 @@ class TreeWalk(Generic[S]):
                     close()
                 fr.it = None
                 fr.pending = names
-            assert fr.state is not None
-            self.ops.close(fr.state)
-            fr.state = None
-            fr.cpath = None
-            self.used -= fr.cost
-            fr.cost = 0
+                fr.cost -= 1
+                self.used -= 1
+            # Frames leaving the window stay open as anchors, thinned to a bounded number
+            # spread over the depth (the one closest to its neighbours goes first), so
+            # re-opening a directory walks down from a near anchor, not from the start. Anchors
+            # are all shallower than the window: appending keeps them ordered by depth.
+            self.anchors.append(fr)
+            self.anchor_used += fr.cost
+            while self.anchor_used > self.budget // 3 and self.anchors:
+                self._thin()
+
+    def _thin(self) -> None:
+        a = self.anchors
+        below = self.open[0].depth if self.open else a[-1].depth + 1
+        best, best_gap = 0, None
+        for i in range(len(a)):
+            lo = a[i - 1].depth if i else 0
+            hi = a[i + 1].depth if i + 1 < len(a) else below
+            if best_gap is None or hi - lo < best_gap:
+                best, best_gap = i, hi - lo
+        fr = a.pop(best)
+        self.anchor_used -= fr.cost
+        self._close_frame(fr)
+
+    def _close_frame(self, fr: Frame[S]) -> None:
+        assert fr.state is not None
+        self.ops.close(fr.state)
+        fr.state = None
+        fr.cpath = None
+        self.used -= fr.cost
+        fr.cost = 0
 
     def _opened(self, fr: Frame[S]) -> None:
         assert fr.state is not None
@@ -366,13 +393,14 @@ class TreeWalk(Generic[S]):
         if fr is self.root:
             return
         if fr.state is not None:
-            self.ops.close(fr.state)
-            fr.state = None
-            self.used -= fr.cost
             if self.open and self.open[-1] is fr:
                 self.open.pop()
+            elif fr in self.anchors:
+                self.anchors.remove(fr)
+                self.anchor_used -= fr.cost
             else:
                 self.open.remove(fr)
+            self._close_frame(fr)
 
     def close(self) -> None:
         while self.frames:
