@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import stat as stat_mod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -36,11 +37,14 @@ _O_PATH = os.O_PATH | os.O_CLOEXEC
 _O_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
-# A walk keeps one streaming directory fd (plus scandir's dup) per level down to this depth;
-# deeper levels are listed into memory one directory at a time and share a single fd that moves
-# down by openat(name) and back up by openat("..") checked against the recorded (dev, ino).
-# Bounds fds at ~2*STREAM_LEVELS however deep the tree (SECURITY.md case 15).
+# A walk keeps one streaming directory fd (plus the one os.scandir(fd) dups) per level down to
+# this depth, or fewer when RLIMIT_NOFILE is low (see _stream_levels); deeper levels are listed
+# into memory one directory at a time and share a single fd that moves down by openat(name) and
+# back up by openat("..") checked against the recorded (dev, ino). Bounds fds at
+# ~2*STREAM_LEVELS however deep the tree (SECURITY.md case 15).
 STREAM_LEVELS = 48
+# fds left to the walk's consumer (files it opens, output, tar) and transient lookups.
+FD_RESERVE = 16
 # How often (in entries) a walk asks the Root whether its container is still there.
 ALIVE_EVERY = 2048
 
@@ -144,7 +148,10 @@ class FdEntry(Entry):
 
 @dataclass
 class _Frame:
-    path: str
+    # Length of this directory's path (without trailing "/") within the walk's current
+    # directory path, of which every open frame's path is a prefix. Frames keep no path of
+    # their own: 10,000 nested levels would otherwise hold O(depth^2) bytes of paths.
+    plen: int
     depth: int
     ident: tuple[int, int]
     fd: int  # O_RDONLY directory fd; -1 while a deeper buffered level holds the moving fd
@@ -294,27 +301,48 @@ class FdRoot(Root):
                 return
             with self._errors(path):
                 dfd = os.open(".", _O_DIR, dir_fd=topfd)
-            frames.append(_Frame(top, 0, _ident(st), dfd, os.scandir(dfd), False, top_mnt))
-            yield from self._walk_frames(frames, max_depth, one_filesystem, warn)
+                try:
+                    it = os.scandir(dfd)
+                except BaseException:
+                    os.close(dfd)
+                    raise
+            frames.append(_Frame(len(top.rstrip("/")), 0, _ident(st), dfd, it, False, top_mnt))
+            try:
+                yield from self._walk_frames(top, frames, max_depth, one_filesystem, warn)
+            except OSError as err:
+                # What the walk does not turn into a warning (EMFILE...) is still an error of
+                # this Root, not an internal one.
+                raise self._translate(err, top) from err
         finally:
             for fr in frames:
                 _close_frame(fr)
             os.close(topfd)
 
-    def _walk_frames(self, frames: list[_Frame], max_depth: int | None, one_filesystem: bool,
-                     warn: WarnFn) -> Iterator[Entry]:
+    def _walk_frames(self, top: str, frames: list[_Frame], max_depth: int | None,
+                     one_filesystem: bool, warn: WarnFn) -> Iterator[Entry]:
         ancestors = {fr.ident for fr in frames}
+        stream_levels = _stream_levels()
+        # The path of the deepest open directory without its trailing "/" ("" for the root);
+        # frames[i]'s path is cur[:frames[i].plen] (the start itself is shown as given).
+        cur = top.rstrip("/")
+
+        def shown(fr: _Frame) -> str:
+            return top if fr.depth == 0 else cur[:fr.plen]
+
         seen = 0
         while frames:
             fr = frames[-1]
             try:
                 item: os.DirEntry[str] | tuple[str, os.stat_result] | None = next(fr.it, None)
             except OSError as err:
+                if err.errno in (errno.EMFILE, errno.ENFILE):
+                    raise
                 # getdents refused midway (procfs hides some directories of other processes)
-                warn(WalkWarning(fr.path, f"cannot be read ({err.strerror}); rest skipped"))
+                warn(WalkWarning(shown(fr), f"cannot be read ({err.strerror}); rest skipped"))
                 item = None
             if item is None:
-                self._leave(frames, ancestors, warn)
+                self._leave(frames, ancestors, warn, shown)
+                cur = cur[:frames[-1].plen] if frames else ""
                 continue
             seen += 1
             if seen % ALIVE_EVERY == 0:
@@ -327,9 +355,9 @@ class FdRoot(Root):
                 try:
                     st = item.stat(follow_symlinks=False)
                 except FileNotFoundError:
-                    warn(WalkWarning(join(fr.path, name), "vanished during the walk; skipped"))
+                    warn(WalkWarning(cur + "/" + name, "vanished during the walk; skipped"))
                     continue
-            path = join(fr.path, name)
+            path = cur + "/" + name
             bname = os.fsencode(name)
             try:
                 mnt = _sys.mount_id(dirfd, bname)
@@ -374,8 +402,13 @@ class FdRoot(Root):
                 os.close(cfd)
                 warn(WalkWarning(path, "replaced during the walk; skipped"))
                 continue
-            if len(frames) < STREAM_LEVELS:
-                frames.append(_Frame(path, depth, _ident(st), cfd, os.scandir(cfd), False, mnt))
+            if len(frames) < stream_levels:
+                try:
+                    it_new = os.scandir(cfd)
+                except BaseException:
+                    os.close(cfd)
+                    raise
+                frames.append(_Frame(len(path), depth, _ident(st), cfd, it_new, False, mnt))
             else:
                 items: list[tuple[str, os.stat_result]] = []
                 try:
@@ -386,14 +419,19 @@ class FdRoot(Root):
                             except FileNotFoundError:
                                 continue
                 except OSError as err:
+                    if err.errno in (errno.EMFILE, errno.ENFILE):
+                        os.close(cfd)
+                        raise
                     warn(WalkWarning(path, f"cannot be read ({err.strerror}); rest skipped"))
                 if fr.buffered:
                     os.close(fr.fd)  # the moving fd goes down with us; ".." brings it back
                     fr.fd = -1
-                frames.append(_Frame(path, depth, _ident(st), cfd, iter(items), True, mnt))
+                frames.append(_Frame(len(path), depth, _ident(st), cfd, iter(items), True, mnt))
             ancestors.add(_ident(st))
+            cur = path
 
-    def _leave(self, frames: list[_Frame], ancestors: set[tuple[int, int]], warn: WarnFn) -> None:
+    def _leave(self, frames: list[_Frame], ancestors: set[tuple[int, int]], warn: WarnFn,
+               shown: Callable[[_Frame], str]) -> None:
         fr = frames.pop()
         ancestors.discard(fr.ident)
         parent = frames[-1] if frames else None
@@ -409,12 +447,25 @@ class FdRoot(Root):
             else:
                 if pfd >= 0:
                     os.close(pfd)
-                warn(WalkWarning(parent.path, "directory moved during the walk; rest skipped"))
+                warn(WalkWarning(shown(parent), "directory moved during the walk; rest skipped"))
                 while frames and frames[-1].buffered:
                     gone = frames.pop()
                     ancestors.discard(gone.ident)
                     _close_frame(gone)
         _close_frame(fr)
+
+
+def _stream_levels() -> int:
+    """How many levels a walk may stream (2 fds each) within RLIMIT_NOFILE, keeping
+    FD_RESERVE fds for its consumer; at least the start directory streams."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return STREAM_LEVELS
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        used = FD_RESERVE
+    return max(1, min(STREAM_LEVELS, (soft - used - FD_RESERVE) // 2))
 
 
 def _fs_type_at(dirfd: int, name: bytes) -> int | None:
