@@ -96,13 +96,71 @@ def read_xattrs(fd: int, *, is_link: bool = False) -> dict[str, bytes]:
     return out
 
 
+class _WalkPath:
+    """Where a walk stands: ``cur`` is the path of its deepest open directory, without the
+    trailing "/" ("" for the root); ``base`` is the start's, spelt that way."""
+
+    __slots__ = ("base", "cur")
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.cur = base
+
+
+class _Dir:
+    """A directory a walk entered: its name and parent only, so that a consumer keeping one
+    Entry per level (cp keeps the directories it has to finish) holds O(depth) small objects,
+    not O(depth^2) bytes of paths, in a 10,000-deep tree. While the walk is inside it, its
+    path is a prefix of the walk's current path (``plen`` long); afterwards it is rebuilt from
+    the names up to the nearest directory still open."""
+
+    __slots__ = ("is_open", "name", "parent", "plen", "wp")
+
+    def __init__(self, name: str, parent: _Dir | None, plen: int, wp: _WalkPath) -> None:
+        self.name = name
+        self.parent = parent
+        self.plen = plen
+        self.wp = wp
+        self.is_open = True
+
+    def base(self) -> str:
+        """The directory's path without its trailing "/" ("" for the root)."""
+        names: list[str] = []
+        d = self
+        while d.parent is not None and not d.is_open:
+            names.append(d.name)
+            d = d.parent
+        b = d.wp.cur[:d.plen] if d.parent is not None else d.wp.base
+        if not names:
+            return b
+        names.append(b)
+        names.reverse()
+        return "/".join(names)
+
+
 @dataclass
 class FdEntry(Entry):
-    """An Entry that knows its parent directory fd (valid while the walk stands there)."""
+    """An Entry that knows its parent directory fd (valid while the walk stands there).
+
+    Entries from a walk are made with ``path=""`` and build their path from their parent
+    directory on each access (it is not kept: see _Dir)."""
 
     _root: FdRoot | None = field(default=None, repr=False)
     _dirfd: int = field(default=-1, repr=False)
     _fd: int = field(default=-1, repr=False)  # the entry's own O_PATH fd (walk start only)
+    _parent: _Dir | None = field(default=None, repr=False, compare=False)
+
+    @property  # type: ignore[misc]
+    def path(self) -> str:
+        p: str | None = self.__dict__.get("_path")
+        if p is None:
+            assert self._parent is not None
+            return self._parent.base() + "/" + self.name
+        return p
+
+    @path.setter
+    def path(self, value: str) -> None:
+        self.__dict__["_path"] = value or None
 
     def _opath(self) -> int:
         if self._fd >= 0:
@@ -148,10 +206,7 @@ class FdEntry(Entry):
 
 @dataclass
 class _Frame:
-    # Length of this directory's path (without trailing "/") within the walk's current
-    # directory path, of which every open frame's path is a prefix. Frames keep no path of
-    # their own: 10,000 nested levels would otherwise hold O(depth^2) bytes of paths.
-    plen: int
+    dir: _Dir
     depth: int
     ident: tuple[int, int]
     fd: int  # O_RDONLY directory fd; -1 while a deeper buffered level holds the moving fd
@@ -306,9 +361,11 @@ class FdRoot(Root):
                 except BaseException:
                     os.close(dfd)
                     raise
-            frames.append(_Frame(len(top.rstrip("/")), 0, _ident(st), dfd, it, False, top_mnt))
+            wp = _WalkPath(top.rstrip("/"))
+            frames.append(_Frame(_Dir(name, None, len(wp.base), wp), 0, _ident(st), dfd, it,
+                                 False, top_mnt))
             try:
-                yield from self._walk_frames(top, frames, max_depth, one_filesystem, warn)
+                yield from self._walk_frames(top, wp, frames, max_depth, one_filesystem, warn)
             except OSError as err:
                 # What the walk does not turn into a warning (EMFILE...) is still an error of
                 # this Root, not an internal one.
@@ -318,16 +375,13 @@ class FdRoot(Root):
                 _close_frame(fr)
             os.close(topfd)
 
-    def _walk_frames(self, top: str, frames: list[_Frame], max_depth: int | None,
+    def _walk_frames(self, top: str, wp: _WalkPath, frames: list[_Frame], max_depth: int | None,
                      one_filesystem: bool, warn: WarnFn) -> Iterator[Entry]:
         ancestors = {fr.ident for fr in frames}
         stream_levels = _stream_levels()
-        # The path of the deepest open directory without its trailing "/" ("" for the root);
-        # frames[i]'s path is cur[:frames[i].plen] (the start itself is shown as given).
-        cur = top.rstrip("/")
 
         def shown(fr: _Frame) -> str:
-            return top if fr.depth == 0 else cur[:fr.plen]
+            return top if fr.depth == 0 else fr.dir.base()
 
         seen = 0
         while frames:
@@ -342,7 +396,7 @@ class FdRoot(Root):
                 item = None
             if item is None:
                 self._leave(frames, ancestors, warn, shown)
-                cur = cur[:frames[-1].plen] if frames else ""
+                wp.cur = wp.cur[:frames[-1].dir.plen] if frames else wp.base
                 continue
             seen += 1
             if seen % ALIVE_EVERY == 0:
@@ -355,9 +409,9 @@ class FdRoot(Root):
                 try:
                     st = item.stat(follow_symlinks=False)
                 except FileNotFoundError:
-                    warn(WalkWarning(cur + "/" + name, "vanished during the walk; skipped"))
+                    warn(WalkWarning(wp.cur + "/" + name, "vanished during the walk; skipped"))
                     continue
-            path = cur + "/" + name
+            path = wp.cur + "/" + name
             bname = os.fsencode(name)
             try:
                 mnt = _sys.mount_id(dirfd, bname)
@@ -373,8 +427,8 @@ class FdRoot(Root):
                 # files (Documentation/filesystems/overlayfs.rst, "Inode properties").
                 mount_point = stat_mod.S_ISDIR(st.st_mode) and st.st_dev != fr.ident[0]
             depth = fr.depth + 1
-            entry = FdEntry(path=path, name=name, stat=st, depth=depth, mount_point=mount_point,
-                            _root=self, _dirfd=dirfd)
+            entry = FdEntry(path="", name=name, stat=st, depth=depth, mount_point=mount_point,
+                            _root=self, _dirfd=dirfd, _parent=fr.dir)
             if mount_point and stat_mod.S_ISDIR(st.st_mode):
                 entry.extra["fs_type"] = _fs_type_at(dirfd, bname)
             yield entry
@@ -408,7 +462,8 @@ class FdRoot(Root):
                 except BaseException:
                     os.close(cfd)
                     raise
-                frames.append(_Frame(len(path), depth, _ident(st), cfd, it_new, False, mnt))
+                frames.append(_Frame(_Dir(name, fr.dir, len(path), wp), depth, _ident(st), cfd,
+                                     it_new, False, mnt))
             else:
                 items: list[tuple[str, os.stat_result]] = []
                 try:
@@ -426,9 +481,10 @@ class FdRoot(Root):
                 if fr.buffered:
                     os.close(fr.fd)  # the moving fd goes down with us; ".." brings it back
                     fr.fd = -1
-                frames.append(_Frame(len(path), depth, _ident(st), cfd, iter(items), True, mnt))
+                frames.append(_Frame(_Dir(name, fr.dir, len(path), wp), depth, _ident(st), cfd,
+                                     iter(items), True, mnt))
             ancestors.add(_ident(st))
-            cur = path
+            wp.cur = path
 
     def _leave(self, frames: list[_Frame], ancestors: set[tuple[int, int]], warn: WarnFn,
                shown: Callable[[_Frame], str]) -> None:
@@ -480,6 +536,7 @@ def _fs_type_at(dirfd: int, name: bytes) -> int | None:
 
 
 def _close_frame(fr: _Frame) -> None:
+    fr.dir.is_open = False
     close = getattr(fr.it, "close", None)
     if close is not None:
         close()
