@@ -150,6 +150,12 @@ def from_oserror(
         return AccessDenied(target=target, pid=pid, path=path)
     if code == _errno.ENOENT:
         return NotFound(target=target, pid=pid, path=path)
+    if code == _errno.EMFILE:
+        return CtrfsError("too many open files", target=target, pid=pid, path=path,
+                          hint="raise the limit with ulimit -n")
+    if code == _errno.ENFILE:
+        return CtrfsError("too many open files in the system", target=target, pid=pid,
+                          path=path, hint="the host's fs.file-max is reached")
     return CtrfsError(msg.lower() if msg else "operation failed", target=target, pid=pid, path=path)
 
 

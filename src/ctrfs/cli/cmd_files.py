@@ -48,15 +48,18 @@ def _out() -> Any:
 
 
 def _json_stream(items: Iterable[Any]) -> None:
-    """A JSON array written item by item (a find over a big tree never sits in memory)."""
+    """A JSON array written item by item (a find over a big tree never sits in memory).
+
+    The opening ``[`` waits for the first item: a command that fails before producing anything
+    (missing start path, target gone) leaves stdout empty rather than an unclosed array."""
     w = sys.stdout.write
-    w("[")
     first = True
     for it in items:
-        w("\n  " if first else ",\n  ")
-        w(json.dumps(it.to_dict(), ensure_ascii=False))
+        row = json.dumps(it.to_dict(), ensure_ascii=False)
+        w("[\n  " if first else ",\n  ")
+        w(row)
         first = False
-    w("\n]\n" if not first else "]\n")
+    w("[]\n" if first else "\n]\n")
 
 
 def _emit(data: Any) -> None:

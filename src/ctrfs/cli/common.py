@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,11 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
+# Exactly the characters escape() rewrites: control characters (C0, DEL, C1), backslash, and
+# undecodable bytes (surrogateescape's U+DC80..U+DCFF).
+_NEEDS_ESCAPE = re.compile(r"[\x00-\x1f\x7f-\x9f\\\udc80-\udcff]")
+
+
 def escape(name: str | bytes) -> str:
     """A name safe to print on a terminal: control characters, backslashes and undecodable bytes
     become escapes (``\\n``, ``\\x1b``), as in GNU ls's ``--quoting-style=escape``."""
@@ -71,6 +77,8 @@ def escape(name: str | bytes) -> str:
     else:
         raw = name
     text = raw.decode("utf-8", "surrogateescape")
+    if _NEEDS_ESCAPE.search(text) is None:
+        return text  # the common case, without a Python loop over 10,000-level paths
     out = []
     for ch in text:
         o = ord(ch)

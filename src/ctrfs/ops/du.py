@@ -44,15 +44,23 @@ def du(root: Root, path: PathArg = "/", *, summarize: bool = False, apparent: bo
     ``summarize`` only the latter. Each inode is counted once (hardlinks, like du). The walk
     stays on ``path``'s mount unless ``all_mounts`` (mount points themselves count)."""
     seen: set[tuple[int, int]] = set()
-    # Open directories on the current branch: [path, depth, total].
+    # Open directories on the current branch: [path, depth, total]. Below the start, "path" is
+    # the length of the directory's path within ``cur``, the path of the last directory
+    # entered, of which every open directory's is a prefix: a 10,000-deep tree would otherwise
+    # hold O(depth^2) bytes of paths.
     stack: list[list[Any]] = []
+    cur = ""
+
+    def name(d: list[Any]) -> str:
+        return d[0] if isinstance(d[0], str) else cur[:d[0]]
+
     for e in root.walk(path, one_filesystem=not all_mounts, on_warning=on_warning):
         while stack and stack[-1][1] >= e.depth:
             done = stack.pop()
             if stack:
                 stack[-1][2] += done[2]
             if not summarize or not stack:
-                yield Usage(done[0], done[2], True)
+                yield Usage(name(done), done[2], True)
         st = e.stat
         size = 0
         key = (st.st_dev, st.st_ino)
@@ -61,7 +69,8 @@ def du(root: Root, path: PathArg = "/", *, summarize: bool = False, apparent: bo
                 seen.add(key)
             size = st.st_size if apparent else st.st_blocks * 512
         if e.is_dir():
-            stack.append([e.path, e.depth, size])
+            cur = e.path
+            stack.append([cur if e.depth == 0 else len(cur), e.depth, size])
         elif stack:
             stack[-1][2] += size
         else:
@@ -71,5 +80,5 @@ def du(root: Root, path: PathArg = "/", *, summarize: bool = False, apparent: bo
         if stack:
             stack[-1][2] += done[2]
         if not summarize or not stack:
-            yield Usage(done[0], done[2], True)
+            yield Usage(name(done), done[2], True)
     root.check_alive()

@@ -12,6 +12,11 @@ import errno
 import os
 import resource
 import stat as st_mod
+from collections import deque
+from collections.abc import Iterator
+from typing import Any, Generic, Protocol, TypeVar
+
+from ctrfs.errors import CtrfsError
 
 # O_PATH fds are enough for fstatat/openat/readlinkat relative to a directory; reading entries
 # (fdopendir) and fgetxattr need a real O_RDONLY fd.
@@ -150,3 +155,293 @@ def fd_budget() -> int:
     if soft == resource.RLIM_INFINITY:
         return 1 << 20
     return int(soft)
+
+
+# -- bounded walks --------------------------------------------------------------------------------
+#
+# A tree 10,000 directories deep must be walkable with RLIMIT_NOFILE 64 and memory linear in the
+# depth. Only the deepest directories of the walk (a window sized by the fd budget) keep their
+# fds and directory iterators; a directory pushed out of the window has the rest of its listing
+# kept as names and its fds closed. When the walk comes back to it with names left, it is
+# re-opened one component at a time (O_NOFOLLOW|O_DIRECTORY) from the nearest ancestor still
+# open, and each re-opened directory must be the inode first met there (dev, ino), so a
+# directory moved or replaced meanwhile is detected instead of walked. Paths are not stored per
+# level: each frame holds its name and its parent.
+
+S = TypeVar("S")
+
+
+class WalkOps(Protocol[S]):
+    """How one kind of walk opens, lists and closes its directories (``S``: a directory's open
+    state, e.g. an fd, or fds in several layers)."""
+
+    def open_child(self, parent: S, name: bytes) -> S | None: ...  # None: no longer a dir
+    def key(self, state: S) -> tuple[int, int]: ...  # (st_dev, st_ino) of the directory
+    def fds(self, state: S) -> int: ...  # fds ``state`` holds
+    def close(self, state: S) -> None: ...
+    # Entries as (name, item) where item is what lookup() gives (a stat, a merged node...).
+    def listing(self, state: S) -> Iterator[tuple[bytes, Any]] | list[bytes]: ...
+    def lookup(self, state: S, name: bytes) -> Any | None: ...  # None: vanished
+
+
+class Moved(CtrfsError):
+    """A directory the walk left and came back to is no longer the same inode at that name."""
+
+
+class Frame(Generic[S]):
+    __slots__ = ("parent", "name", "key", "state", "it", "pending", "depth", "cost", "data",
+                 "names", "cpath")
+
+    def __init__(self, parent: Frame[S] | None, name: bytes, key: tuple[int, int],
+                 state: S | None, depth: int, data: Any = None,
+                 names: list[bytes] | None = None) -> None:
+        self.parent = parent
+        self.name = name
+        self.key = key
+        self.state = state
+        self.it: Iterator[tuple[bytes, Any]] | None = None
+        self.pending: list[bytes] | None = None  # names left, popped from the end
+        self.depth = depth
+        self.cost = 0
+        self.data = data
+        self.names = names  # the walk's names of the frames on its stack (b"" first)
+        # The path, kept only while the frame holds fds (a window of the deepest levels), so
+        # memory does not grow with depth squared.
+        self.cpath: bytes | None = b"" if parent is None else None
+
+    def path(self) -> bytes:
+        """``/a/b/c`` relative to the walk's start (b"" for the start)."""
+        if self.cpath is not None:
+            return self.cpath
+        if self.names is not None and len(self.names) > self.depth:
+            return b"/".join(self.names[:self.depth + 1])
+        names: list[bytes] = []
+        f: Frame[S] | None = self
+        while f is not None and f.parent is not None:
+            names.append(f.name)
+            f = f.parent
+        names.append(b"")
+        return b"/".join(reversed(names))
+
+
+class TreeWalk(Generic[S]):
+    """Pre-order walk driven by the caller: :meth:`next` gives (directory frame, name, item) with
+    the frame's state open; :meth:`enter` descends into the last name given."""
+
+    def __init__(self, ops: WalkOps[S], root: S, *, budget: int, target: str | None = None,
+                 root_data: Any = None) -> None:
+        self.ops = ops
+        self.budget = max(budget, 8)
+        self.target = target
+        self.names: list[bytes] = [b""]
+        self.root = Frame(None, b"", ops.key(root), root, 0, root_data, self.names)
+        self.frames: list[Frame[S]] = [self.root]
+        self.open: deque[Frame[S]] = deque()  # frames below the root holding fds, by depth
+        self.anchors: list[Frame[S]] = []  # frames left open out of the window (see _evict)
+        self.anchor_used = 0
+        self.used = 0
+
+    @property
+    def top(self) -> Frame[S]:
+        return self.frames[-1]
+
+    def _start(self, fr: Frame[S]) -> None:
+        assert fr.state is not None
+        lst = self.ops.listing(fr.state)
+        if isinstance(lst, list):
+            fr.pending = lst
+        else:
+            fr.it = lst
+            if fr is not self.root:
+                fr.cost += 1  # the iterator's own duplicate of the directory fd
+                self.used += 1
+
+    def _evict(self, keep: Frame[S] | None, need: int) -> None:
+        while self.used + need > self.budget and self.open and self.open[0] is not keep:
+            fr = self.open.popleft()
+            if fr.it is not None:
+                names = [n for n, _ in fr.it]
+                names.reverse()
+                close = getattr(fr.it, "close", None)
+                if close is not None:
+                    close()
+                fr.it = None
+                fr.pending = names
+                fr.cost -= 1
+                self.used -= 1
+            # Frames leaving the window stay open as anchors, thinned to a bounded number
+            # spread over the depth (the one closest to its neighbours goes first), so
+            # re-opening a directory walks down from a near anchor, not from the start. Anchors
+            # are all shallower than the window: appending keeps them ordered by depth.
+            self.anchors.append(fr)
+            self.anchor_used += fr.cost
+            while self.anchor_used > self.budget // 3 and self.anchors:
+                self._thin()
+
+    def _thin(self) -> None:
+        a = self.anchors
+        below = self.open[0].depth if self.open else a[-1].depth + 1
+        best, best_gap = 0, None
+        for i in range(len(a)):
+            lo = a[i - 1].depth if i else 0
+            hi = a[i + 1].depth if i + 1 < len(a) else below
+            if best_gap is None or hi - lo < best_gap:
+                best, best_gap = i, hi - lo
+        fr = a.pop(best)
+        self.anchor_used -= fr.cost
+        self._close_frame(fr)
+
+    def _close_frame(self, fr: Frame[S]) -> None:
+        assert fr.state is not None
+        self.ops.close(fr.state)
+        fr.state = None
+        fr.cpath = None
+        self.used -= fr.cost
+        fr.cost = 0
+
+    def _opened(self, fr: Frame[S]) -> None:
+        assert fr.state is not None
+        fr.cost = self.ops.fds(fr.state)
+        self.used += fr.cost
+        self.open.append(fr)
+
+    def _reopen(self, fr: Frame[S]) -> None:
+        chain = []
+        f: Frame[S] | None = fr
+        while f is not None and f.state is None:
+            chain.append(f)
+            f = f.parent
+        assert f is not None and f.state is not None
+        for c in reversed(chain):
+            assert c.parent is not None and c.parent.state is not None
+            self._evict(c.parent, self.ops.fds(c.parent.state) + 1)
+            state = self.ops.open_child(c.parent.state, c.name)
+            if state is not None and self.ops.key(state) != c.key:
+                self.ops.close(state)
+                state = None
+            if state is None:
+                raise Moved("directory moved or replaced during the walk", target=self.target,
+                            path=os.fsdecode(c.path()) or "/")
+            c.state = state
+            if c.parent.cpath is not None:
+                c.cpath = c.parent.cpath + b"/" + c.name
+            self._opened(c)
+
+    def next(self) -> tuple[Frame[S], bytes, Any] | None:
+        """The next entry, or None at the end. Raises :class:`Moved` for a directory that moved
+        while out of the window; :meth:`skip` it and call again to go on."""
+        while self.frames:
+            fr = self.frames[-1]
+            if fr.it is None and fr.pending is None:
+                self._start(fr)
+            if fr.it is not None:
+                item = next(fr.it, None)
+                if item is not None:
+                    return fr, item[0], item[1]
+                close = getattr(fr.it, "close", None)
+                if close is not None:
+                    close()
+                fr.it = None
+                fr.pending = []
+                continue
+            assert fr.pending is not None
+            if fr.pending:
+                if fr.state is None:
+                    self._reopen(fr)
+                assert fr.state is not None
+                name = fr.pending.pop()
+                item = self.ops.lookup(fr.state, name)
+                if item is None:
+                    continue
+                return fr, name, item
+            self._pop()
+        return None
+
+    def skip(self) -> None:
+        """Abandon the current directory (the rest of its entries)."""
+        self._pop()
+
+    def enter(self, name: bytes, state: S | None = None, data: Any = None) -> Frame[S] | None:
+        """Descend into ``name`` of the current directory (or adopt ``state``, already opened
+        there by the caller); None when it is no longer a directory."""
+        parent = self.frames[-1]
+        assert parent.state is not None
+        if state is None:
+            self._evict(parent, self.ops.fds(parent.state) + 1)
+            state = self.ops.open_child(parent.state, name)
+            if state is None:
+                return None
+        fr = Frame(parent, name, self.ops.key(state), state, parent.depth + 1, data, self.names)
+        if parent.cpath is not None:
+            fr.cpath = parent.cpath + b"/" + name
+        self.frames.append(fr)
+        self.names.append(name)
+        self._opened(fr)
+        self._evict(fr, 1)
+        return fr
+
+    def _pop(self) -> None:
+        fr = self.frames.pop()
+        if len(self.names) > 1:
+            self.names.pop()
+        if fr.it is not None:
+            close = getattr(fr.it, "close", None)
+            if close is not None:
+                close()
+            fr.it = None
+        fr.pending = []
+        if fr is self.root:
+            return
+        if fr.state is not None:
+            if self.open and self.open[-1] is fr:
+                self.open.pop()
+            elif fr in self.anchors:
+                self.anchors.remove(fr)
+                self.anchor_used -= fr.cost
+            else:
+                self.open.remove(fr)
+            self._close_frame(fr)
+
+    def close(self) -> None:
+        while self.frames:
+            self._pop()
+
+
+def walk_budget(held: int = 0) -> int:
+    """fds a bounded walk may use: the limit less what the process already needs around it."""
+    raise_fd_limit()
+    return fd_budget() - 24 - held
+
+
+def emfile(err: OSError, target: str | None, path: str | None) -> CtrfsError:
+    return CtrfsError(f"out of file descriptors ({os.strerror(err.errno or 0)}); raise "
+                      "`ulimit -n`", target=target, path=path)
+
+
+class FdOps:
+    """:class:`WalkOps` of one plain directory tree (a layer dir): the state is an O_RDONLY fd."""
+
+    def open_child(self, parent: int, name: bytes) -> int | None:
+        return open_dir_at(parent, name, O_DIR_READ)
+
+    def key(self, state: int) -> tuple[int, int]:
+        s = os.fstat(state)
+        return s.st_dev, s.st_ino
+
+    def fds(self, state: int) -> int:
+        return 1
+
+    def close(self, state: int) -> None:
+        os.close(state)
+
+    def listing(self, state: int) -> Iterator[tuple[bytes, Any]]:
+        with os.scandir(state) as it:
+            for e in it:
+                try:
+                    s = e.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                yield os.fsencode(e.name), s
+
+    def lookup(self, state: int, name: bytes) -> os.stat_result | None:
+        return lstat_at(state, name)

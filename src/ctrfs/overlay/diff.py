@@ -44,9 +44,10 @@ a link whose target is missing there still counts as present (e.g. init's
 
 from __future__ import annotations
 
+import errno
 import os
 import stat as st_mod
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,8 +141,6 @@ def changes(stack: LayerStack, *, semantics: str = DOCKER,
         raise UsageError(f"unknown diff semantics {semantics!r}; one of: {', '.join(SEMANTICS)}")
     podman = semantics == PODMAN
     mounts = sorted((m for m in (mount_points or []) if m != "/"), key=len, reverse=True)
-    _fs.raise_fd_limit()
-    budget = _fs.fd_budget() - 32
     with translate_oserror(target=stack.target, path=upper.path):
         up_root = os.open(stack.host_path(upper.path), _fs.O_DIR_READ)
     lower_roots: list[_Lower] = []
@@ -156,16 +155,75 @@ def changes(stack: LayerStack, *, semantics: str = DOCKER,
                 raise CtrfsError(f"cannot open lower layer: {err.strerror}", target=stack.target,
                                  path=la.path) from err
             lower_roots.append(_Lower(fd, False))
-        if semantics == DOCKER:
-            parts = [lo.fd for lo in lower_roots if lo.fd is not None]
-            yield from _NaiveWalker(stack.target, mounts, budget).run(up_root, parts)
-        else:
-            yield from _Walker(stack.target, podman, mounts, budget).run(up_root, lower_roots)
+        budget = _fs.walk_budget(held=1 + len(lower_roots))
+        try:
+            if semantics == DOCKER:
+                parts = [lo.fd for lo in lower_roots if lo.fd is not None]
+                yield from _NaiveWalker(stack.target, mounts, budget).run(up_root, parts)
+            else:
+                yield from _Walker(stack.target, podman, mounts, budget).run(up_root, lower_roots)
+        except OSError as err:
+            if err.errno in (errno.EMFILE, errno.ENFILE):
+                raise _fs.emfile(err, stack.target, upper.path) from err
+            raise
     finally:
         os.close(up_root)
         for lo in lower_roots:
             if lo.fd is not None:
                 os.close(lo.fd)
+
+
+class _Mark:
+    """Per-directory flags of a diff walk (kept on the walk's frame, not in a set of paths)."""
+
+    __slots__ = ("reported", "opaque")
+
+    def __init__(self, reported: bool, opaque: bool = False) -> None:
+        self.reported = reported  # has a line (or, for the native rules, counts as changed)
+        self.opaque = opaque
+
+
+def _sorted_names(dfd: int) -> list[bytes]:
+    # Names only (no stat per entry kept): popped from the end, so in ascending bytes order.
+    with os.scandir(dfd) as it:
+        names = [os.fsencode(e.name) for e in it]
+    names.sort(reverse=True)
+    return names
+
+
+_Upper = tuple[int, list[_Lower]]
+
+
+class _NativeOps:
+    """:class:`_fs.WalkOps` for the native rules: an upper dir fd and its lower views."""
+
+    def __init__(self, walker: _Walker) -> None:
+        self.walker = walker
+
+    def open_child(self, parent: _Upper, name: bytes) -> _Upper | None:
+        fd = _fs.open_dir_at(parent[0], name, _fs.O_DIR_READ)
+        if fd is None:
+            return None
+        return fd, self.walker._descend(parent[1], name)
+
+    def key(self, state: _Upper) -> tuple[int, int]:
+        s = os.fstat(state[0])
+        return s.st_dev, s.st_ino
+
+    def fds(self, state: _Upper) -> int:
+        return 1 + sum(1 for lo in state[1] if lo.fd is not None)
+
+    def close(self, state: _Upper) -> None:
+        os.close(state[0])
+        for lo in state[1]:
+            if lo.fd is not None:
+                os.close(lo.fd)
+
+    def listing(self, state: _Upper) -> list[bytes]:
+        return _sorted_names(state[0])
+
+    def lookup(self, state: _Upper, name: bytes) -> os.stat_result | None:
+        return _fs.lstat_at(state[0], name)
 
 
 class _Walker:
@@ -174,7 +232,6 @@ class _Walker:
         self.podman = podman
         self.mounts = mounts
         self.budget = budget
-        self.changed_dirs: set[bytes] = set()
 
     def _mount_of(self, path: str) -> str | None:
         for m in self.mounts:
@@ -190,22 +247,14 @@ class _Walker:
         return Change(kind, p, typ, size, self._mount_of(p) if self.mounts else None, opaque)
 
     def run(self, up_root: int, lower_roots: list[_Lower]) -> Iterator[Change]:
-        # Iterative pre-order walk: one frame per open upper directory.
-        frames: list[tuple[int, bytes, list[tuple[bytes, os.stat_result]], list[_Lower], bool]] = []
-        frames.append((os.dup(up_root), b"", self._list(up_root), lower_roots, False))
+        # The root state is owned by changes(): TreeWalk never closes its root.
+        walk = _fs.TreeWalk(_NativeOps(self), (up_root, lower_roots), budget=self.budget,
+                            target=self.target, root_data=_Mark(True))
         try:
-            while frames:
-                dfd, dpath, entries, lowers, owned = frames[-1]
-                if not entries:
-                    frames.pop()
-                    os.close(dfd)
-                    if owned:
-                        for lo in lowers:
-                            if lo.fd is not None:
-                                os.close(lo.fd)
-                    continue
-                name, s = entries.pop()
-                path = dpath + b"/" + name
+            while (item := walk.next()) is not None:
+                fr, name, s = item
+                assert fr.state is not None
+                dfd, lowers = fr.state
                 is_dir = st_mod.S_ISDIR(s.st_mode)
                 child_fd = None
                 if is_dir:
@@ -217,38 +266,20 @@ class _Walker:
                             continue
                         s = s2
                 try:
-                    yield from self._classify(path, name, s, is_dir, child_fd, lowers)
+                    marked = yield from self._classify(fr, name, s, is_dir, child_fd, lowers)
                 except BaseException:
                     if child_fd is not None:
                         os.close(child_fd)
                     raise
                 if child_fd is not None:
-                    if len(frames) * (len(lowers) + 1) > self.budget:
+                    try:
+                        sub = self._descend(lowers, name)
+                    except BaseException:
                         os.close(child_fd)
-                        raise CtrfsError("directory nesting too deep to walk",
-                                         target=self.target, path=os.fsdecode(path))
-                    sub = self._descend(lowers, name)
-                    frames.append((child_fd, path, self._list(child_fd), sub, True))
+                        raise
+                    walk.enter(name, state=(child_fd, sub), data=_Mark(bool(marked)))
         finally:
-            for dfd, _, _, lowers, owned in frames:
-                os.close(dfd)
-                if owned:
-                    for lo in lowers:
-                        if lo.fd is not None:
-                            os.close(lo.fd)
-
-    @staticmethod
-    def _list(dfd: int) -> list[tuple[bytes, os.stat_result]]:
-        out = []
-        with os.scandir(dfd) as it:
-            for e in it:
-                try:
-                    s = e.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                out.append((os.fsencode(e.name), s))
-        out.sort(key=lambda t: t[0], reverse=True)  # popped from the end: ascending bytes order
-        return out
+            walk.close()
 
     def _descend(self, lowers: list[_Lower], name: bytes) -> list[_Lower]:
         sub = []
@@ -278,8 +309,10 @@ class _Walker:
             return t if t is not None else s
         return s
 
-    def _classify(self, path: bytes, name: bytes, s: os.stat_result, is_dir: bool,
-                  dir_fd: int | None, lowers: list[_Lower]) -> Iterator[Change]:
+    def _classify(self, fr: _fs.Frame[_Upper], name: bytes, s: os.stat_result, is_dir: bool,
+                  dir_fd: int | None, lowers: list[_Lower]) -> Generator[Change, None, bool]:
+        """The change lines of one upper entry; True when it is a directory that counts as
+        changed (its children's A/D lines then need no C line for it)."""
         kind = None
         opaque = False
         dtype: str | None = None
@@ -307,25 +340,28 @@ class _Walker:
                     break
                 if (is_dir and st_mod.S_ISDIR(t.st_mode) and t.st_size == s.st_size
                         and t.st_mode == s.st_mode and same_time(s, t)):
-                    return  # the same directory: not a change (its content is still walked)
+                    return False  # the same directory: not a change (content still walked)
                 kind = "C"
                 break
-        if is_dir:
-            self.changed_dirs.add(path)
         out: list[Change] = []
         if kind in ("A", "D"):
-            parent = path.rpartition(b"/")[0]
-            missing = []
-            while parent and parent not in self.changed_dirs:
-                missing.append(parent)
-                self.changed_dirs.add(parent)
+            missing: list[_fs.Frame[_Upper]] = []
+            f: _fs.Frame[_Upper] | None = fr
+            while f is not None and f.parent is not None and not f.data.reported:
+                missing.append(f)
+                f.data.reported = True
                 if not self.podman:
                     break
-                parent = parent.rpartition(b"/")[0]
-            for p in reversed(missing):
-                c = self._emit("C", p, "dir", None)
-                if c is not None:
-                    out.append(c)
+                f = f.parent
+            if missing:
+                above = missing[-1].parent
+                base = above.path() if above is not None else b""
+                for g in reversed(missing):
+                    base = base + b"/" + g.name
+                    c = self._emit("C", base, "dir", None)
+                    if c is not None:
+                        out.append(c)
+        path = fr.path() + b"/" + name
         if kind == "D":
             c = self._emit("D", path, dtype, None, opaque)
         else:
@@ -334,6 +370,7 @@ class _Walker:
         if c is not None:
             out.append(c)
         yield from out
+        return is_dir
 
     def _storage_opaque_deleted(self, name: bytes, lowers: list[_Lower]) -> bool:
         for lo in lowers:
@@ -369,16 +406,44 @@ def _capability(dir_fd: int, name: bytes) -> bytes | None:
         return None
 
 
-class _NaiveFrame:
-    __slots__ = ("fd", "path", "entries", "old", "reported")
+_Naive = tuple[int, list[int]]
 
-    def __init__(self, fd: int, path: bytes, entries: list[tuple[bytes, os.stat_result]],
-                 old: list[int], reported: bool) -> None:
-        self.fd = fd  # the upper directory (O_RDONLY)
-        self.path = path
-        self.entries = entries  # still to visit, popped from the end
-        self.old = old  # lower dirs forming the same directory in the image view, top first
-        self.reported = reported  # this directory already has an A or C line
+
+class _NaiveOps:
+    """:class:`_fs.WalkOps` for the naive rules: an upper dir fd and the lower dirs forming the
+    same directory in the image view, top first."""
+
+    def __init__(self, walker: _NaiveWalker) -> None:
+        self.walker = walker
+
+    def open_child(self, parent: _Naive, name: bytes) -> _Naive | None:
+        fd = _fs.open_dir_at(parent[0], name, _fs.O_DIR_READ)
+        if fd is None:
+            return None
+        try:
+            parts = self.walker._lookup(parent[1], name)[2] if parent[1] else []
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, parts
+
+    def key(self, state: _Naive) -> tuple[int, int]:
+        s = os.fstat(state[0])
+        return s.st_dev, s.st_ino
+
+    def fds(self, state: _Naive) -> int:
+        return 1 + len(state[1])
+
+    def close(self, state: _Naive) -> None:
+        os.close(state[0])
+        for fd in state[1]:
+            os.close(fd)
+
+    def listing(self, state: _Naive) -> list[bytes]:
+        return _sorted_names(state[0])
+
+    def lookup(self, state: _Naive, name: bytes) -> os.stat_result | None:
+        return _fs.lstat_at(state[0], name)
 
 
 class _NaiveWalker:
@@ -389,14 +454,22 @@ class _NaiveWalker:
         self.mounts = mounts
         self.budget = budget
 
-    def _change(self, frames: list[_NaiveFrame], kind: str, path: bytes, s: os.stat_result | None,
-                opaque: bool = False) -> Iterator[Change]:
+    def _change(self, fr: _fs.Frame[_Naive], kind: str, path: bytes,
+                s: os.stat_result | None, opaque: bool = False) -> Iterator[Change]:
         # A change inside a directory that has no line yet gives it (and its unreported
         # ancestors) a C line first, as addChanges inserts it before its children's changes.
-        for f in frames[1:]:
-            if not f.reported:
-                f.reported = True
-                yield self._mk("C", f.path, "dir", None)
+        # A reported directory's ancestors are all reported: stop at the first one.
+        missing: list[_fs.Frame[_Naive]] = []
+        f: _fs.Frame[_Naive] | None = fr
+        while f is not None and f.parent is not None and not f.data.reported:
+            f.data.reported = True
+            missing.append(f)
+            f = f.parent
+        if missing:
+            base = f.path() if f is not None else b""
+            for g in reversed(missing):
+                base = base + b"/" + g.name
+                yield self._mk("C", base, "dir", None)
         size = s.st_size if s is not None and st_mod.S_ISREG(s.st_mode) else None
         yield self._mk(kind, path, file_type(s.st_mode) if s is not None else None, size, opaque)
 
@@ -463,73 +536,67 @@ class _NaiveWalker:
             os.close(fd)
 
     def run(self, up_root: int, lower_roots: list[int]) -> Iterator[Change]:
-        root_old = [os.dup(fd) for fd in lower_roots]
-        frames = [_NaiveFrame(os.dup(up_root), b"", [], root_old, True)]
+        # The root state is owned by changes(): TreeWalk never closes its root.
+        walk = _fs.TreeWalk(_NaiveOps(self), (up_root, lower_roots), budget=self.budget,
+                            target=self.target, root_data=_Mark(True))
         try:
-            frames[0].entries, _ = self._enter(frames, frames[0])
-            while frames:
-                fr = frames[-1]
-                if not fr.entries:
-                    frames.pop()
-                    os.close(fr.fd)
-                    self._close(fr.old)
-                    continue
-                name, s = fr.entries.pop()
-                path = fr.path + b"/" + name
+            while (item := walk.next()) is not None:
+                fr, name, s = item
+                assert fr.state is not None
+                dfd, old = fr.state
+                if fr.data.opaque and _fs.is_whiteout(s):
+                    continue  # whiteouts inside an opaque dir hide nothing below it
+                path = fr.path() + b"/" + name
                 if _fs.is_whiteout(s):
-                    if fr.old:
-                        old_s, _, parts = self._lookup(fr.old, name)
+                    if old:
+                        old_s, _, parts = self._lookup(old, name)
                         self._close(parts)
                         if old_s is not None:
-                            yield from self._change(frames, "D", path, old_s)
+                            yield from self._change(fr, "D", path, old_s)
                     continue
-                old_s, holder, parts = self._lookup(fr.old, name) if fr.old else (None, None, [])
+                old_s, holder, parts = self._lookup(old, name) if old else (None, None, [])
                 is_dir = st_mod.S_ISDIR(s.st_mode)
                 reported = False
-                if old_s is None:
-                    yield from self._change(frames, "A", path, s)
-                    reported = True
-                elif _stat_different(old_s, s) or (
-                        holder is not None
-                        and _capability(holder, name) != _capability(fr.fd, name)):
-                    yield from self._change(frames, "C", path, s)
-                    reported = True
-                if not is_dir:
+                try:
+                    if old_s is None:
+                        yield from self._change(fr, "A", path, s)
+                        reported = True
+                    elif _stat_different(old_s, s) or (
+                            holder is not None
+                            and _capability(holder, name) != _capability(dfd, name)):
+                        yield from self._change(fr, "C", path, s)
+                        reported = True
+                    child = _fs.open_dir_at(dfd, name, _fs.O_DIR_READ) if is_dir else None
+                except BaseException:
+                    self._close(parts)
+                    raise
+                if child is None:  # not a directory, or replaced since listed
                     self._close(parts)
                     continue
-                child = _fs.open_dir_at(fr.fd, name, _fs.O_DIR_READ)
-                if child is None:  # replaced since listed
-                    self._close(parts)
-                    continue
-                if len(frames) * (len(parts) + 1) > self.budget:
-                    os.close(child)
-                    self._close(parts)
-                    raise CtrfsError("directory nesting too deep to walk", target=self.target,
-                                     path=os.fsdecode(path))
                 # An old non-directory has no children: everything below is added.
-                sub = _NaiveFrame(child, path, [], parts, reported)
-                frames.append(sub)
-                sub.entries, hidden = self._enter(frames, sub)
-                yield from hidden
+                sub = walk.enter(name, state=(child, parts), data=_Mark(reported))
+                assert sub is not None
+                yield from self._enter(sub)
         finally:
-            for fr in frames:
-                os.close(fr.fd)
-                self._close(fr.old)
+            walk.close()
 
-    def _enter(self, frames: list[_NaiveFrame], fr: _NaiveFrame
-               ) -> tuple[list[tuple[bytes, os.stat_result]], list[Change]]:
-        """List an upper directory; when it is opaque, queue D lines for the image entries it
-        hides (they are absent from the container view)."""
-        entries = _Walker._list(fr.fd)
-        out: list[Change] = []
-        if fr.old and fr.path and _fs.is_opaque(fr.fd):
-            present = {n for n, s in entries if not _fs.is_whiteout(s)}
-            hidden = sorted((n, s) for n, s in self._old_names(fr.old) if n not in present)
-            for n, s in hidden:
-                out.extend(self._change(frames, "D", fr.path + b"/" + n, s))
-            # Whiteouts inside an opaque dir hide nothing below it.
-            entries = [(n, s) for n, s in entries if not _fs.is_whiteout(s)]
-        return entries, out
+    def _enter(self, fr: _fs.Frame[_Naive]) -> Iterator[Change]:
+        """On entering an opaque upper directory, D lines for the image entries it hides (they
+        are absent from the container view); its whiteouts are then skipped."""
+        assert fr.state is not None
+        up, old = fr.state
+        if not old or not _fs.is_opaque(up):
+            return
+        fr.data.opaque = True
+        path = fr.path()
+        hidden = []
+        for n, s in self._old_names(old):
+            us = _fs.lstat_at(up, n)
+            if us is None or _fs.is_whiteout(us):
+                hidden.append((n, s))
+        hidden.sort()
+        for n, s in hidden:
+            yield from self._change(fr, "D", path + b"/" + n, s)
 
 
 def diff(container: Any, *, semantics: str | None = None) -> list[Change]:

@@ -17,6 +17,7 @@ Sources of names (all on-disk, no daemon call):
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat as st_mod
@@ -24,7 +25,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ctrfs.errors import CtrfsError, NotFound, translate_oserror
+from ctrfs.errors import NotFound, translate_oserror
 from ctrfs.overlay import _fs
 from ctrfs.runtimes.base import Roots, listdir, read_json, read_text
 
@@ -261,34 +262,15 @@ def count_layer(stack: LayerStack, la: Layer) -> None:
     except NotFound:
         la.exists = False
         return
-    _fs.raise_fd_limit()
-    stack_fds = [root]
-    iters = [os.scandir(root)]
+    walk = _fs.TreeWalk(_fs.FdOps(), root, budget=_fs.walk_budget(), target=stack.target)
     try:
-        while iters:
-            try:
-                entry = next(iters[-1])
-            except StopIteration:
-                iters.pop().close()
-                os.close(stack_fds.pop())
-                continue
-            try:
-                s = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
+        while (item := walk.next()) is not None:
+            _, name, s = item
             if st_mod.S_ISDIR(s.st_mode):
                 dirs += 1
-                fd = _fs.open_dir_at(stack_fds[-1], os.fsencode(entry.name), _fs.O_DIR_READ)
-                if fd is None:
-                    continue
-                if _fs.is_opaque(fd):
+                fr = walk.enter(name)
+                if fr is not None and fr.state is not None and _fs.is_opaque(fr.state):
                     opaque += 1
-                if len(stack_fds) + 16 > _fs.fd_budget():
-                    os.close(fd)
-                    raise CtrfsError("directory nesting too deep to walk", target=stack.target,
-                                     path=la.path)
-                stack_fds.append(fd)
-                iters.append(os.scandir(fd))
                 continue
             if _fs.is_whiteout(s):
                 whiteouts += 1
@@ -301,9 +283,12 @@ def count_layer(stack: LayerStack, la: Layer) -> None:
                         continue
                     seen.add(key)
                 size += s.st_size
+    except OSError as err:
+        if err.errno in (errno.EMFILE, errno.ENFILE):
+            raise _fs.emfile(err, stack.target, la.path) from err
+        with translate_oserror(target=stack.target, path=la.path):
+            raise
     finally:
-        for it in iters:
-            it.close()
-        for fd in stack_fds:
-            os.close(fd)
+        walk.close()
+        os.close(root)
     la.files, la.dirs, la.size, la.whiteouts, la.opaque_dirs = files, dirs, size, whiteouts, opaque

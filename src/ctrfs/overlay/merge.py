@@ -167,20 +167,52 @@ class MergedView:
 
     def entries(self, node: Node) -> list[tuple[bytes, Node]]:
         """The merged entries of a directory (whiteouts applied), sorted by name."""
+        return sorted(self.iter_entries(node), key=lambda t: t[0])
+
+    def iter_entries(self, node: Node, *, sort_up_to: int = 0) -> Iterator[tuple[bytes, Node]]:
+        """The merged entries of a directory (whiteouts applied), streamed in no order; a
+        directory of at most ``sort_up_to`` entries comes sorted by name.
+
+        Nothing is kept per entry: the top layer's entries are looked up as they come; an entry
+        of a lower layer is skipped when a layer above (among those forming this directory)
+        holds the name at all (then it was given there, or that layer deletes it)."""
         if not node.is_dir:
             raise CtrfsError("not a directory", target=self.target,
                              path=os.fsdecode(node.path) or "/")
-        names: set[bytes] = set()
-        for _, dfd in node.parts:
+        it = self._iter_entries(node, list(node.parts))
+        return self._sorted_if_small(it, sort_up_to) if sort_up_to else it
+
+    @staticmethod
+    def _sorted_if_small(it: Iterator[tuple[bytes, Node]], limit: int
+                         ) -> Iterator[tuple[bytes, Node]]:
+        buf: list[tuple[bytes, Node]] = []
+        try:
+            for item in it:
+                buf.append(item)
+                if len(buf) > limit:
+                    yield from buf
+                    buf = []
+                    yield from it
+                    return
+            buf.sort(key=lambda t: t[0])
+            yield from buf
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    def _iter_entries(self, node: Node, parts: list[tuple[int, int]]
+                      ) -> Iterator[tuple[bytes, Node]]:
+        for i, (_, dfd) in enumerate(parts):
+            above = [fd for _, fd in parts[:i]]
             with os.scandir(dfd) as it:
                 for e in it:
-                    names.add(os.fsencode(e.name))
-        out = []
-        for name in sorted(names):
-            child = self.child(node, name, open_dirs=False)
-            if child is not None:
-                out.append((name, child))
-        return out
+                    name = os.fsencode(e.name)
+                    if above and any(_fs.lstat_at(fd, name) is not None for fd in above):
+                        continue
+                    child = self.child(node, name, open_dirs=False)
+                    if child is not None:
+                        yield name, child
 
     def release(self, node: Node) -> None:
         """Close the directory fds a node holds (after its subtree is done)."""

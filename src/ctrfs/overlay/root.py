@@ -33,6 +33,9 @@ from ctrfs.rootfs.base import (
 from ctrfs.rootfs.fd import read_xattrs, reopen_regular
 
 _O_PATH = os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW
+# Directories up to this many entries are listed in name order (stable output); bigger ones are
+# streamed in the layers' order so memory stays bounded.
+SORT_UP_TO = 4096
 # xattrs overlayfs keeps for itself in the layer dirs; a mounted overlay never shows them.
 _PRIVATE_XATTRS = ("trusted.overlay.", "user.overlay.")
 
@@ -164,10 +167,13 @@ class OverlayRoot(Root):
         with self.view.scoped():
             with self._errors(path):
                 node = self._lookup(path, True)
-                if not node.is_dir:
-                    raise CtrfsError("not a directory")
-                children = self.view.entries(node)
-            for name, child in children:
+                children = self.view.iter_entries(node, sort_up_to=SORT_UP_TO)
+            while True:
+                with self._errors(path):
+                    item = next(children, None)
+                if item is None:
+                    break
+                name, child = item
                 sname = os.fsdecode(name)
                 yield OverlayEntry(path=join(top, sname), name=sname, stat=child.stat, depth=1,
                                    _root=self, _node=child)
@@ -188,34 +194,68 @@ class OverlayRoot(Root):
         if not start.is_dir or max_depth == 0:
             return
         view = self.view
-        # One frame per directory being listed; each holds its layer dir fds until left.
-        frames: list[tuple[Node, str, int, Iterator[tuple[bytes, Node]]]] = []
-        with self._errors(path):
-            frames.append((start, top, 0, iter(view.entries(start))))
+        prefix = top.rstrip("/")
+        # Only a window of the deepest directories keeps its layer fds (see _fs.TreeWalk); the
+        # start's fds belong to the scope.
+        walk = _fs.TreeWalk(_MergedOps(view), start, target=self.target,
+                            budget=_fs.walk_budget(held=len(view.roots)))
+        shown = top
         try:
-            while frames:
-                node, dpath, depth, it = frames[-1]
-                item = next(it, None)
-                if item is None:
-                    frames.pop()
-                    if node is not start:
-                        view.release(node)
-                    continue
-                cname, child = item
-                cpath = join(dpath, os.fsdecode(cname))
-                yield OverlayEntry(path=cpath, name=os.fsdecode(cname), stat=child.stat,
-                                   depth=depth + 1, _root=self, _node=child)
-                if not child.is_dir or (max_depth is not None and depth + 1 >= max_depth):
-                    continue
+            while True:
                 try:
-                    opened = view.child(node, cname)
-                    if opened is None or not opened.is_dir:
-                        warn(WalkWarning(cpath, "vanished or replaced during the walk; skipped"))
-                        continue
-                    frames.append((opened, cpath, depth + 1, iter(view.entries(opened))))
-                except OSError as err:
-                    warn(WalkWarning(cpath, f"not entered: {os.strerror(err.errno or 0)}"))
+                    item = walk.next()
+                except _fs.Moved as err:
+                    where = prefix + err.path if err.path and err.path != "/" else top
+                    warn(WalkWarning(where, "moved or replaced during the walk; skipped"))
+                    walk.skip()
+                    continue
+                if item is None:
+                    break
+                fr, cname, child = item
+                sname = os.fsdecode(cname)
+                shown = prefix + os.fsdecode(fr.path()) + "/" + sname
+                yield OverlayEntry(path=shown, name=sname, stat=child.stat,
+                                   depth=fr.depth + 1, _root=self, _node=child)
+                if not child.is_dir or (max_depth is not None and fr.depth + 1 >= max_depth):
+                    continue
+                if walk.enter(cname) is None:
+                    warn(WalkWarning(shown, "vanished or replaced during the walk; skipped"))
+        except OSError as err:
+            # A directory that cannot be entered is an error, not a silently shorter listing.
+            if err.errno in (errno.EMFILE, errno.ENFILE):
+                raise _fs.emfile(err, self.target, shown) from err
+            raise self._translate(err, shown) from err
         finally:
-            for node, _, _, _ in frames:
-                if node is not start:
-                    view.release(node)
+            walk.close()
+
+
+class _MergedOps:
+    """:class:`_fs.WalkOps` over merged directories: the state is a directory :class:`Node`
+    holding an fd per layer forming it."""
+
+    def __init__(self, view: MergedView) -> None:
+        self.view = view
+
+    def open_child(self, parent: Node, name: bytes) -> Node | None:
+        node = self.view.child(parent, name)
+        if node is None:
+            return None
+        if not node.is_dir:
+            self.view.release(node)
+            return None
+        return node
+
+    def key(self, state: Node) -> tuple[int, int]:
+        return state.stat.st_dev, state.stat.st_ino
+
+    def fds(self, state: Node) -> int:
+        return len(state.parts)
+
+    def close(self, state: Node) -> None:
+        self.view.release(state)
+
+    def listing(self, state: Node) -> Iterator[tuple[bytes, Node]]:
+        return self.view.iter_entries(state, sort_up_to=SORT_UP_TO)
+
+    def lookup(self, state: Node, name: bytes) -> Node | None:
+        return self.view.child(state, name, open_dirs=False)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import stat as stat_mod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -36,11 +37,14 @@ _O_PATH = os.O_PATH | os.O_CLOEXEC
 _O_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
-# A walk keeps one streaming directory fd (plus scandir's dup) per level down to this depth;
-# deeper levels are listed into memory one directory at a time and share a single fd that moves
-# down by openat(name) and back up by openat("..") checked against the recorded (dev, ino).
-# Bounds fds at ~2*STREAM_LEVELS however deep the tree (SECURITY.md case 15).
+# A walk keeps one streaming directory fd (plus the one os.scandir(fd) dups) per level down to
+# this depth, or fewer when RLIMIT_NOFILE is low (see _stream_levels); deeper levels are listed
+# into memory one directory at a time and share a single fd that moves down by openat(name) and
+# back up by openat("..") checked against the recorded (dev, ino). Bounds fds at
+# ~2*STREAM_LEVELS however deep the tree (SECURITY.md case 15).
 STREAM_LEVELS = 48
+# fds left to the walk's consumer (files it opens, output, tar) and transient lookups.
+FD_RESERVE = 16
 # How often (in entries) a walk asks the Root whether its container is still there.
 ALIVE_EVERY = 2048
 
@@ -104,13 +108,71 @@ def read_xattrs(fd: int, *, is_link: bool = False) -> dict[str, bytes]:
     return out
 
 
+class _WalkPath:
+    """Where a walk stands: ``cur`` is the path of its deepest open directory, without the
+    trailing "/" ("" for the root); ``base`` is the start's, spelt that way."""
+
+    __slots__ = ("base", "cur")
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.cur = base
+
+
+class _Dir:
+    """A directory a walk entered: its name and parent only, so that a consumer keeping one
+    Entry per level (cp keeps the directories it has to finish) holds O(depth) small objects,
+    not O(depth^2) bytes of paths, in a 10,000-deep tree. While the walk is inside it, its
+    path is a prefix of the walk's current path (``plen`` long); afterwards it is rebuilt from
+    the names up to the nearest directory still open."""
+
+    __slots__ = ("is_open", "name", "parent", "plen", "wp")
+
+    def __init__(self, name: str, parent: _Dir | None, plen: int, wp: _WalkPath) -> None:
+        self.name = name
+        self.parent = parent
+        self.plen = plen
+        self.wp = wp
+        self.is_open = True
+
+    def base(self) -> str:
+        """The directory's path without its trailing "/" ("" for the root)."""
+        names: list[str] = []
+        d = self
+        while d.parent is not None and not d.is_open:
+            names.append(d.name)
+            d = d.parent
+        b = d.wp.cur[:d.plen] if d.parent is not None else d.wp.base
+        if not names:
+            return b
+        names.append(b)
+        names.reverse()
+        return "/".join(names)
+
+
 @dataclass
 class FdEntry(Entry):
-    """An Entry that knows its parent directory fd (valid while the walk stands there)."""
+    """An Entry that knows its parent directory fd (valid while the walk stands there).
+
+    Entries from a walk are made with ``path=""`` and build their path from their parent
+    directory on each access (it is not kept: see _Dir)."""
 
     _root: FdRoot | None = field(default=None, repr=False)
     _dirfd: int = field(default=-1, repr=False)
     _fd: int = field(default=-1, repr=False)  # the entry's own O_PATH fd (walk start only)
+    _parent: _Dir | None = field(default=None, repr=False, compare=False)
+
+    @property  # type: ignore[misc]
+    def path(self) -> str:
+        p: str | None = self.__dict__.get("_path")
+        if p is None:
+            assert self._parent is not None
+            return self._parent.base() + "/" + self.name
+        return p
+
+    @path.setter
+    def path(self, value: str) -> None:
+        self.__dict__["_path"] = value or None
 
     def _opath(self) -> int:
         if self._fd >= 0:
@@ -186,7 +248,7 @@ class FdEntry(Entry):
 
 @dataclass
 class _Frame:
-    path: str
+    dir: _Dir
     depth: int
     ident: tuple[int, int]
     fd: int  # O_RDONLY directory fd; -1 while a deeper buffered level holds the moving fd
@@ -336,27 +398,47 @@ class FdRoot(Root):
                 return
             with self._errors(path):
                 dfd = os.open(".", _O_DIR, dir_fd=topfd)
-            frames.append(_Frame(top, 0, _ident(st), dfd, os.scandir(dfd), False, top_mnt))
-            yield from self._walk_frames(frames, max_depth, one_filesystem, warn)
+                try:
+                    it = os.scandir(dfd)
+                except BaseException:
+                    os.close(dfd)
+                    raise
+            wp = _WalkPath(top.rstrip("/"))
+            frames.append(_Frame(_Dir(name, None, len(wp.base), wp), 0, _ident(st), dfd, it,
+                                 False, top_mnt))
+            try:
+                yield from self._walk_frames(top, wp, frames, max_depth, one_filesystem, warn)
+            except OSError as err:
+                # What the walk does not turn into a warning (EMFILE...) is still an error of
+                # this Root, not an internal one.
+                raise self._translate(err, top) from err
         finally:
             for fr in frames:
                 _close_frame(fr)
             os.close(topfd)
 
-    def _walk_frames(self, frames: list[_Frame], max_depth: int | None, one_filesystem: bool,
-                     warn: WarnFn) -> Iterator[Entry]:
+    def _walk_frames(self, top: str, wp: _WalkPath, frames: list[_Frame], max_depth: int | None,
+                     one_filesystem: bool, warn: WarnFn) -> Iterator[Entry]:
         ancestors = {fr.ident for fr in frames}
+        stream_levels = _stream_levels()
+
+        def shown(fr: _Frame) -> str:
+            return top if fr.depth == 0 else fr.dir.base()
+
         seen = 0
         while frames:
             fr = frames[-1]
             try:
                 item: os.DirEntry[str] | tuple[str, os.stat_result] | None = next(fr.it, None)
             except OSError as err:
+                if err.errno in (errno.EMFILE, errno.ENFILE):
+                    raise
                 # getdents refused midway (procfs hides some directories of other processes)
-                warn(WalkWarning(fr.path, f"cannot be read ({err.strerror}); rest skipped"))
+                warn(WalkWarning(shown(fr), f"cannot be read ({err.strerror}); rest skipped"))
                 item = None
             if item is None:
-                self._leave(frames, ancestors, warn)
+                self._leave(frames, ancestors, warn, shown)
+                wp.cur = wp.cur[:frames[-1].dir.plen] if frames else wp.base
                 continue
             seen += 1
             if seen % ALIVE_EVERY == 0:
@@ -369,9 +451,9 @@ class FdRoot(Root):
                 try:
                     st = item.stat(follow_symlinks=False)
                 except FileNotFoundError:
-                    warn(WalkWarning(join(fr.path, name), "vanished during the walk; skipped"))
+                    warn(WalkWarning(wp.cur + "/" + name, "vanished during the walk; skipped"))
                     continue
-            path = join(fr.path, name)
+            path = wp.cur + "/" + name
             bname = os.fsencode(name)
             try:
                 mnt = _sys.mount_id(dirfd, bname)
@@ -387,8 +469,8 @@ class FdRoot(Root):
                 # files (Documentation/filesystems/overlayfs.rst, "Inode properties").
                 mount_point = stat_mod.S_ISDIR(st.st_mode) and st.st_dev != fr.ident[0]
             depth = fr.depth + 1
-            entry = FdEntry(path=path, name=name, stat=st, depth=depth, mount_point=mount_point,
-                            _root=self, _dirfd=dirfd)
+            entry = FdEntry(path="", name=name, stat=st, depth=depth, mount_point=mount_point,
+                            _root=self, _dirfd=dirfd, _parent=fr.dir)
             if mount_point and stat_mod.S_ISDIR(st.st_mode):
                 entry.extra["fs_type"] = _fs_type_at(dirfd, bname)
             yield entry
@@ -416,8 +498,14 @@ class FdRoot(Root):
                 os.close(cfd)
                 warn(WalkWarning(path, "replaced during the walk; skipped"))
                 continue
-            if len(frames) < STREAM_LEVELS:
-                frames.append(_Frame(path, depth, _ident(st), cfd, os.scandir(cfd), False, mnt))
+            if len(frames) < stream_levels:
+                try:
+                    it_new = os.scandir(cfd)
+                except BaseException:
+                    os.close(cfd)
+                    raise
+                frames.append(_Frame(_Dir(name, fr.dir, len(path), wp), depth, _ident(st), cfd,
+                                     it_new, False, mnt))
             else:
                 items: list[tuple[str, os.stat_result]] = []
                 try:
@@ -428,14 +516,20 @@ class FdRoot(Root):
                             except FileNotFoundError:
                                 continue
                 except OSError as err:
+                    if err.errno in (errno.EMFILE, errno.ENFILE):
+                        os.close(cfd)
+                        raise
                     warn(WalkWarning(path, f"cannot be read ({err.strerror}); rest skipped"))
                 if fr.buffered:
                     os.close(fr.fd)  # the moving fd goes down with us; ".." brings it back
                     fr.fd = -1
-                frames.append(_Frame(path, depth, _ident(st), cfd, iter(items), True, mnt))
+                frames.append(_Frame(_Dir(name, fr.dir, len(path), wp), depth, _ident(st), cfd,
+                                     iter(items), True, mnt))
             ancestors.add(_ident(st))
+            wp.cur = path
 
-    def _leave(self, frames: list[_Frame], ancestors: set[tuple[int, int]], warn: WarnFn) -> None:
+    def _leave(self, frames: list[_Frame], ancestors: set[tuple[int, int]], warn: WarnFn,
+               shown: Callable[[_Frame], str]) -> None:
         fr = frames.pop()
         ancestors.discard(fr.ident)
         parent = frames[-1] if frames else None
@@ -451,12 +545,25 @@ class FdRoot(Root):
             else:
                 if pfd >= 0:
                     os.close(pfd)
-                warn(WalkWarning(parent.path, "directory moved during the walk; rest skipped"))
+                warn(WalkWarning(shown(parent), "directory moved during the walk; rest skipped"))
                 while frames and frames[-1].buffered:
                     gone = frames.pop()
                     ancestors.discard(gone.ident)
                     _close_frame(gone)
         _close_frame(fr)
+
+
+def _stream_levels() -> int:
+    """How many levels a walk may stream (2 fds each) within RLIMIT_NOFILE, keeping
+    FD_RESERVE fds for its consumer; at least the start directory streams."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return STREAM_LEVELS
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        used = FD_RESERVE
+    return max(1, min(STREAM_LEVELS, (soft - used - FD_RESERVE) // 2))
 
 
 def _fs_type_at(dirfd: int, name: bytes) -> int | None:
@@ -471,6 +578,7 @@ def _fs_type_at(dirfd: int, name: bytes) -> int | None:
 
 
 def _close_frame(fr: _Frame) -> None:
+    fr.dir.is_open = False
     close = getattr(fr.it, "close", None)
     if close is not None:
         close()
