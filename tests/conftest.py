@@ -48,14 +48,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(getattr(pytest.mark, mark))
         if marks:
             item.add_marker(pytest.mark.root)
+        # The one condition CI never has: containers, overlay mounts, whiteouts and other users'
+        # /proc/<pid>/root all need root. Every test that does is marked `root` (by its fixtures or
+        # by hand) and skipped here, in one place. Everything else (daemons, tools) must be
+        # present, so a missing piece fails loudly instead of skipping.
+        if os.geteuid() != 0 and item.get_closest_marker("root") is not None:
+            item.add_marker(pytest.mark.skip(reason="needs root"))
 
 
 def _need_root() -> None:
-    # The one condition CI never has: containers, overlay mounts and /proc/<pid>/root of other
-    # users' processes all need root. Everything else (daemons, tools) must be present, so a missing
-    # piece fails loudly instead of skipping.
-    if os.geteuid() != 0:
-        pytest.skip("needs root (real containers)")
+    # Tests using these fixtures are marked `root` and skipped up front when not root (above).
     harness.sweep_stale()
 
 

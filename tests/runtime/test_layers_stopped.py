@@ -14,6 +14,8 @@ import pytest
 import harness
 from harness import RunningContainer, ctrfs
 
+pytestmark = pytest.mark.root
+
 
 def lines(text: str) -> set[str]:
     return {ln for ln in text.splitlines() if ln.strip()}
@@ -21,10 +23,6 @@ def lines(text: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def stopped_docker() -> Iterator[RunningContainer]:
-    import os
-
-    if os.geteuid() != 0:
-        pytest.skip("needs root (real containers)")
     with harness.run_docker(harness.multilayer_image()) as c:
         harness.docker_exec(c, "sh", "-c", " && ".join([
             "mkdir -p /new/sub && echo n > /new/sub/f", "echo more >> /data/a.txt",
@@ -37,10 +35,6 @@ def stopped_docker() -> Iterator[RunningContainer]:
 
 @pytest.fixture(scope="module")
 def stopped_podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningContainer]:
-    import os
-
-    if os.geteuid() != 0:
-        pytest.skip("needs root (real containers)")
     root = harness.busybox_rootfs(Path(tmp_path_factory.mktemp("ctrfs-o-spbb")))
     image = harness.build_image_from_dir(root, f"{harness.NAME_PREFIX}spbusybox:latest",
                                          changes=('CMD ["/bin/sleep", "100000"]',), cli="podman")

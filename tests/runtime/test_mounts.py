@@ -12,11 +12,11 @@ import pytest
 import harness
 from harness import RunningContainer, ctrfs
 
+pytestmark = pytest.mark.root
+
 
 @pytest.fixture(scope="module")
 def with_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningContainer, str, str]]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (real containers)")
     hostdir = str(tmp_path_factory.mktemp("ctrfs-o-bind"))
     vol = harness.unique_name()
     harness.run("docker", "volume", "create", vol)
@@ -81,8 +81,6 @@ def test_mounts_text(with_mounts: tuple[RunningContainer, str, str]) -> None:
 
 @pytest.mark.docker
 def test_mounts_of_stopped_container(tmp_path: Any) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (real containers)")
     with harness.run_docker(harness.busybox_image(), harness.NAME_PREFIX,
                             "-v", f"{tmp_path}:/data:ro") as c:
         harness.run("docker", "stop", "-t", "0", c.id)

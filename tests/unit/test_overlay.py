@@ -19,17 +19,9 @@ from ctrfs.overlay.layers import Layer, LayerStack
 from ctrfs.overlay.merge import MergedView
 from ctrfs.overlay.which import which
 
+# Whiteouts are character devices 0/0 (mknod needs CAP_MKNOD) and opaque dirs carry a
+# trusted.* xattr (CAP_SYS_ADMIN): layer directories can only be faked as root.
 pytestmark = pytest.mark.root
-
-ROOT = os.geteuid() == 0
-
-
-@pytest.fixture(autouse=True)
-def _need_root() -> None:
-    # Whiteouts are character devices 0/0 (mknod needs CAP_MKNOD) and opaque dirs carry a
-    # trusted.* xattr (CAP_SYS_ADMIN): layer directories can only be faked as root.
-    if not ROOT:
-        pytest.skip("needs root: whiteouts (mknod 0/0) and trusted.* xattrs")
 
 
 def whiteout(p: Path) -> None:

@@ -19,7 +19,7 @@ from ctrfs.proc.stat import parse_stat
 from ctrfs.runtimes.base import ContainerRecord
 
 LIBSSL = "/lib/x86_64-linux-gnu/libssl.so.3"
-root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (map_files, mknod, trusted xattrs)")
+root_only = pytest.mark.root  # map_files, mknod, trusted xattrs; skipped when not root (conftest)
 
 
 def _self_container(rootfs: RootFS | None) -> Container:
