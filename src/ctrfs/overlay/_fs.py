@@ -13,7 +13,7 @@ import os
 import resource
 import stat as st_mod
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from ctrfs.errors import CtrfsError
@@ -80,6 +80,40 @@ def open_dir_at(dir_fd: int, name: bytes, flags: int = O_DIR_PATH) -> int | None
         if err.errno == errno.ELOOP:  # a symlink (O_NOFOLLOW)
             return None
         raise
+
+
+K = TypeVar("K")
+
+
+def lookup_in_layers(layers: Iterable[tuple[K, int]], name: bytes, *, open_dirs: bool = True
+                     ) -> tuple[os.stat_result | None, K | None, list[tuple[K, int]]]:
+    """``name`` in a directory made of layer dirs (top first, each ``(key, fd)``), by overlayfs's
+    lookup rules: a whiteout ends the search; a directory merges with same-named directories
+    below until an opaque one or a non-directory. Returns (lstat of the visible entry, key of the
+    layer holding it, the ``(key, fd)`` of the directories forming it; the caller owns those fds).
+    ``open_dirs`` False stops at the visible entry without opening anything."""
+    found: os.stat_result | None = None
+    holder: K | None = None
+    parts: list[tuple[K, int]] = []
+    for key, fd in layers:
+        s = lstat_at(fd, name)
+        if s is None:
+            continue
+        if is_whiteout(s):
+            break
+        if found is None:
+            found, holder = s, key
+            if not st_mod.S_ISDIR(s.st_mode) or not open_dirs:
+                break
+        elif not st_mod.S_ISDIR(s.st_mode):
+            break
+        sub = open_dir_at(fd, name, O_DIR_READ)
+        if sub is None:
+            break
+        parts.append((key, sub))
+        if is_opaque(sub):
+            break
+    return found, holder, parts
 
 
 def split(path: bytes) -> list[bytes]:

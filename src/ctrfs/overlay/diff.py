@@ -487,31 +487,9 @@ class _NaiveWalker:
     def _lookup(self, old: list[int], name: bytes) -> tuple[os.stat_result | None, int | None,
                                                             list[int]]:
         """``name`` in the image view of a directory: (lstat, fd of the layer dir holding it,
-        the lower dirs that form it when it is a directory). overlayfs lookup rules:
-        a whiteout ends the search; a directory merges with same-named directories below until
-        an opaque one or a non-directory."""
-        found: os.stat_result | None = None
-        holder: int | None = None
-        parts: list[int] = []
-        for fd in old:
-            s = _fs.lstat_at(fd, name)
-            if s is None:
-                continue
-            if _fs.is_whiteout(s):
-                break
-            if found is None:
-                found, holder = s, fd
-                if not st_mod.S_ISDIR(s.st_mode):
-                    break
-            elif not st_mod.S_ISDIR(s.st_mode):
-                break
-            sub = _fs.open_dir_at(fd, name, _fs.O_DIR_READ)
-            if sub is None:
-                break
-            parts.append(sub)
-            if _fs.is_opaque(sub):
-                break
-        return found, holder, parts
+        the lower dirs that form it when it is a directory), see :func:`_fs.lookup_in_layers`."""
+        found, holder, parts = _fs.lookup_in_layers(((fd, fd) for fd in old), name)
+        return found, holder, [fd for _, fd in parts]
 
     def _old_names(self, old: list[int]) -> Iterator[tuple[bytes, os.stat_result]]:
         """Entries of a directory's image view (whiteouts applied), in no particular order."""

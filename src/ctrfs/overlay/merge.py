@@ -102,26 +102,15 @@ class MergedView:
 
         With ``open_dirs`` False a directory's layer fds are not opened (listing only): call
         :meth:`child` again with it True before looking inside."""
-        found: Node | None = None
-        for idx, dfd in parent.parts:
-            s = _fs.lstat_at(dfd, name)
-            if s is None:
-                continue
-            if _fs.is_whiteout(s):
-                break
-            if found is None:
-                path = parent.path + b"/" + name
-                found = Node(path, s, idx, dfd, name)
-                if not st_mod.S_ISDIR(s.st_mode) or not open_dirs:
-                    break
-            elif not st_mod.S_ISDIR(s.st_mode):
-                break
-            sub = _fs.open_dir_at(dfd, name, _fs.O_DIR_READ)
-            if sub is None:
-                break
-            found.parts.append((idx, self._keep(sub)))
-            if _fs.is_opaque(sub):
-                break
+        st, holder, parts = _fs.lookup_in_layers(
+            (((idx, dfd), dfd) for idx, dfd in parent.parts), name, open_dirs=open_dirs)
+        if st is None or holder is None:
+            for _, sub in parts:
+                os.close(sub)
+            return None
+        idx, dfd = holder
+        found = Node(parent.path + b"/" + name, st, idx, dfd, name)
+        found.parts.extend((key[0], self._keep(sub)) for key, sub in parts)
         return found
 
     def lookup(self, path: bytes | str, *, follow: bool = True) -> Node:
