@@ -81,15 +81,61 @@ cmd_install() {
 docker_answers() { timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 containerd_answers() { timeout 10 ctr --address "$CONTAINERD_SOCK" version >/dev/null 2>&1; }
 
+show_log() {  # the end of a daemon's log, so a CI transcript says why it failed
+  local f="$STATE_DIR/$1.log"
+  [ -f "$f" ] || return 0
+  log "last lines of $f:"
+  tail -n 15 "$f" | sed 's/^/  | /' >&2
+}
+
 wait_for() {  # wait_for SECONDS NAME PID CHECK...
   local secs=$1 name=$2 pid=$3; shift 3
   local i
   for ((i = 0; i < secs * 4; i++)); do
     "$@" && return 0
-    kill -0 "$pid" 2>/dev/null || die "$name exited during start-up; see $STATE_DIR/$name.log"
+    if ! kill -0 "$pid" 2>/dev/null; then
+      show_log "$name"
+      die "$name exited during start-up; see $STATE_DIR/$name.log"
+    fi
     sleep 0.25
   done
+  show_log "$name"
   die "$name did not answer within ${secs}s; see $STATE_DIR/$name.log"
+}
+
+runs_program() {  # runs_program PID NAME: does PID run a program whose basename is NAME?
+  local pid=$1 name=$2 exe
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  exe=$(tr '\0' '\n' <"/proc/$pid/cmdline" | head -n1)
+  [ "${exe##*/}" = "$name" ]
+}
+
+clear_stale() {
+  # A daemon killed without a clean shutdown (a machine whose processes were ended, not rebooted)
+  # leaves its socket and PID files behind. dockerd 20.10 then dials a dead
+  # /run/containerd/containerd.sock instead of starting its own containerd and gives up after a
+  # minute; its supervisor may wait on a reused PID. Remove only files no live daemon owns.
+  local f pid
+  if [ -S "$CONTAINERD_SOCK" ] && ! containerd_answers; then
+    log "removing stale $CONTAINERD_SOCK (no containerd answers on it)"
+    rm -f "$CONTAINERD_SOCK" "$CONTAINERD_SOCK.ttrpc"
+  fi
+  for f in /var/run/docker.pid /run/docker/containerd/containerd.pid; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f" 2>/dev/null || true)
+    case "$f" in
+      */docker.pid) runs_program "$pid" dockerd && continue ;;
+      *) runs_program "$pid" containerd && continue ;;
+    esac
+    log "removing stale $f (pid ${pid:-?} is not running its daemon)"
+    rm -f "$f"
+  done
+  # Records of daemons this script started that are gone: forget them.
+  for f in "$STATE_DIR"/*.pid; do
+    [ -e "$f" ] || continue
+    pid=$(cat "$f" 2>/dev/null || true)
+    runs_program "$pid" "$(basename "$f" .pid)" || rm -f "$f" "${f%.pid}.exe"
+  done
 }
 
 spawn() {  # spawn NAME CMD...  → background daemon in its own session, PID recorded, NAME printed
@@ -108,6 +154,9 @@ cmd_start() {
   # otherwise supervises its own (state under /run/docker/containerd). Start dockerd first so its
   # containers keep the same layout (containerd namespace "moby" under /run/docker) whether or not
   # the standalone containerd below is running.
+  if ! docker_answers || ! containerd_answers; then
+    clear_stale
+  fi
   if docker_answers; then
     log "dockerd already answers on $DOCKER_SOCK"
   else
