@@ -564,6 +564,24 @@ def test_cp_stdout_tar_matches_docker_cp(seeded) -> None:
             assert (o.devmajor, o.devminor) == (m.devmajor, m.devminor)
 
 
+@pytest.mark.parametrize("argv", [
+    ("cp", "{t}:/", "-"), ("export", "{t}"), ("cat", "{t}:/bin/busybox"), ("find", "{t}:/"),
+], ids=["cp-stdout", "export", "cat", "find"])
+def test_reader_closing_the_pipe_early_is_not_a_failure(seeded, argv: tuple[str, ...]) -> None:
+    """`ctrfs cp c:/ - | head -c 1` under `set -o pipefail`: the reader going away is how such a
+    pipeline ends, so ctrfs exits 0 and prints nothing on stderr (as GNU tools do, without the
+    signal)."""
+    c, _ = seeded
+    cmd = [sys.executable, "-m", "ctrfs", *(a.format(t=c.target) for a in argv)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    assert p.stdout.read(1)
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 0, err
+    assert err == b""
+
+
 # -- export -----------------------------------------------------------------------------------
 
 def _export_contents(tar: bytes) -> dict[str, dict[str, object]]:

@@ -97,8 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        rv = cli.main(args=args, prog_name="ctrfs", standalone_mode=False)
-        # Without standalone mode click returns ctx.exit(N)'s code instead of raising.
+        # make_context + invoke rather than cli.main(): click's main turns EPIPE into exit(1)
+        # before we could see it, and `ctrfs cp c:/dir - | head` would then report a failure.
+        with cli.make_context("ctrfs", args) as ctx:
+            rv = cli.invoke(ctx)
         if isinstance(rv, int) and rv:
             return rv
     except click.exceptions.Abort:
