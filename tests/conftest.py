@@ -1,6 +1,6 @@
 """Session-wide real containers (see tests/harness.py). Each fixture yields a harness.RunningContainer.
 
-A test that uses one of them gets the matching marker (docker, podman, containerd, bare, root)
+A test that uses one of them gets the matching marker (docker, podman, containerd, runc, bare, root)
 automatically, so ``pytest -m 'not podman'`` works without decorating tests by hand.
 """
 
@@ -26,6 +26,7 @@ _FIXTURE_MARKERS = {
     "docker_multilayer": "docker",
     "podman_shellless": "podman",
     "containerd_cri": "containerd",
+    "runc_container": "runc",
     "bare_container": "bare",
 }
 
@@ -94,6 +95,13 @@ def podman_shellless() -> Iterator[RunningContainer]:
 def containerd_cri() -> Iterator[RunningContainer]:
     _need_root()
     with harness.containerd_cri() as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def runc_container() -> Iterator[RunningContainer]:
+    _need_root()
+    with harness.runc_container() as c:
         yield c
 
 

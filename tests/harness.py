@@ -52,7 +52,7 @@ BUSYBOX_CMD = ("/bin/sleep", "100000")
 
 @dataclass(frozen=True)
 class RunningContainer:
-    runtime: str  # "docker" | "podman" | "containerd" | "bare"
+    runtime: str  # "docker" | "podman" | "containerd" | "runc" | "bare"
     id: str
     name: str
     pid: int  # main process, host PID namespace
@@ -389,6 +389,8 @@ def sweep_stale() -> None:
             _sweep_cli(cli)
     if shutil.which("ctr"):
         _sweep_containerd()
+    if shutil.which("runc"):
+        _sweep_runc()
     for d in Path(tempfile.gettempdir()).glob(f"{PREFIX}o*-*"):
         if _orphaned(d.name[len(PREFIX) + 1:].split("-", 1)[0]):
             shutil.rmtree(d, ignore_errors=True)
@@ -549,6 +551,65 @@ def containerd_cri(pod_namespace: str = "ctrfs-test",
                   "sandbox_id": sandbox_id, "sandbox_pid": sandbox_pid, "container_name": container_name,
                   "cgroup": f"{pod_cgroup}/{cid}", "bundle": f"{CONTAINERD_TASKS}/{K8S_NS}/{cid}",
                   "k8s_target": f"k8s://{pod_namespace}/{pod_name}/{container_name}"})
+
+
+# ---------------------------------------------------------------------------------------------------
+# runc alone: an OCI bundle run by the low-level runtime, no daemon and no image store
+
+RUNC_STATE = "/run/runc"
+
+
+def _runc_rm(cid: str) -> None:
+    run("runc", "kill", cid, "KILL", check=False)
+    # delete --force kills what is left and waits for it; it also removes the container's cgroup.
+    run("runc", "delete", "--force", cid, check=False)
+
+
+def _sweep_runc() -> None:
+    """runc containers whose bundle is the temp dir of a test process that no longer exists."""
+    listing = run("runc", "list", "--format", "json", check=False).stdout.strip()
+    for c in json.loads(listing or b"null") or []:
+        bundle = Path(c.get("bundle") or "")
+        if bundle.parent == Path(tempfile.gettempdir()) and bundle.name.startswith(f"{PREFIX}o") \
+                and _orphaned(bundle.name[len(PREFIX) + 1:].split("-", 1)[0]):
+            _runc_rm(c["id"])
+
+
+@contextlib.contextmanager
+def runc_container() -> Iterator[RunningContainer]:
+    """The shell-less logger run by ``runc run -d`` from an OCI bundle: rootfs a plain directory (no
+    overlay, no image), state only in /run/runc/<ID>/state.json. ``info``: bundle, rootfs."""
+    bundle = _tempdir("runc")
+    rootfs = shellless_rootfs(bundle / "rootfs")
+    cid = unique_name()
+    run("runc", "spec", "--bundle", str(bundle))
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"].update(terminal=False, args=["/app"])
+    config["root"] = {"path": "rootfs", "readonly": False}  # the logger writes /var/log/app.log
+    config["hostname"] = cid[:63]
+    config.setdefault("annotations", {})[OWNER_LABEL] = str(os.getpid())
+    # runc spec's default namespaces include a new network namespace: loopback only, no traffic out.
+    assert {"type": "network"} in config["linux"]["namespaces"]
+    (bundle / "config.json").write_text(json.dumps(config))
+
+    def stop() -> None:
+        _runc_rm(cid)
+        shutil.rmtree(bundle, ignore_errors=True)
+
+    with _cleanup(f"runc container {cid}", stop):
+        # --detach: runc returns once the container runs, and the container keeps runc's stdio; a
+        # pipe would never see EOF, so its output goes to a file.
+        errlog = bundle / "runc.log"
+        with errlog.open("wb") as err:
+            rc = subprocess.run(["runc", "run", "--detach", "--pid-file", str(bundle / "pid"), "--bundle",
+                                 str(bundle), cid], stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                timeout=60).returncode
+        if rc != 0:
+            raise RuntimeError(f"runc run exited {rc}: {errlog.read_text(errors='replace').strip()}")
+        pid = int((bundle / "pid").read_text())
+        wait_for_log(pid)
+        yield RunningContainer(runtime="runc", id=cid, name=cid, pid=pid, image=None,
+                               target=f"runc://{cid}", info={"bundle": str(bundle), "rootfs": str(rootfs)})
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -220,10 +220,27 @@ class _HostMounts:
         return self._index.get((b"%d:%d" % (major, minor), os.fsencode(root)))
 
     def find(self, major: int, minor: int, root: str) -> str | None:
+        """Where the host sees directory ``root`` of device major:minor: the mount point of a host
+        mount of exactly that root, else below the host mount whose root holds it (a runtime
+        that bind-mounts a plain rootfs directory, such as runc from an OCI bundle)."""
         line = self.line(major, minor, root)
-        if line is None:
+        if line is not None:
+            return os.fsdecode(unescape(line.split(b" ", 5)[4]))
+        from ctrfs.mounts import rel_under
+
+        dev = b"%d:%d" % (major, minor)
+        best: tuple[str, str, bytes] | None = None
+        for (d, host_root), hline in (self._index or {}).items():
+            if d != dev:
+                continue
+            hroot = os.fsdecode(host_root)
+            rel = rel_under(root, hroot)
+            if rel is not None and (best is None or len(hroot) > len(best[0])):
+                best = (hroot, rel, hline)
+        if best is None:
             return None
-        return os.fsdecode(unescape(line.split(b" ", 5)[4]))
+        mount_point = os.fsdecode(unescape(best[2].split(b" ", 5)[4]))
+        return os.path.join(mount_point, best[1]) if best[1] else mount_point
 
 
 def _overlay_from_host(pid: int, roots: Roots, hm: _HostMounts) -> Mount | None:

@@ -54,7 +54,7 @@ class ContainerMount:
         }
 
 
-def _rel_under(path: str, root: str) -> str | None:
+def rel_under(path: str, root: str) -> str | None:
     """``path`` relative to ``root`` when it is ``root`` or below it (component-wise)."""
     if root == "/":
         return path.lstrip("/")
@@ -73,7 +73,7 @@ def host_source(m: Mount, host_mounts: list[Mount]) -> tuple[str | None, str | N
     for h in host_mounts:
         if (h.major, h.minor) != (m.major, m.minor):
             continue
-        rel = _rel_under(m.root, h.root)
+        rel = rel_under(m.root, h.root)
         if rel is None:
             continue
         # The host mount whose root is the longest prefix needs the fewest path components
@@ -91,7 +91,7 @@ def _volume(host_path: str | None, roots: Roots) -> str | None:
     if not host_path:
         return None
     for base in (os.path.join(roots.docker, "volumes"), os.path.join(roots.storage, "volumes")):
-        rel = _rel_under(host_path, base)
+        rel = rel_under(host_path, base)
         if rel:
             name, _, rest = rel.partition("/")
             if rest == "_data" or rest.startswith("_data/"):

@@ -100,6 +100,21 @@ def test_k8s_target_resolves_cri_container(containerd_cri: RunningContainer) -> 
     assert missing.returncode == 3 and "no such container" in missing.stderr
 
 
+def test_runc_container_matches_runc_state(runc_container: RunningContainer) -> None:
+    """A container run by runc alone (no daemon, no image store): found from /run/runc, with
+    the PID runc reports and its plain-directory root shown for what it is."""
+    state = json.loads(harness.out("runc", "state", runc_container.id))
+    row = by_id(ps_json(), runc_container.id)
+    assert row["pid"] == state["pid"] == runc_container.pid
+    assert row["runtime"] == "runc" and row["state"] == "running"
+    data = json.loads(ctrfs("inspect", "--json", runc_container.target).stdout)
+    assert data["bundle"] == state["bundle"] == runc_container.info["bundle"]
+    fs = data["rootfs"]
+    assert fs["fstype"] != "overlay" and fs["upperdir"] is None and fs["lowerdirs"] == []
+    assert fs["merged"] == runc_container.info["rootfs"]  # where the host sees that directory
+    assert data["sources"] == [f"{harness.RUNC_STATE}/{runc_container.id}/state.json"]
+
+
 def test_bare_container_found_from_proc_alone(bare_container: RunningContainer) -> None:
     rows = ps_json()
     row = next(r for r in rows if r["pid"] == bare_container.pid)

@@ -1,6 +1,7 @@
 """Every file command on the shell-less container of each runtime (Docker, podman, containerd
-as CRI shapes it, and a bare unshare+overlay container): the same image content, so the same
-answers, checked against the image's source tree built by the harness."""
+as CRI shapes it, runc alone on a plain-directory root, and a bare unshare+overlay container):
+the same image content, so the same answers, checked against the image's source tree built by
+the harness."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 import harness
 from harness import RunningContainer
 
-RUNTIMES = ["docker_shellless", "podman_shellless", "containerd_cri", "bare_container"]
+RUNTIMES = ["docker_shellless", "podman_shellless", "containerd_cri", "runc_container", "bare_container"]
 
 
 @pytest.fixture(params=RUNTIMES)

@@ -138,3 +138,17 @@ def test_bare_overlay_layers(bare_container: RunningContainer) -> None:
     assert [la["role"] for la in data["layers"]] == ["upper", "image"]
     assert data["layers"][0]["runtime"] is None and data["layers"][0]["files"] >= 1
     assert "A /var/log/app.log" in ctrfs("diff", bare_container.target).stdout.splitlines()
+
+
+def test_runc_plain_directory_root(runc_container: RunningContainer) -> None:
+    """runc from an OCI bundle: the root is a directory, not an overlay. layers says so and where
+    the host sees it; diff and which explain why they cannot answer, with a usage-free exit 1."""
+    rootfs = runc_container.info["rootfs"]
+    data = layers_json(runc_container.target)
+    assert data["layers"] == [] and data["fstype"] != "overlay" and data["merged"] == rootfs
+    text = ctrfs("layers", runc_container.target).stdout
+    assert "not overlay" in text and f"visible on the host at: {rootfs}" in text
+    for argv in (("diff", runc_container.target), ("which", f"{runc_container.target}:/app")):
+        r = ctrfs(*argv, check=False)
+        assert r.returncode == 1 and "not overlay" in r.stderr and "Traceback" not in r.stderr, argv
+        assert r.stderr.count("\n") == 1 and r.stdout == ""
