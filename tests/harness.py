@@ -46,7 +46,9 @@ TMP_PREFIX = f"{PREFIX}o{os.getpid()}-"
 CONTAINERD_SOCK = "/run/containerd/containerd.sock"
 CONTAINERD_TASKS = "/run/containerd/io.containerd.runtime.v2.task"
 K8S_NS = "k8s.io"
-PODMAN_ULIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
+# runc explicitly: podman prefers crun when it is installed, and crun 1.8 refuses a host with
+# cgroup v1 and v2 mixed ("cgroups in hybrid mode not supported"), as this machine has.
+PODMAN_RUN_OPTS = ("--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
 BUSYBOX_CMD = ("/bin/sleep", "100000")
 
 
@@ -349,7 +351,7 @@ def run_docker(image: str, name_prefix: str = NAME_PREFIX, *args: str, cmd: tupl
     logger's first line (shell-less image).
     """
     name = unique_name(name_prefix)
-    extra = list(PODMAN_ULIMITS) if cli == "podman" else []
+    extra = list(PODMAN_RUN_OPTS) if cli == "podman" else []
     with _cleanup(f"{cli} container {name}", functools.partial(_rm_container, cli, name)):
         run(cli, "run", "-d", "--name", name, "--network", "none", "--label", _owner_label(),
             *extra, *args, image, *cmd)

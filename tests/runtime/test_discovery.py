@@ -146,7 +146,7 @@ def test_unknown_target_lists_nearest(docker_shellless: RunningContainer) -> Non
 def test_same_name_on_two_runtimes_is_ambiguous(docker_shellless: RunningContainer) -> None:
     image = harness.shellless_image("podman")
     name = docker_shellless.name
-    harness.run("podman", "run", "-d", "--name", name, "--network", "none", *harness.PODMAN_ULIMITS,
+    harness.run("podman", "run", "-d", "--name", name, "--network", "none", *harness.PODMAN_RUN_OPTS,
                 "--label", f"{harness.OWNER_LABEL}={os.getpid()}", image)
     try:
         res = ctrfs("inspect", name, check=False)
