@@ -385,14 +385,20 @@ def _wanted_mappings(data: bytes, match: re.Pattern[str] | None) -> tuple[Mappin
 _CACHED_MAPS_MAX = 64 << 10  # bytes; ~500 mappings. Bigger maps files are parsed every time.
 
 
+@functools.lru_cache(maxsize=64)
+def _needles(match: re.Pattern[str]) -> tuple[bytes, ...]:
+    """For a plain word such as "libssl": bytes a maps file must contain (it, or libcrypto) to be
+    worth parsing. Empty when the pattern is a real regex."""
+    if match.pattern and not match.flags & re.IGNORECASE and re.escape(match.pattern) == match.pattern \
+            and "\n" not in match.pattern:
+        return (os.fsencode(match.pattern), b"/libcrypto")
+    return ()
+
+
 def _collect(container: Container, match: re.Pattern[str] | None) -> list[MappedObject]:
     proc = container.roots.proc
     objects: dict[tuple[int, int], MappedObject] = {}
-    needles: tuple[bytes, ...] = ()
-    if match is not None and match.pattern and not match.flags & re.IGNORECASE \
-            and re.escape(match.pattern) == match.pattern and "\n" not in match.pattern:
-        # a plain word such as "libssl": a maps file without it (or libcrypto) needs no parsing
-        needles = (os.fsencode(match.pattern), b"/libcrypto")
+    needles = _needles(match) if match is not None else ()
     for pid in _pids(container):
         try:
             with open(f"{proc}/{pid}/maps", "rb") as f:
@@ -439,12 +445,13 @@ def _stat(path: str) -> os.stat_result | None:
         return None
 
 
-def _stat_in_container(proc: str, pid: int, path: str) -> os.stat_result | None:
-    """stat of ``path`` resolved inside the process's root (rootfs's safe resolver)."""
+def _stat_in_container(proc_root: str, path: str) -> os.stat_result | None:
+    """stat of ``path`` resolved inside the process's root ``/proc/<pid>/root`` (rootfs's safe
+    resolver)."""
     from ctrfs.rootfs.resolve import resolve
 
     try:
-        rootfd = os.open(os.path.join(proc, str(pid), "root"), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        rootfd = os.open(proc_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -463,15 +470,16 @@ def _resolve(obj: MappedObject, proc: str, layers: _Layers | None) -> os.stat_re
     """Pick and verify the host path; return the stat of the mapped file (map_files) if known."""
     pid = obj.pids[0]
     m = obj.mappings[pid]
-    mf = os.path.join(proc, str(pid), "map_files", m.range_name)
+    base = os.path.join(proc, str(pid))
+    mf = f"{base}/map_files/{m.range_name}"
     mst = _stat(mf)
     if mst is not None:
         obj.map_files_path = mf
-    root_path = os.path.join(proc, str(pid), "root") + obj.path
+    root_path = f"{base}/root{obj.path}"
     # The container's view of the path, resolved with its root as "/" (never the host's), and
     # what the host reaches through /proc/<pid>/root/<path>: an absolute symlink on the way
     # resolves against the host root there. The host path is offered only when both agree.
-    rst = _stat_in_container(proc, pid, obj.path)
+    rst = _stat_in_container(f"{base}/root", obj.path)
     hst = _stat(root_path)
     host_agrees = rst is not None and hst is not None and (hst.st_dev, hst.st_ino) == (rst.st_dev, rst.st_ino)
 
