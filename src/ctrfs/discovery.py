@@ -10,6 +10,7 @@ No daemon is called, so this works while dockerd is stopped or hung.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 
@@ -197,6 +198,24 @@ def collect_records(roots: Roots) -> list[ContainerRecord]:
     return list(by_id.values())
 
 
+@functools.lru_cache(maxsize=4)
+def _mount_index(data: bytes) -> dict[tuple[bytes, bytes], bytes]:
+    """(device, root) → first raw line of a mount table. Indexed on raw fields: a host with many
+    containers has a long table, and only the lines actually asked for are parsed. Cached on the
+    table's bytes, which stay the same until a mount comes or goes; callers must not mutate it."""
+    index: dict[tuple[bytes, bytes], bytes] = {}
+    for line in data.split(b"\n"):
+        f = line.split(b" ", 5)
+        if len(f) > 5:
+            index.setdefault((f[2], unescape(f[3])), line)
+    return index
+
+
+# A host mount line parsed once per process: every discovery asks again for the same overlays.
+# The line's bytes are the key, so a remount (new options, new layers) is a new entry; Mount is frozen.
+_parse_host_line = functools.lru_cache(maxsize=1024)(parse_mountinfo_line)
+
+
 class _HostMounts:
     """The host's mount table, read once: where an overlay is mounted on the host, and the
     overlay mount itself (its options name the layers) for a device number."""
@@ -210,13 +229,7 @@ class _HostMounts:
         """The raw mountinfo line of the first host mount of device major:minor at ``root``."""
         if self._index is None:
             data = _read(f"{self._roots.proc}/{host_pid(self._roots)}/mountinfo") or b""
-            # Index on raw fields: a host with many containers has a long table, and only the
-            # lines actually asked for are parsed.
-            self._index = {}
-            for line in data.split(b"\n"):
-                f = line.split(b" ", 5)
-                if len(f) > 5:
-                    self._index.setdefault((f[2], unescape(f[3])), line)
+            self._index = _mount_index(data)
         return self._index.get((b"%d:%d" % (major, minor), os.fsencode(root)))
 
     def find(self, major: int, minor: int, root: str) -> str | None:
@@ -259,7 +272,7 @@ def _overlay_from_host(pid: int, roots: Roots, hm: _HostMounts) -> Mount | None:
     if line is None or b" - overlay " not in line:
         return None
     try:
-        return parse_mountinfo_line(line)
+        return _parse_host_line(line)
     except ParseError:
         return None
 

@@ -30,6 +30,7 @@ inode numbers agree. Anything else is reported as a mismatch, never silently acc
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import stat
@@ -221,6 +222,8 @@ class _Layers:
         self.shared = shared if shared is not None else {}
         self.dirs: list[tuple[str, int, str]] = []  # (kind, index, host dir)
         self.fds: list[int | None] = []
+        self._subdirs: dict[tuple[int, tuple[str, ...]], int | str] = {}
+        self._opaque: dict[tuple[int, tuple[str, ...]], bool] = {}
         self.overlay_dev: int | None = None
         rootfs = container.rootfs
         if rootfs is None or not rootfs.is_overlay:
@@ -253,6 +256,11 @@ class _Layers:
             if fd is not None:
                 os.close(fd)
         self.fds = [None] * len(self.dirs)
+        for got in self._subdirs.values():
+            if isinstance(got, int):
+                os.close(got)
+        self._subdirs.clear()
+        self._opaque.clear()
 
     @staticmethod
     def _is_opaque(fd: int) -> bool:
@@ -264,43 +272,64 @@ class _Layers:
                 continue
         return False
 
-    def _lookup_one(self, layer_fd: int, parts: list[str]) -> tuple[str, os.stat_result | None]:
-        """Look ``parts`` up in one layer without following any symlink.
+    def _dir(self, i: int, parts: tuple[str, ...]) -> int | str:
+        """An O_PATH fd on directory ``parts`` of layer ``i`` (never through a symlink), else
+        "hidden" (this layer hides the path from lower layers: a non-directory where a directory
+        is needed, or a missing entry below an opaque directory) or "absent" (lower layers
+        decide). Remembered for this scan: a container's libraries share their directories."""
+        if not parts:
+            fd = self._fd(i)
+            return "absent" if fd is None else fd
+        got = self._subdirs.get((i, parts))
+        if got is None:
+            parent = self._dir(i, parts[:-1])
+            if isinstance(parent, str):
+                return parent
+            try:
+                # O_NOFOLLOW|O_DIRECTORY: a symlink in a layer is never walked through (it could
+                # point anywhere on the host; overlayfs would not follow it either).
+                got = os.open(parts[-1], os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC,
+                              dir_fd=parent)
+            except OSError as err:
+                if err.errno in (errno.ENOTDIR, errno.ELOOP):
+                    got = "hidden"
+                else:
+                    got = "hidden" if self._opaque_on_the_way(i, parts[:-1]) else "absent"
+            self._subdirs[(i, parts)] = got
+        return got
+
+    def _opaque_on_the_way(self, i: int, parts: tuple[str, ...]) -> bool:
+        """Whether a directory of ``parts`` (all opened by _dir; the layer root excluded) is opaque."""
+        for k in range(1, len(parts) + 1):
+            key = (i, parts[:k])
+            opaque = self._opaque.get(key)
+            if opaque is None:
+                fd = self._subdirs[key]
+                opaque = self._opaque[key] = isinstance(fd, int) and self._is_opaque(fd)
+            if opaque:
+                return True
+        return False
+
+    def _lookup_one(self, i: int, parts: tuple[str, ...]) -> tuple[str, os.stat_result | None]:
+        """Look ``parts`` up in layer ``i`` without following any symlink.
 
         Returns ("file", st) for a regular file; ("hidden", None) when this layer hides the path
         from lower layers (a whiteout, a non-directory where a directory is needed, an opaque
         directory on the way); ("absent", None) when lower layers decide.
         """
-        fd = layer_fd
-        opened: list[int] = []
+        parent = self._dir(i, parts[:-1])
+        if isinstance(parent, str):
+            return parent, None
         try:
-            for comp in parts[:-1]:
-                try:
-                    # O_NOFOLLOW|O_DIRECTORY: a symlink in a layer is never walked through (it
-                    # could point anywhere on the host; overlayfs would not follow it either).
-                    fd = os.open(comp, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC,
-                                 dir_fd=fd)
-                except OSError as err:
-                    if err.errno in (errno.ENOTDIR, errno.ELOOP):
-                        return "hidden", None
-                    return ("hidden" if self._opaque_parents(opened) else "absent"), None
-                opened.append(fd)
-            try:
-                st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-            except OSError:
-                return ("hidden" if self._opaque_parents(opened) else "absent"), None
-            if stat.S_ISREG(st.st_mode):
-                return "file", st
-            return "hidden", None  # whiteout (0:0 char device), directory or symlink
-        finally:
-            for o in opened:
-                os.close(o)
-
-    def _opaque_parents(self, fds: list[int]) -> bool:
-        return any(self._is_opaque(fd) for fd in fds)
+            st = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+        except OSError:
+            return ("hidden" if self._opaque_on_the_way(i, parts[:-1]) else "absent"), None
+        if stat.S_ISREG(st.st_mode):
+            return "file", st
+        return "hidden", None  # whiteout (0:0 char device), directory or symlink
 
     def find(self, path: str, maps_dev: int, maps_ino: int, deleted: bool) -> Layer | None:
-        parts = [p for p in path.split("/") if p and p != "."]
+        parts = tuple(p for p in path.split("/") if p and p != ".")
         if not parts or ".." in parts or not self.dirs:
             return None
         for i, (kind, index, d) in enumerate(self.dirs):
@@ -308,10 +337,7 @@ class _Layers:
             if cached is not None:
                 state, st = cached
             else:
-                fd = self._fd(i)
-                if fd is None:
-                    continue
-                state, st = self._lookup_one(fd, parts)
+                state, st = self._lookup_one(i, parts)
                 if kind == "lower":
                     self.shared[(d, path)] = (state, st)
             if state == "file" and st is not None:
@@ -340,21 +366,42 @@ def _pids(container: Container) -> list[int]:
 _LIBCRYPTO = re.compile(r"/libcrypto[^/]*$")
 
 
-def _collect(container: Container, match: re.Pattern[str] | None) -> list[MappedObject]:
-    proc = container.roots.proc
-    objects: dict[tuple[int, int], MappedObject] = {}
+@functools.lru_cache(maxsize=512)
+def _wanted_mappings(data: bytes, match: re.Pattern[str] | None) -> tuple[Mapping, ...]:
+    """The file mappings of one maps file that ``match`` selects (libcrypto riding along).
+
+    Cached on the raw bytes read: processes that did not map or unmap anything since the last
+    call (the usual case) give byte-identical maps and skip the regex pass; any change in the
+    content is a different key. Only small files are passed here (see _collect), which bounds
+    the cache's memory.
+    """
     want = None
-    needles: tuple[bytes, ...] = ()
     if match is not None:
         # libcrypto rides along: it holds the OpenSSL version libssl lacks
         want = lambda p: bool(match.search(p) or _LIBCRYPTO.search(p))  # noqa: E731
-        if match.pattern and not match.flags & re.IGNORECASE and re.escape(match.pattern) == match.pattern \
-                and "\n" not in match.pattern:
-            # a plain word such as "libssl": a maps file without it (or libcrypto) needs no parsing
-            needles = (os.fsencode(match.pattern), b"/libcrypto")
+    return tuple(iter_file_mappings(data, want))
+
+
+_CACHED_MAPS_MAX = 64 << 10  # bytes; ~500 mappings. Bigger maps files are parsed every time.
+
+
+@functools.lru_cache(maxsize=64)
+def _needles(match: re.Pattern[str]) -> tuple[bytes, ...]:
+    """For a plain word such as "libssl": bytes a maps file must contain (it, or libcrypto) to be
+    worth parsing. Empty when the pattern is a real regex."""
+    if match.pattern and not match.flags & re.IGNORECASE and re.escape(match.pattern) == match.pattern \
+            and "\n" not in match.pattern:
+        return (os.fsencode(match.pattern), b"/libcrypto")
+    return ()
+
+
+def _collect(container: Container, match: re.Pattern[str] | None) -> list[MappedObject]:
+    proc = container.roots.proc
+    objects: dict[tuple[int, int], MappedObject] = {}
+    needles = _needles(match) if match is not None else ()
     for pid in _pids(container):
         try:
-            with open(os.path.join(proc, str(pid), "maps"), "rb") as f:
+            with open(f"{proc}/{pid}/maps", "rb") as f:
                 data = f.read()
         except OSError as err:
             if err.errno in (errno.ENOENT, errno.ESRCH):
@@ -364,8 +411,12 @@ def _collect(container: Container, match: re.Pattern[str] | None) -> list[Mapped
             raise from_oserror(err, target=container.display_name, pid=pid) from err
         if needles and not any(n in data for n in needles):
             continue
+        if len(data) <= _CACHED_MAPS_MAX:
+            mappings: Iterable[Mapping] = _wanted_mappings(data, match)
+        else:
+            mappings = _wanted_mappings.__wrapped__(data, match)
         exe = None
-        for m in iter_file_mappings(data, want):
+        for m in mappings:
             assert m.path is not None
             key = (m.dev, m.inode)
             obj = objects.get(key)
@@ -394,12 +445,13 @@ def _stat(path: str) -> os.stat_result | None:
         return None
 
 
-def _stat_in_container(proc: str, pid: int, path: str) -> os.stat_result | None:
-    """stat of ``path`` resolved inside the process's root (rootfs's safe resolver)."""
+def _stat_in_container(proc_root: str, path: str) -> os.stat_result | None:
+    """stat of ``path`` resolved inside the process's root ``/proc/<pid>/root`` (rootfs's safe
+    resolver)."""
     from ctrfs.rootfs.resolve import resolve
 
     try:
-        rootfd = os.open(os.path.join(proc, str(pid), "root"), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        rootfd = os.open(proc_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -418,15 +470,16 @@ def _resolve(obj: MappedObject, proc: str, layers: _Layers | None) -> os.stat_re
     """Pick and verify the host path; return the stat of the mapped file (map_files) if known."""
     pid = obj.pids[0]
     m = obj.mappings[pid]
-    mf = os.path.join(proc, str(pid), "map_files", m.range_name)
+    base = os.path.join(proc, str(pid))
+    mf = f"{base}/map_files/{m.range_name}"
     mst = _stat(mf)
     if mst is not None:
         obj.map_files_path = mf
-    root_path = os.path.join(proc, str(pid), "root") + obj.path
+    root_path = f"{base}/root{obj.path}"
     # The container's view of the path, resolved with its root as "/" (never the host's), and
     # what the host reaches through /proc/<pid>/root/<path>: an absolute symlink on the way
     # resolves against the host root there. The host path is offered only when both agree.
-    rst = _stat_in_container(proc, pid, obj.path)
+    rst = _stat_in_container(f"{base}/root", obj.path)
     hst = _stat(root_path)
     host_agrees = rst is not None and hst is not None and (hst.st_dev, hst.st_ino) == (rst.st_dev, rst.st_ino)
 
