@@ -74,6 +74,7 @@ SENDFILE_MAX = 0x7FFFF000  # the most sendfile(2) moves in one call
 SINK_DEPTH = 4  # buffers or open files queued for the writer thread
 MAX_SPARSE_SEGMENTS = 1 << 16  # a sparse map's entries held in memory (~6 MiB at most)
 _ZEROS = bytes(OUT_BUFFER)
+_ZVIEW = memoryview(_ZEROS)  # slices of it pad members without allocating
 _MAX_OCTAL_8 = 8 ** 7
 _MAX_OCTAL_12 = 8 ** 11
 _Z16 = bytes(16)
@@ -551,7 +552,7 @@ class TarWriter:
                                    "zero-padded to the size in its header")
         elif os.pread(fd, 1, size):
             self._warn(entry.path, "grew while read; truncated to the size in its header")
-        self.buf += bytes(pad)
+        self.buf += _ZVIEW[:pad]
         return False
 
     def _small(self, entry: Entry, fd: int, size: int) -> None:
@@ -574,7 +575,7 @@ class TarWriter:
                 self._zeros(size - got)
                 self._warn(entry.path, f"shrank by {size - got} bytes while read; "
                                        "zero-padded to the size in its header")
-        self.buf += bytes(-size % BLOCK)
+        self.buf += _ZVIEW[:-size % BLOCK]
 
     def _sink_warnings(self) -> None:
         if self.sink is not None:

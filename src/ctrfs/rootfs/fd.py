@@ -453,12 +453,12 @@ class FdRoot(Root):
                 except FileNotFoundError:
                     warn(WalkWarning(wp.cur + "/" + name, "vanished during the walk; skipped"))
                     continue
-            path = wp.cur + "/" + name
+            is_dir = stat_mod.S_ISDIR(st.st_mode)
             bname = os.fsencode(name)
             try:
                 mnt = _sys.mount_id(dirfd, bname)
             except FileNotFoundError:
-                warn(WalkWarning(path, "vanished during the walk; skipped"))
+                warn(WalkWarning(wp.cur + "/" + name, "vanished during the walk; skipped"))
                 continue
             # A mount point: on another mount than the directory holding it.
             if fr.mnt is not None and mnt is not None:
@@ -467,15 +467,16 @@ class FdRoot(Root):
                 # No STATX_MNT_ID (Linux < 5.8): a directory on another device is another
                 # mount. Only directories: overlayfs may report the lower layer's st_dev for
                 # files (Documentation/filesystems/overlayfs.rst, "Inode properties").
-                mount_point = stat_mod.S_ISDIR(st.st_mode) and st.st_dev != fr.ident[0]
+                mount_point = is_dir and st.st_dev != fr.ident[0]
             depth = fr.depth + 1
             entry = FdEntry(path="", name=name, stat=st, depth=depth, mount_point=mount_point,
                             _root=self, _dirfd=dirfd, _parent=fr.dir)
-            if mount_point and stat_mod.S_ISDIR(st.st_mode):
+            if mount_point and is_dir:
                 entry.extra["fs_type"] = _fs_type_at(dirfd, bname)
             yield entry
-            if not stat_mod.S_ISDIR(st.st_mode):
+            if not is_dir:
                 continue
+            path = wp.cur + "/" + name
             if max_depth is not None and depth >= max_depth:
                 continue
             if mount_point and (one_filesystem or entry.pseudo_fs):
