@@ -202,6 +202,10 @@ def fd_budget() -> int:
 # directory moved or replaced meanwhile is detected instead of walked. Paths are not stored per
 # level: each frame holds its name and its parent.
 
+# Directories up to this many entries are walked in name order (stable output); bigger ones
+# stream in the order the filesystem gives, so memory stays bounded whatever their size.
+SORT_UP_TO = 4096
+
 S = TypeVar("S")
 
 

@@ -45,6 +45,7 @@ a link whose target is missing there still counts as present (e.g. init's
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import stat as st_mod
 from collections.abc import Generator, Iterator
@@ -183,12 +184,40 @@ class _Mark:
         self.opaque = opaque
 
 
-def _sorted_names(dfd: int) -> list[bytes]:
-    # Names only (no stat per entry kept): popped from the end, so in ascending bytes order.
-    with os.scandir(dfd) as it:
-        names = [os.fsencode(e.name) for e in it]
+_Listing = list[bytes] | Iterator[tuple[bytes, os.stat_result]]
+
+
+def _listing(dfd: int) -> _Listing:
+    """A directory's entries for the walk. Up to _fs.SORT_UP_TO of them: their names only (no
+    stat kept), popped from the end, so in ascending bytes order. A bigger directory streams in
+    readdir order, each entry looked up as it comes: its lines are then not sorted, but memory
+    stays bounded whatever its size (a million names would cost some 60 MiB)."""
+    it = os.scandir(dfd)
+    names: list[bytes] = []
+    try:
+        for e in it:
+            names.append(os.fsencode(e.name))
+            if len(names) > _fs.SORT_UP_TO:
+                return _stream(dfd, names, it)
+    except BaseException:
+        it.close()
+        raise
+    it.close()
     names.sort(reverse=True)
     return names
+
+
+def _stream(dfd: int, first: list[bytes], it: Iterator[os.DirEntry[str]]
+            ) -> Iterator[tuple[bytes, os.stat_result]]:
+    try:
+        for name in itertools.chain(first, (os.fsencode(e.name) for e in it)):
+            st = _fs.lstat_at(dfd, name)
+            if st is not None:  # vanished meanwhile
+                yield name, st
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
 
 
 _Upper = tuple[int, list[_Lower]]
@@ -219,8 +248,8 @@ class _NativeOps:
             if lo.fd is not None:
                 os.close(lo.fd)
 
-    def listing(self, state: _Upper) -> list[bytes]:
-        return _sorted_names(state[0])
+    def listing(self, state: _Upper) -> _Listing:
+        return _listing(state[0])
 
     def lookup(self, state: _Upper, name: bytes) -> os.stat_result | None:
         return _fs.lstat_at(state[0], name)
@@ -439,8 +468,8 @@ class _NaiveOps:
         for fd in state[1]:
             os.close(fd)
 
-    def listing(self, state: _Naive) -> list[bytes]:
-        return _sorted_names(state[0])
+    def listing(self, state: _Naive) -> _Listing:
+        return _listing(state[0])
 
     def lookup(self, state: _Naive, name: bytes) -> os.stat_result | None:
         return _fs.lstat_at(state[0], name)

@@ -33,9 +33,7 @@ from ctrfs.rootfs.base import (
 from ctrfs.rootfs.fd import read_xattrs, reopen_regular
 
 _O_PATH = os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW
-# Directories up to this many entries are listed in name order (stable output); bigger ones are
-# streamed in the layers' order so memory stays bounded.
-SORT_UP_TO = 4096
+SORT_UP_TO = _fs.SORT_UP_TO  # bigger directories stream in the layers' order
 # xattrs overlayfs keeps for itself in the layer dirs; a mounted overlay never shows them.
 _PRIVATE_XATTRS = ("trusted.overlay.", "user.overlay.")
 
