@@ -49,12 +49,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(getattr(pytest.mark, mark))
         if marks:
             item.add_marker(pytest.mark.root)
-        # The one condition CI never has: containers, overlay mounts, whiteouts and other users'
-        # /proc/<pid>/root all need root. Every test that does is marked `root` (by its fixtures or
-        # by hand) and skipped here, in one place. Everything else (daemons, tools) must be
-        # present, so a missing piece fails loudly instead of skipping.
-        if os.geteuid() != 0 and item.get_closest_marker("root") is not None:
-            item.add_marker(pytest.mark.skip(reason="needs root"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    items = session.items  # what -m/-k left selected (they see the marks added above)
+    # Containers, overlay mounts, whiteouts and other users' /proc/<pid>/root all need root. Every
+    # test that does is marked `root` (by its fixtures or by hand). Nothing is skipped: without
+    # root such a selection stops here with the way out, and a missing daemon or tool fails loudly.
+    needs_root = [item for item in items if item.get_closest_marker("root") is not None]
+    if needs_root and os.geteuid() != 0:
+        raise pytest.UsageError(
+            f"{len(needs_root)} of the selected tests need root (containers, overlay mounts): run "
+            "them as root (`make test` does), or select the others with -m 'not root'")
 
 
 def _need_root() -> None:

@@ -93,6 +93,7 @@ def test_round_trip_kernel_format(start: int, size: int, off: int, major: int, m
     assert os.fsencode(m.path or "") == expected
 
 
+@pytest.mark.root  # /proc/<pid>/map_files needs CAP_SYS_ADMIN
 def test_live_mapping_with_space_then_deleted(tmp_path: os.PathLike[str]) -> None:
     path = os.path.join(tmp_path, "lib with space.so")
     with open(path, "wb") as f:

@@ -87,6 +87,7 @@ def test_cat_streams_and_checks(tree: Path) -> None:
         assert b"".join(cat(r, "/d/pw")).startswith(b"root:x:0:0")
 
 
+@pytest.mark.root  # the tree has files chowned to other users: root only
 def test_ls_sorted_hidden_and_file(tree: Path) -> None:
     with DirRoot(tree) as r:
         [lst] = list(ls(r, "/d"))
@@ -154,6 +155,7 @@ def _tar(root: DirRoot, path: str = "/", **kw) -> tuple[dict[str, tarfile.TarInf
     return members, data, warnings
 
 
+@pytest.mark.root  # the tree has files chowned to other users: root only
 def test_tar_members(tree: Path) -> None:
     os.setxattr(tree / "d" / "a.log", "user.note", b"hi\xff")
     os.setxattr(tree / "d" / "bin", "trusted.overlay.opaque", b"y")
