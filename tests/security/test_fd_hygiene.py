@@ -211,7 +211,7 @@ def test_no_fd_leak_and_all_cloexec(target: str, op: str) -> None:
             sys.setprofile(watch.profile)
             try:
                 # Opening and closing the root is part of every operation.
-                with ctrfs.container(target).open_root() as root:
+                with ctrfs.open_root(ctrfs.container(target)) as root:
                     OPERATIONS[op](root, tmp)
             finally:
                 sys.setprofile(None)

@@ -25,7 +25,6 @@ from ctrfs.ops.archive import (
     SKIP_XATTR_PREFIXES,
     SMALL_FILE,
     ProgressFn,
-    PseudoFilter,
     data_segments,
 )
 from ctrfs.ops.listing import text
@@ -33,6 +32,7 @@ from ctrfs.rootfs.base import (
     Entry,
     NotRegularFile,
     PathArg,
+    PseudoFilter,
     Root,
     WalkWarning,
     WarnFn,
