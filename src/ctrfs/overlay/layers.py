@@ -152,10 +152,9 @@ def layer_stack(container: Container, *, counts: bool = False) -> LayerStack:
 def _name_layers(stack: LayerStack, container: Container) -> None:
     roots = stack.roots
     docker_cache: dict[str, tuple[str, str | None]] | None = None
-    storage_layers: dict[str, dict[str, Any]] | None = None
+    storage_layers: dict[str, dict[str, dict[str, Any]]] = {}
     snapshots: dict[str, dict[str, tuple[str, str]]] = {}
     docker_od = os.path.join(roots.docker, "overlay2")
-    storage_od = os.path.join(roots.storage, "overlay")
     for la in stack.layers:
         parent, base = os.path.split(os.path.dirname(la.path))
         local_parent = roots.host_path(parent)
@@ -173,12 +172,15 @@ def _name_layers(stack: LayerStack, container: Container) -> None:
             hit = docker_cache.get(base)
             if hit:
                 la.chain_id, la.diff_id = hit
-        elif os.path.basename(la.path) == "diff" and _same_dir(local_parent, storage_od):
+        elif os.path.basename(la.path) == "diff" and os.path.basename(parent) == "overlay" \
+                and os.path.isdir(os.path.join(os.path.dirname(local_parent), "overlay-layers")):
+            # containers/storage: root's store or a rootless user's (<graphroot>/overlay/<id>)
             la.runtime = "storage"
             la.id = base
-            if storage_layers is None:
-                storage_layers = storage.layers_by_id(roots)
-            info = storage_layers.get(base)
+            graph = os.path.dirname(local_parent)
+            if graph not in storage_layers:
+                storage_layers[graph] = storage.layers_by_id(graph)
+            info = storage_layers[graph].get(base)
             if info:
                 la.diff_id = info.get("diff-digest")
                 la.names = list(info.get("names") or [])
