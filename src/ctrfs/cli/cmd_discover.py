@@ -83,3 +83,28 @@ def inspect_cmd(args: Namespace, state: State) -> None:
         if fs.merged:
             add("MergedDir", fs.merged)
     print("\n".join(out))
+
+
+@command("images", "List the images of every store (Docker, podman's containers/storage of root and of "
+         "each user), read from disk without a daemon.", """
+Examples:
+  ctrfs images                   repository, tag, id, size, layer count, runtime, owner
+  ctrfs images --json | jq '.[] | select(.runtime=="podman") | .names'
+  ctrfs ls -l image://busybox:latest:/bin     an image is a read-only TARGET
+""",
+    JSON)
+def images_cmd(args: Namespace, state: State) -> None:
+    from ctrfs.ops.du import human
+    from ctrfs.runtimes.images import discover_images, split_name
+
+    found = sorted(discover_images(state.roots), key=lambda i: (i.runtime, i.user or "", i.names, i.id))
+    if args.as_json:
+        emit_json([i.to_dict() for i in found])
+        return
+    rows = []
+    for i in found:
+        size = human(i.size) if i.size is not None else "-"
+        for repo, tag in [split_name(n) for n in i.names] or [("<none>", "<none>")]:
+            rows.append([escape(repo), escape(tag), i.short_id, size, str(len(i.layers)), i.runtime,
+                         i.driver, escape(i.user or "")])
+    table(["REPOSITORY", "TAG", "IMAGE ID", "SIZE", "LAYERS", "RUNTIME", "DRIVER", "USER"], rows)

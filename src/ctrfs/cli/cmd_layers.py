@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 from argparse import Namespace
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ctrfs.cli.app import JSON, State, arg, command
 from ctrfs.cli.common import emit_json, escape, get_container, split_target_path, stdout_is_tty, table
+
+if TYPE_CHECKING:
+    from ctrfs.overlay.diff import Change
 
 
 def _say(line: str) -> None:
@@ -113,13 +118,17 @@ def which_cmd(args: Namespace, state: State) -> None:
                    + (f": {escape(h.reason)}" if h.reason else ""))
 
 
-@command("diff", "List files added, changed or deleted in a container, from its overlay upper dir.", """
+@command("diff", "List files added, changed or deleted in a container, from its overlay upper dir; "
+         "or what TARGET2 changes over TARGET (two images, say).", """
 Examples:
   ctrfs diff web                 A (added), C (changed), D (deleted) lines, as docker diff prints
   ctrfs diff web --json          with type and size of each entry, and the mount covering it
   ctrfs diff --semantics podman web
+  ctrfs diff image://app:1 image://app:2     what the second image changes over the first
 """,
     arg("target", metavar="TARGET"),
+    arg("target2", metavar="TARGET2", nargs="?",
+        help="compare the two trees: what TARGET2 changes over TARGET (docker diff's rules)"),
     arg("--semantics", choices=["auto", "docker", "moby-native", "podman"], default="auto",
         help="whose rules to reproduce; auto picks the container's runtime [default: auto]"),
     JSON)
@@ -129,12 +138,22 @@ def diff_cmd(args: Namespace, state: State) -> None:
 
     semantics = args.semantics
     c = get_container(state, args.target)
-    stack = layer_stack(c)
-    mount_points: list[str] = []
-    if c.pid is not None:
-        mount_points = [m.mount_point for m in c.mounts()]
-    sem = default_semantics(c.runtime) if semantics == "auto" else semantics
-    stream = changes(stack, semantics=sem, mount_points=mount_points)
+    stream: Iterable[Change]
+    if args.target2 is not None:
+        from ctrfs.access import open_root
+        from ctrfs.ops.compare import compare_roots
+
+        c2 = get_container(state, args.target2)
+        with open_root(c) as old, open_root(c2) as new:
+            old.target, new.target = c.display_name, c2.display_name
+            stream = compare_roots(old, new)
+    else:
+        stack = layer_stack(c)
+        mount_points: list[str] = []
+        if c.pid is not None:
+            mount_points = [m.mount_point for m in c.mounts()]
+        sem = default_semantics(c.runtime) if semantics == "auto" else semantics
+        stream = changes(stack, semantics=sem, mount_points=mount_points)
     if args.as_json:
         emit_json([ch.to_dict() for ch in stream])
         return

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "export": "ctrfs.cli.cmd_files",
     "find": "ctrfs.cli.cmd_files",
     "grep": "ctrfs.cli.cmd_files",
+    "images": "ctrfs.cli.cmd_discover",
     "inspect": "ctrfs.cli.cmd_discover",
     "layers": "ctrfs.cli.cmd_layers",
     "libs": "ctrfs.cli.cmd_probes",
