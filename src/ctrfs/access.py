@@ -2,8 +2,9 @@
 
 A running container's root is its main process's ``/proc/<pid>/root``, pinned
 (:class:`~ctrfs.rootfs.proc.ProcRoot`); a stopped one's is its overlay layers merged in user space
-(:class:`~ctrfs.overlay.root.OverlayRoot`). Both are :class:`~ctrfs.rootfs.base.Root`, so every
-operation works on either.
+(:class:`~ctrfs.overlay.root.OverlayRoot`), as is an image's; an OCI layout's is its layer tarballs
+read as streams (:class:`~ctrfs.rootfs.tarroot.TarLayersRoot`). All are
+:class:`~ctrfs.rootfs.base.Root`, so every operation works on any of them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from ctrfs.overlay.layers import LayerStack, layer_stack
 from ctrfs.overlay.root import OverlayRoot
 from ctrfs.rootfs.base import Root
 from ctrfs.rootfs.proc import ProcRoot
+from ctrfs.rootfs.tarroot import TarLayersRoot
+from ctrfs.runtimes.oci import OciImage
 
 __all__ = ["open_root"]
 
@@ -22,6 +25,9 @@ def open_root(container: Container) -> Root:
     """A Root for ``container``: its live root while it runs, else its layers merged offline."""
     if container.pid is not None:
         return ProcRoot(container)
+    oci = container.record.extra.get("oci")
+    if isinstance(oci, OciImage):
+        return TarLayersRoot([la.path for la in oci.layers], target=container.display_name)
     stack = _stopped_overlay(container)
     if stack is not None:
         return OverlayRoot(stack, target=container.display_name)

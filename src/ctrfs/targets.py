@@ -13,6 +13,7 @@ from ctrfs.errors import Ambiguous, TargetNotFound, UsageError
 from ctrfs.proc.stat import parse_stat
 from ctrfs.runtimes.base import ContainerRecord, Roots
 from ctrfs.runtimes.images import ImageRecord, discover_images
+from ctrfs.runtimes.oci import read_layout
 
 SCHEMES = ("docker", "podman", "containerd", "cri-o", "crio", "runc", "k8s", "pid", "image")
 
@@ -105,6 +106,8 @@ def resolve(target: str, roots: Roots | None = None) -> Container:
         return _resolve_pid(int(t.ref), roots)
     if t.scheme == "image":
         return image_container(resolve_image(t.ref, roots), roots, shown=t.text)
+    if t.scheme == "oci":
+        return oci_container(t, roots)
     pool = [c for c in discover(roots, include_stopped=True) if _runtime_filter(t)(c)]
     if t.scheme == "k8s":
         c = _resolve_k8s(t, pool)
@@ -217,4 +220,21 @@ def image_container(img: ImageRecord, roots: Roots, *, shown: str | None = None)
         id=img.id, runtime=img.runtime, name=rec.name, image=rec.image, state="image", pid=None,
         start_time=None, pids=[], namespaces={}, cgroup=None, pod=None,
         rootfs=RootFS(fstype="overlay", source="image", lowerdirs=lowers), record=rec, roots=roots,
+    )
+
+
+def oci_container(t: Target, roots: Roots) -> Container:
+    """``oci:DIR[:TAG]``: an OCI layout's image as a read-only Container; its layer blobs are read
+    as streams by :class:`~ctrfs.rootfs.tarroot.TarLayersRoot` (see :func:`ctrfs.access.open_root`)."""
+    layout, _, tag = t.ref.partition(":")
+    img = read_layout(os.path.abspath(layout), tag or None)
+    cfg = img.config.get("config") or {}
+    rec = ContainerRecord(id=img.id, runtime="oci", name=t.text, image=t.text, image_id=img.id,
+                          state="image", created=img.config.get("created"), sources=[img.layout],
+                          labels=dict(cfg.get("Labels") or {}) if isinstance(cfg, dict) else {})
+    rec.extra.update(oci=img, driver="oci-layout")
+    return Container(
+        id=img.id, runtime="oci", name=t.text, image=t.text, state="image", pid=None,
+        start_time=None, pids=[], namespaces={}, cgroup=None, pod=None,
+        rootfs=RootFS(fstype="oci-layout", source=img.layout), record=rec, roots=roots,
     )
