@@ -193,9 +193,11 @@ def resolve_image(ref: str, roots: Roots) -> ImageRecord:
     shown = f"image://{ref}"
     if not found:
         names = sorted({n for i in images for n in i.names})
-        raise TargetNotFound(target=shown, candidates=difflib.get_close_matches(ref, names, n=3, cutoff=0.4)
-                             or difflib.get_close_matches(_norm_ref(ref), [_norm_ref(n) for n in names],
-                                                          n=3, cutoff=0.4))
+        near = difflib.get_close_matches(ref, names, n=3, cutoff=0.4) or difflib.get_close_matches(
+            _norm_ref(ref), [_norm_ref(n) for n in names], n=3, cutoff=0.4)
+        raise TargetNotFound("no such image in Docker's or containers/storage's stores"
+                             + ("; nearest: " + ", ".join(near) if near else "; see ctrfs images"),
+                             target=shown, candidates=near)
     if len({(i.id, i.store, i.driver) for i in found}) > 1:
         raise Ambiguous(target=shown, candidates=[
             f"{i.runtime} image {i.short_id} ({', '.join(i.names) or 'untagged'}"

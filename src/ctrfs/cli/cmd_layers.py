@@ -140,13 +140,9 @@ def diff_cmd(args: Namespace, state: State) -> None:
     c = get_container(state, args.target)
     stream: Iterable[Change]
     if args.target2 is not None:
-        from ctrfs.access import open_root
-        from ctrfs.ops.compare import compare_roots
+        from ctrfs.ops.compare import diff_targets
 
-        c2 = get_container(state, args.target2)
-        with open_root(c) as old, open_root(c2) as new:
-            old.target, new.target = c.display_name, c2.display_name
-            stream = compare_roots(old, new)
+        stream = diff_targets(c, get_container(state, args.target2), semantics=semantics)
     else:
         stack = layer_stack(c)
         mount_points: list[str] = []

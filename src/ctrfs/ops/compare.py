@@ -9,6 +9,10 @@ change is ``C`` (never ``/``). Output is sorted by path, as moby sorts it. Unlik
 capabilities (``security.capability``) are not compared.
 
 Directories are compared one at a time (their listings are held, not the trees), iteratively.
+
+:func:`diff_targets` picks the rules: podman's own ``podman diff IMAGE`` is its native layer diff
+(the image's top layer against its parent, overlay/diff.py ``podman``), so when B is A plus one
+layer and podman's rules apply, that layer is diffed as an upper dir over A's layers.
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ from __future__ import annotations
 import os
 import stat as st_mod
 
-from ctrfs.overlay.diff import Change, file_type, stat_different
+from ctrfs.access import open_root
+from ctrfs.container import Container
+from ctrfs.errors import NotFound
+from ctrfs.overlay.diff import DOCKER, Change, changes, default_semantics, file_type, stat_different
+from ctrfs.overlay.layers import Layer, LayerStack, layer_stack
 from ctrfs.rootfs.base import Root, WarnFn, join
 
 
@@ -65,3 +73,33 @@ def compare_roots(old: Root, new: Root, *, on_warning: WarnFn | None = None) -> 
     old.check_alive()
     new.check_alive()
     return sorted(found.values(), key=lambda c: c.path)
+
+
+def diff_targets(old: Container, new: Container, *, semantics: str = "auto") -> list[Change]:
+    """What ``new`` changes over ``old`` (two images, an image and a container...)."""
+    sem = default_semantics(new.runtime) if semantics == "auto" else semantics
+    if sem != DOCKER:
+        stack = _one_layer_over(old, new)
+        if stack is not None:
+            return list(changes(stack, semantics=sem))
+    with open_root(old) as a, open_root(new) as b:
+        a.target, b.target = old.display_name, new.display_name
+        return compare_roots(a, b)
+
+
+def _one_layer_over(old: Container, new: Container) -> LayerStack | None:
+    """``new``'s top layer as an upper dir over ``old``'s layers, when that is what ``new`` is."""
+    if old.pid is not None or new.pid is not None:
+        return None
+    try:
+        a, b = layer_stack(old), layer_stack(new)
+    except NotFound:
+        return None
+    if not (a.is_overlay and b.is_overlay) or a.upper or b.upper or len(b.layers) != len(a.layers) + 1:
+        return None
+    if [la.path for la in b.layers[1:]] != [la.path for la in a.layers]:
+        return None
+    layers = [Layer(index=0, role="upper", path=b.layers[0].path)]
+    layers += [Layer(index=i + 1, role="image", path=la.path) for i, la in enumerate(a.layers)]
+    return LayerStack(target=new.display_name, fstype="overlay", source="image", layers=layers,
+                      origin="runtime-state", roots=new.roots)

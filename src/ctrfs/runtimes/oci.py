@@ -78,12 +78,13 @@ def read_layout(layout: str, tag: str | None) -> OciImage:
     if tag is not None:
         entries = [m for m in entries if (m.get("annotations") or {}).get(REF_NAME) == tag]
         if not entries:
-            raise TargetNotFound(f"no tag {tag!r} in the layout", target=shown, candidates=tags)
+            raise TargetNotFound(f"no tag {tag!r} in the layout; tags: {', '.join(tags) or 'none'}",
+                                 target=shown, candidates=tags)
     if len(entries) != 1:
         if not entries:
             raise NotFound("the layout's index.json lists no image", target=shown)
-        raise Ambiguous("the layout holds several images; name one as oci:DIR:TAG", target=shown,
-                        candidates=tags)
+        raise Ambiguous("the layout holds several images; name one as oci:DIR:TAG (tags: "
+                        + ", ".join(tags) + ")", target=shown, candidates=tags)
     desc = entries[0]
     for _ in range(4):  # index → index → manifest at most a few levels deep
         if desc.get("mediaType") not in _INDEX_TYPES:
