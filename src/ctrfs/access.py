@@ -13,6 +13,7 @@ from ctrfs.container import Container
 from ctrfs.errors import NotFound, Unsupported
 from ctrfs.overlay.layers import LayerStack, layer_stack
 from ctrfs.overlay.root import OverlayRoot
+from ctrfs.proc.userns import IdMap
 from ctrfs.rootfs.base import Root
 from ctrfs.rootfs.proc import ProcRoot
 from ctrfs.rootfs.tarroot import TarLayersRoot
@@ -30,7 +31,12 @@ def open_root(container: Container) -> Root:
         return TarLayersRoot([la.path for la in oci.layers], target=container.display_name)
     stack = _stopped_overlay(container)
     if stack is not None:
-        return OverlayRoot(stack, target=container.display_name)
+        root = OverlayRoot(stack, target=container.display_name)
+        # A rootless store's files carry the host ids of its user's namespace.
+        umap, gmap = container.record.extra.get("uid_map"), container.record.extra.get("gid_map")
+        if umap and gmap:
+            root.idmap = IdMap(tuple(map(tuple, umap)), tuple(map(tuple, gmap)))
+        return root
     raise Unsupported("container is not running and its runtime recorded no overlay layers to "
                       "read offline", target=container.display_name)
 

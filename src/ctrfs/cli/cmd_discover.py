@@ -36,10 +36,11 @@ def ps_cmd(args: Namespace, state: State) -> None:
     rows = [[
         c.short_id if not c.id.startswith("mnt:") else c.id,
         escape(c.name or ""), c.runtime, escape(c.image or ""), c.state,
-        str(c.pid or ""), str(len(c.pids)), escape(_pod_label(c)),
+        str(c.pid or ""), str(len(c.pids)), escape(c.owner or ""), escape(_pod_label(c)),
         c.rootfs_kind or "",
     ] for c in found]
-    table(["CONTAINER ID", "NAME", "RUNTIME", "IMAGE", "STATE", "PID", "PROCS", "POD", "ROOTFS"], rows)
+    table(["CONTAINER ID", "NAME", "RUNTIME", "IMAGE", "STATE", "PID", "PROCS", "USER", "POD", "ROOTFS"],
+          rows)
 
 
 @command("inspect", "Show everything ctrfs knows about one container.", """
@@ -63,6 +64,8 @@ def inspect_cmd(args: Namespace, state: State) -> None:
     add("Runtime", c.runtime + (f" (namespace {c.record.namespace})" if c.record.namespace else ""))
     add("Image", c.image or "")
     add("State", c.state)
+    if c.owner is not None:
+        add("User", c.owner + (f" (uid {c.owner_uid})" if c.owner_uid is not None else ""))
     if c.pid is not None:
         add("PID", f"{c.pid} (start time {c.start_time} ticks)")
         add("PIDs", " ".join(map(str, c.pids)))

@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import BinaryIO
 
 from ctrfs.errors import CtrfsError, NotFound, Unsupported, from_oserror
+from ctrfs.proc.userns import IdMap
 
 PathArg = str | bytes
 
@@ -156,6 +157,9 @@ class Root(ABC):
 
     #: what error messages call the container (its name), set by whoever opens the Root
     target: str | None = None
+    #: host ids → the container's own, when it runs in a user namespace (rootless podman,
+    #: unprivileged LXC): ls/stat/find/export show ownership as the container sees it
+    idmap: IdMap | None = None
 
     # -- errors: the one place OSError becomes CtrfsError for everything a Root does ------
     @contextmanager

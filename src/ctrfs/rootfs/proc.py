@@ -7,6 +7,7 @@ import select
 from typing import TYPE_CHECKING
 
 from ctrfs.errors import ProcessGone, translate_oserror
+from ctrfs.proc.userns import read_id_map
 from ctrfs.rootfs.fd import FdRoot
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ class ProcRoot(FdRoot):
                 raise
         super().__init__(fd, target=name, fallback=fallback)
         try:
+            if pid is not None:
+                self.idmap = read_id_map(container.roots.proc, pid)
             self.check_alive()
         except BaseException:
             self.close()

@@ -67,6 +67,11 @@ def host_users(roots: Roots) -> list[User]:
     return out
 
 
+def user_name(roots: Roots, uid: int) -> str | None:
+    """The host's name for ``uid`` (host /etc/passwd as text), or None."""
+    return next((u.name for u in host_users(roots) if u.uid == uid), None)
+
+
 def sub_ids(roots: Roots, file: str, user: User) -> list[tuple[int, int]]:
     """(start, count) ranges of /etc/subuid or /etc/subgid for ``user`` (by name or uid)."""
     try:
