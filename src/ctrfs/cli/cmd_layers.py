@@ -143,6 +143,16 @@ def diff_cmd(args: Namespace, state: State) -> None:
         from ctrfs.ops.compare import diff_targets
 
         stream = diff_targets(c, get_container(state, args.target2), semantics=semantics)
+    elif c.record.extra.get("driver") == "vfs":
+        from ctrfs.ops.compare import vfs_changes
+
+        vfs = vfs_changes(c)
+        if vfs is None:
+            from ctrfs.errors import Unsupported
+
+            raise Unsupported("vfs container whose parent layer is not recorded: nothing to "
+                              "compare its layer with", target=c.display_name)
+        stream = vfs
     else:
         stack = layer_stack(c)
         mount_points: list[str] = []

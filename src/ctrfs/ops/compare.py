@@ -23,9 +23,18 @@ import stat as st_mod
 from ctrfs.access import open_root
 from ctrfs.container import Container
 from ctrfs.errors import NotFound
-from ctrfs.overlay.diff import DOCKER, Change, changes, default_semantics, file_type, stat_different
+from ctrfs.overlay.diff import (
+    DOCKER,
+    PODMAN_HIDDEN,
+    Change,
+    changes,
+    default_semantics,
+    file_type,
+    stat_different,
+)
 from ctrfs.overlay.layers import Layer, LayerStack, layer_stack
 from ctrfs.rootfs.base import Root, WarnFn, join
+from ctrfs.rootfs.fd import DirRoot
 
 
 def _listing(root: Root, path: str) -> dict[str, os.stat_result]:
@@ -103,3 +112,15 @@ def _one_layer_over(old: Container, new: Container) -> LayerStack | None:
     layers += [Layer(index=i + 1, role="image", path=la.path) for i, la in enumerate(a.layers)]
     return LayerStack(target=new.display_name, fstype="overlay", source="image", layers=layers,
                       origin="runtime-state", roots=new.roots)
+
+
+def vfs_changes(c: Container) -> list[Change] | None:
+    """``podman diff`` of a container on the vfs driver: its layer directory (a full copy)
+    against its parent's, naive rules, podman's own mount points left out (libpod initInodes).
+    None when the container is not a vfs one."""
+    mine, parent = c.record.rootfs, c.record.extra.get("vfs_parent")
+    if c.record.extra.get("driver") != "vfs" or not mine or not isinstance(parent, str):
+        return None
+    with DirRoot(c.roots.host_path(parent), target=c.display_name) as a, \
+            DirRoot(c.roots.host_path(mine), target=c.display_name) as b:
+        return [ch for ch in compare_roots(a, b) if ch.path not in PODMAN_HIDDEN]

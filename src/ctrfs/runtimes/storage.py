@@ -40,6 +40,7 @@ def _discover_store(store: Store, roots: Roots) -> Iterator[ContainerRecord]:
         return
     host_overlay = os.path.join(roots.on_host(store.graphroot), store.driver)
     rundir = os.path.join(store.runroot, f"{store.driver}-containers")
+    vfs_layers: dict[str, dict[str, Any]] | None = None
     for item in listing:
         if not isinstance(item, dict) or not VALID_ID.match(str(item.get("id"))):
             continue
@@ -74,7 +75,14 @@ def _discover_store(store: Store, roots: Roots) -> Iterator[ContainerRecord]:
         layer = item.get("layer")
         if isinstance(layer, str) and VALID_ID.match(layer):
             if store.driver == "vfs":
+                # A vfs layer is a full copy of its parent plus the container's writes: the
+                # parent is what `podman diff` compares it with (containers/storage NaiveDiff).
                 rec.rootfs = os.path.join(host_overlay, "dir", layer)
+                if vfs_layers is None:
+                    vfs_layers = layers_by_id(store.graphroot, "vfs")
+                parent = (vfs_layers.get(layer) or {}).get("parent")
+                if isinstance(parent, str) and VALID_ID.match(parent):
+                    rec.extra["vfs_parent"] = os.path.join(host_overlay, "dir", parent)
             else:
                 up, work, lowers, merged = layer_dirs(host_overlay, layer, roots)
                 rec.upperdir, rec.workdir, rec.lowerdirs, rec.mergeddir = up, work, lowers, merged
