@@ -15,6 +15,7 @@ from ctrfs.overlay.layers import LayerStack, layer_stack
 from ctrfs.overlay.root import OverlayRoot
 from ctrfs.proc.userns import IdMap
 from ctrfs.rootfs.base import Root
+from ctrfs.rootfs.fd import DirRoot
 from ctrfs.rootfs.proc import ProcRoot
 from ctrfs.rootfs.tarroot import TarLayersRoot
 from ctrfs.runtimes.oci import OciImage
@@ -31,14 +32,25 @@ def open_root(container: Container) -> Root:
         return TarLayersRoot([la.path for la in oci.layers], target=container.display_name)
     stack = _stopped_overlay(container)
     if stack is not None:
-        root = OverlayRoot(stack, target=container.display_name)
-        # A rootless store's files carry the host ids of its user's namespace.
-        umap, gmap = container.record.extra.get("uid_map"), container.record.extra.get("gid_map")
-        if umap and gmap:
-            root.idmap = IdMap(tuple(map(tuple, umap)), tuple(map(tuple, gmap)))
+        oroot = OverlayRoot(stack, target=container.display_name)
+        oroot.idmap = _idmap(container)  # a rootless store's files carry its user's host ids
+        return oroot
+    rootfs = container.record.rootfs
+    if rootfs and container.record.runtime in ("lxc", "nspawn", "podman"):
+        # A stopped container whose root is a plain directory (LXC dir:, nspawn -D, podman on
+        # vfs): read it where it is, read-only as every Root.
+        root = DirRoot(container.roots.host_path(rootfs), target=container.display_name)
+        root.idmap = _idmap(container)
         return root
     raise Unsupported("container is not running and its runtime recorded no overlay layers to "
                       "read offline", target=container.display_name)
+
+
+def _idmap(container: Container) -> IdMap | None:
+    umap, gmap = container.record.extra.get("uid_map"), container.record.extra.get("gid_map")
+    if umap and gmap:
+        return IdMap(tuple(map(tuple, umap)), tuple(map(tuple, gmap)))
+    return None
 
 
 def _stopped_overlay(container: Container) -> LayerStack | None:

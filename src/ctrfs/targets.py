@@ -15,7 +15,8 @@ from ctrfs.runtimes.base import ContainerRecord, Roots
 from ctrfs.runtimes.images import ImageRecord, discover_images
 from ctrfs.runtimes.oci import read_layout
 
-SCHEMES = ("docker", "podman", "containerd", "cri-o", "crio", "runc", "k8s", "pid", "image")
+SCHEMES = ("docker", "podman", "containerd", "cri-o", "crio", "runc", "k8s", "pid", "lxc", "nspawn",
+           "image")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def parse_target(text: str) -> Target:
 
 def _runtime_filter(t: Target) -> Callable[[Container], bool]:
     s = t.scheme
-    if s in ("docker", "podman", "cri-o"):
+    if s in ("docker", "podman", "cri-o", "lxc", "nspawn"):
         return lambda c: c.runtime == s
     if s == "containerd":
         return lambda c: c.record.namespace is not None or c.runtime == "containerd"

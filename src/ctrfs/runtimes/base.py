@@ -20,6 +20,7 @@ class Roots:
     storage: str = "/var/lib/containers/storage"
     storage_run: str = "/run/containers/storage"
     runc_dirs: tuple[str, ...] = ("/run/runc", "/run/crun")
+    lxc: str = "/var/lib/lxc"  # lxc-create's default lxcpath
 
     @classmethod
     def under(cls, prefix: str) -> Roots:
@@ -30,6 +31,7 @@ class Roots:
             host=prefix, proc=j(d.proc), docker=j(d.docker), docker_run=j(d.docker_run),
             containerd_run=j(d.containerd_run), storage=j(d.storage),
             storage_run=j(d.storage_run), runc_dirs=tuple(j(p) for p in d.runc_dirs),
+            lxc=j(d.lxc),
         )
 
     def host_path(self, path: str) -> str:
