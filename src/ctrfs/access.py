@@ -10,7 +10,7 @@ read as streams (:class:`~ctrfs.rootfs.tarroot.TarLayersRoot`). All are
 from __future__ import annotations
 
 from ctrfs.container import Container
-from ctrfs.errors import NotFound, Unsupported
+from ctrfs.errors import AccessDenied, NotFound, Unsupported
 from ctrfs.overlay.layers import LayerStack, layer_stack
 from ctrfs.overlay.root import OverlayRoot
 from ctrfs.proc.userns import IdMap
@@ -26,7 +26,22 @@ __all__ = ["open_root"]
 def open_root(container: Container) -> Root:
     """A Root for ``container``: its live root while it runs, else its layers merged offline."""
     if container.pid is not None:
-        return ProcRoot(container)
+        root = ProcRoot(container)
+        fs = container.rootfs
+        if fs is not None and (fs.fstype or "").startswith("fuse"):
+            # A rootless fuse-overlayfs root refuses every caller outside its user namespace,
+            # root too (fs/fuse/dir.c fuse_allow_current_process): say so once, here.
+            try:
+                root.lstat("/")
+            except AccessDenied as err:
+                root.close()
+                user = container.owner or "its owner"
+                raise AccessDenied(
+                    f"its root is a {fs.fstype} mount, which lets no one outside {user}'s user "
+                    f"namespace in, not even root; run ctrfs as that user: sudo -u {user} podman "
+                    "unshare ctrfs ... (or read the container once stopped: its layers are on "
+                    "disk)", target=container.display_name) from err
+        return root
     oci = container.record.extra.get("oci")
     if isinstance(oci, OciImage):
         return TarLayersRoot([la.path for la in oci.layers], target=container.display_name)
@@ -39,9 +54,9 @@ def open_root(container: Container) -> Root:
     if rootfs and container.record.runtime in ("lxc", "nspawn", "podman"):
         # A stopped container whose root is a plain directory (LXC dir:, nspawn -D, podman on
         # vfs): read it where it is, read-only as every Root.
-        root = DirRoot(container.roots.host_path(rootfs), target=container.display_name)
-        root.idmap = _idmap(container)
-        return root
+        droot = DirRoot(container.roots.host_path(rootfs), target=container.display_name)
+        droot.idmap = _idmap(container)
+        return droot
     raise Unsupported("container is not running and its runtime recorded no overlay layers to "
                       "read offline", target=container.display_name)
 

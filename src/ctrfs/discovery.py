@@ -42,9 +42,16 @@ class _Group:
     stats: dict[int, ProcStat] = field(default_factory=dict)
 
 
+_UNREADABLE_ROOT = (-1, -1)
+
+
 def _root_id(proc: str, pid: int | str) -> tuple[int, int] | None:
     try:
         st = os.stat(f"{proc}/{pid}/root")
+    except PermissionError:
+        # A root that refuses even us is not the host's: a rootless fuse-overlayfs mount lets
+        # no one outside its user namespace in (fs/fuse fuse_allow_current_process).
+        return _UNREADABLE_ROOT
     except OSError:
         return None
     return st.st_dev, st.st_ino
