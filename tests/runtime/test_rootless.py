@@ -36,6 +36,22 @@ CHANGES = ("mkdir -p /data/sub && echo hello > /data/f && chown 5:7 /data/f && e
            " && rm -r /var/log && mkdir /var/log && echo l > /var/log/new")
 
 
+FUSE = "fuse-overlayfs"  # overlay through podman's mount_program instead of the kernel's
+
+
+@contextlib.contextmanager
+def _fuse_for_users() -> Iterator[None]:
+    """/dev/fuse usable by the test user while its container starts: Debian's udev rule makes
+    it 0666; a VM without udev may leave it 0600. The mode is put back right after."""
+    mode = os.stat("/dev/fuse").st_mode & 0o777
+    if mode & 0o006 != 0o006:
+        os.chmod("/dev/fuse", 0o666)
+    try:
+        yield
+    finally:
+        os.chmod("/dev/fuse", mode)
+
+
 @dataclass(frozen=True)
 class Rootless:
     user: str
@@ -99,7 +115,10 @@ def rootless_container(driver: str, tmp: Path) -> Iterator[Rootless]:
         if driver != "vfs":
             conf = Path(f"/home/{user}/.config/containers")
             conf.mkdir(parents=True)
-            (conf / "storage.conf").write_text(f'[storage]\ndriver = "{driver}"\n')
+            text = '[storage]\ndriver = "overlay"\n'
+            if driver == FUSE:
+                text += '[storage.options.overlay]\nmount_program = "/usr/bin/fuse-overlayfs"\n'
+            (conf / "storage.conf").write_text(text)
             for p in (conf.parent, conf, conf / "storage.conf"):
                 os.chown(p, uid, uid)
         rootfs = harness.busybox_rootfs(tmp / f"bb-{driver}")
@@ -108,10 +127,11 @@ def rootless_container(driver: str, tmp: Path) -> Iterator[Rootless]:
         name = f"{user}-c"
         r = Rootless(user, uid, driver, name, "", 0)
         r.podman("import", "-", f"{user}-img:1", input=data)
-        r.podman("run", "-d", "--name", name, "--network", "none", *harness.PODMAN_RUN_OPTS,
-                 f"{user}-img:1", *harness.BUSYBOX_CMD)
+        with _fuse_for_users() if driver == FUSE else contextlib.nullcontext():
+            r.podman("run", "-d", "--name", name, "--network", "none", *harness.PODMAN_RUN_OPTS,
+                     f"{user}-img:1", *harness.BUSYBOX_CMD)
         info = json.loads(r.podman("inspect", name).stdout)[0]
-        assert info["Driver"] == driver
+        assert info["Driver"] == ("overlay" if driver == FUSE else driver)
         r = Rootless(user, uid, driver, name, info["Id"], int(info["State"]["Pid"]))
         r.podman("exec", name, "sh", "-c", CHANGES)
         yield r
@@ -209,3 +229,14 @@ def test_diff_equals_podman_diff(rootless: Rootless) -> None:
     mine = sorted(_lines(ctrfs("diff", rootless.name).stdout))
     assert mine == peer
     assert "D /etc/os-release" in mine and "A /data/sub/x" in mine
+
+
+def test_fuse_overlayfs_root_refuses_root_in_one_line(tmp_path: Path) -> None:
+    with rootless_container(FUSE, tmp_path) as r:
+        listed = [c for c in json.loads(ctrfs("ps", "--json").stdout) if c["id"] == r.id]
+        assert len(listed) == 1 and listed[0]["pid"] == r.pid and listed[0]["user"] == r.user
+        for argv in (("ls", f"{r.name}:/"), ("cat", f"{r.name}:/data/f"), ("export", r.name)):
+            res = ctrfs(*argv, check=False)
+            assert res.returncode == 4, argv
+            assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+            assert "fuse-overlayfs" in res.stderr and f"sudo -u {r.user}" in res.stderr
