@@ -49,6 +49,14 @@ REQUIREMENTS=(
   "setpriv:util-linux"
   "unshare:util-linux"
   "tar:tar"
+  "skopeo:skopeo"
+  "lxc-create:lxc"
+  "/usr/share/lxc/templates/lxc-busybox:liblxc-common"
+  "systemd-nspawn:systemd-container"
+  "fuse-overlayfs:fuse-overlayfs"
+  "runuser:util-linux"
+  "useradd:passwd"
+  "nsenter:util-linux"
 )
 
 have() {

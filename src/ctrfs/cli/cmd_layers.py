@@ -58,6 +58,9 @@ def layers_cmd(args: Namespace, state: State) -> None:
                      "-" if la.files is None else str(la.files), _size(la.size),
                      escape(la.path) + ("" if la.exists else "  (missing)")])
     table(["#", "ROLE", "LAYER", "ID", "FILES", "SIZE", "DIRECTORY"], rows)
+    if c.state == "image":
+        _say("(an image: layers from its store, merged offline; no upper dir)")
+        return
     _say(f"workdir: {escape(stack.workdir or '-')}")
     _say(f"merged:  {escape(stack.merged or '- (not mounted in the host namespace)')}")
     if stack.origin != "mountinfo":
