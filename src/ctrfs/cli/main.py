@@ -42,8 +42,9 @@ DESCRIPTION = """\
 Inspect any container's filesystem from the host: no shell, agent or daemon needed.
 
 TARGET names a container: a name, an ID or ID prefix, RUNTIME://REF (docker, podman,
-containerd://NS/ID, cri-o, runc), k8s://NAMESPACE/POD[/CONTAINER] or pid://PID.
-TARGET:PATH names a path inside it."""
+containerd://NS/ID, cri-o, runc, lxc, nspawn), k8s://NAMESPACE/POD[/CONTAINER] or pid://PID;
+or an image, read-only: image://REF or oci:DIR[:TAG].
+TARGET:PATH names a path inside it (image://REF:/PATH, oci:DIR[:TAG]:/PATH)."""
 
 EPILOG = """\
 Examples:
