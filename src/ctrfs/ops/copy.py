@@ -3,7 +3,7 @@
 Every name is created with ``*at()`` calls relative to a directory fd this copy created itself,
 inside a fresh private temporary directory next to DEST; names come from directory listings
 (single components, never ``/``, ``.`` or ``..``), so nothing can be written outside DEST
-(the kubectl cp / podman cp CVEs of SECURITY.md). The result is renamed to DEST only when
+(the kubectl cp / podman cp CVEs of docs/security.md). The result is renamed to DEST only when
 complete; on any failure (including the container going away) the temporary tree is removed.
 Setuid/setgid bits and extended attributes (file capabilities) are dropped unless
 ``preserve_all``; device nodes and sockets are skipped then too.
