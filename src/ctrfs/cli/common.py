@@ -57,7 +57,7 @@ def _json_default(obj: Any) -> Any:
         return list(obj)
     if hasattr(obj, "to_dict"):
         return obj.to_dict()
-    from dataclasses import asdict, is_dataclass
+    from ctrfs._record import asdict, is_dataclass
 
     if is_dataclass(obj) and not isinstance(obj, type):
         return asdict(obj)

@@ -83,8 +83,7 @@ def cli(ctx: click.Context, host_root: str | None, proc_root: str | None, docker
     containerd://NS/ID, cri-o, runc), k8s://NAMESPACE/POD[/CONTAINER] or pid://PID.
     TARGET:PATH names a path inside it.
     """
-    from dataclasses import replace
-
+    from ctrfs._record import replace
     from ctrfs.runtimes.base import Roots
 
     roots = Roots.under(host_root) if host_root else Roots()

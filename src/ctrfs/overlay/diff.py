@@ -49,12 +49,15 @@ import itertools
 import os
 import stat as st_mod
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
-from typing import Any
 
+from ctrfs._record import dataclass
 from ctrfs.errors import CtrfsError, NotFound, Unsupported, UsageError, translate_oserror
 from ctrfs.overlay import _fs
 from ctrfs.overlay.layers import LayerStack, layer_stack
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # libpod/diff.go initInodes (podman 3.x–5.x): mount points podman itself creates in the upper
 # dir; ``podman diff`` hides exactly these paths (not what is below them).

@@ -20,15 +20,17 @@ from __future__ import annotations
 import errno
 import os
 import stat as st_mod
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
+from ctrfs._record import dataclass, field
 from ctrfs.errors import NotFound, translate_oserror
 from ctrfs.overlay import _fs
 from ctrfs.runtimes import containerd, docker, storage
 from ctrfs.runtimes.base import Roots
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ctrfs.container import Container
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import stat as st_mod
-from dataclasses import dataclass, field
-from typing import Any
 
+from ctrfs._record import dataclass, field
 from ctrfs.errors import CtrfsError, NotFound, Unsupported
 from ctrfs.overlay import _fs
 from ctrfs.overlay.diff import file_type
 from ctrfs.overlay.layers import Layer, LayerStack
 from ctrfs.overlay.merge import MergedView
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass

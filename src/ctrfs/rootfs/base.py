@@ -28,11 +28,14 @@ import stat as stat_mod
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import BinaryIO
 
+from ctrfs._record import dataclass, field
 from ctrfs.errors import CtrfsError, NotFound, Unsupported, from_oserror
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 PathArg = str | bytes
 
