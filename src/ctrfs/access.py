@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from ctrfs.container import Container
 from ctrfs.errors import AccessDenied, NotFound, Unsupported
-from ctrfs.overlay.layers import LayerStack, layer_stack
-from ctrfs.overlay.root import OverlayRoot
 from ctrfs.proc.userns import IdMap
 from ctrfs.rootfs.base import Root
 from ctrfs.rootfs.fd import DirRoot
 from ctrfs.rootfs.proc import ProcRoot
-from ctrfs.rootfs.tarroot import TarLayersRoot
-from ctrfs.runtimes.oci import OciImage
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ctrfs.overlay.layers import LayerStack
 
 __all__ = ["open_root"]
 
@@ -43,10 +43,17 @@ def open_root(container: Container) -> Root:
                     "disk)", target=container.display_name) from err
         return root
     oci = container.record.extra.get("oci")
-    if isinstance(oci, OciImage):
+    if oci is not None:
+        # Imported here: tarfile and the decompressors are for OCI layouts only (start-up).
+        from ctrfs.rootfs.tarroot import TarLayersRoot
+
         return TarLayersRoot([la.path for la in oci.layers], target=container.display_name)
     stack = _stopped_overlay(container)
     if stack is not None:
+        # Imported here so that a running container's commands do not pay for the offline merge
+        # at start-up (docs/conventions.md rule 11).
+        from ctrfs.overlay.root import OverlayRoot
+
         oroot = OverlayRoot(stack, target=container.display_name)
         oroot.idmap = _idmap(container)  # a rootless store's files carry its user's host ids
         return oroot
@@ -70,6 +77,8 @@ def _idmap(container: Container) -> IdMap | None:
 
 def _stopped_overlay(container: Container) -> LayerStack | None:
     """The layer stack of a stopped container whose runtime recorded its overlay dirs."""
+    from ctrfs.overlay.layers import layer_stack  # start-up: see open_root
+
     try:
         stack = layer_stack(container)
     except NotFound:

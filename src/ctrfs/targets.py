@@ -5,15 +5,17 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ctrfs._record import dataclass
 from ctrfs.container import Container, RootFS
 from ctrfs.discovery import discover, namespaces_of, rootfs_of
 from ctrfs.errors import Ambiguous, TargetNotFound, UsageError
 from ctrfs.proc.stat import parse_stat
 from ctrfs.runtimes.base import ContainerRecord, Roots
-from ctrfs.runtimes.images import ImageRecord, discover_images
-from ctrfs.runtimes.oci import read_layout
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ctrfs.runtimes.images import ImageRecord
 
 SCHEMES = ("docker", "podman", "containerd", "cri-o", "crio", "runc", "k8s", "pid", "lxc", "nspawn",
            "image")
@@ -189,6 +191,9 @@ def match_images(ref: str, images: list[ImageRecord]) -> list[ImageRecord]:
 
 
 def resolve_image(ref: str, roots: Roots) -> ImageRecord:
+    # Imported here: image stores are read for image:// targets only (start-up of the rest).
+    from ctrfs.runtimes.images import discover_images
+
     images = list(discover_images(roots))
     found = match_images(ref, images)
     shown = f"image://{ref}"
@@ -229,6 +234,8 @@ def image_container(img: ImageRecord, roots: Roots, *, shown: str | None = None)
 def oci_container(t: Target, roots: Roots) -> Container:
     """``oci:DIR[:TAG]``: an OCI layout's image as a read-only Container; its layer blobs are read
     as streams by :class:`~ctrfs.rootfs.tarroot.TarLayersRoot` (see :func:`ctrfs.access.open_root`)."""
+    from ctrfs.runtimes.oci import read_layout  # start-up: for oci: targets only
+
     layout, _, tag = t.ref.partition(":")
     img = read_layout(os.path.abspath(layout), tag or None)
     cfg = img.config.get("config") or {}

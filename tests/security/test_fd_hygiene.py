@@ -1,4 +1,4 @@
-"""SECURITY.md case 19 (and the runc CVE-2024-21626 lesson): no fd leaks, every fd close-on-exec.
+"""docs/security.md case 19 (and the runc CVE-2024-21626 lesson): no fd leaks, every fd close-on-exec.
 
 Each library operation runs twice in this process against a real container; the set of open
 fds (``/proc/self/fd``) must be the same before the first run and after the second. While an

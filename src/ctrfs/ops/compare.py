@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import os
 import stat as st_mod
+from collections.abc import Iterable
 
 from ctrfs.access import open_root
 from ctrfs.container import Container
-from ctrfs.errors import NotFound
+from ctrfs.errors import NotFound, Unsupported
 from ctrfs.overlay.diff import (
     DOCKER,
     PODMAN_HIDDEN,
     Change,
     changes,
+    container_changes,
     default_semantics,
     file_type,
     stat_different,
@@ -82,6 +84,21 @@ def compare_roots(old: Root, new: Root, *, on_warning: WarnFn | None = None) -> 
     old.check_alive()
     new.check_alive()
     return sorted(found.values(), key=lambda c: c.path)
+
+
+def changes_of(c: Container, other: Container | None = None, *, semantics: str = "auto"
+               ) -> Iterable[Change]:
+    """``ctrfs diff``: what ``other`` changes over ``c`` when given; else what ``c`` changed
+    (its overlay upper dir, or a vfs layer against its parent)."""
+    if other is not None:
+        return diff_targets(c, other, semantics=semantics)
+    if c.record.extra.get("driver") == "vfs":
+        found = vfs_changes(c)
+        if found is None:
+            raise Unsupported("vfs container whose parent layer is not recorded: nothing to "
+                              "compare its layer with", target=c.display_name)
+        return found
+    return container_changes(c, semantics=semantics)
 
 
 def diff_targets(old: Container, new: Container, *, semantics: str = "auto") -> list[Change]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
-from dataclasses import dataclass
+
+from ctrfs._record import dataclass
 
 OVERFLOW_ID = 65534
 # ioctl_ns(2): NS_GET_OWNER_UID = _IO(0xb7, 0x4); the uid (in the caller's namespace) of whoever

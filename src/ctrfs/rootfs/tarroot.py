@@ -19,6 +19,7 @@ from __future__ import annotations
 import bz2
 import errno
 import gzip
+import io
 import itertools
 import lzma
 import os
@@ -26,9 +27,8 @@ import stat as stat_mod
 import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import IO, BinaryIO, cast
 
+from ctrfs._record import dataclass, field
 from ctrfs.errors import CtrfsError, NotFound, Unsupported
 from ctrfs.rootfs.base import (
     Entry,
@@ -42,6 +42,10 @@ from ctrfs.rootfs.base import (
     norm_path,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
 _SYMLINK_BUDGET = 40
 _SPOOL = 8 << 20  # content up to this size stays in memory
 _WHITEOUT = ".wh."
@@ -54,18 +58,18 @@ _TYPES = {
 }
 
 
-def open_layer(path: str) -> IO[bytes]:
+def open_layer(path: str) -> io.BufferedIOBase:
     """A layer blob as a decompressed stream, the compression told by its magic bytes."""
     f = open(path, "rb")  # noqa: SIM115 — returned to the caller
     try:
         magic = f.read(6)
         f.seek(0)
         if magic.startswith(b"\x1f\x8b"):
-            return cast(IO[bytes], gzip.GzipFile(fileobj=f, mode="rb"))
+            return gzip.GzipFile(fileobj=f, mode="rb")
         if magic.startswith(b"\xfd7zXZ\x00"):
-            return cast(IO[bytes], lzma.LZMAFile(f))
+            return lzma.LZMAFile(f)
         if magic.startswith(b"BZh"):
-            return cast(IO[bytes], bz2.BZ2File(f))
+            return bz2.BZ2File(f)
         if magic.startswith(b"\x28\xb5\x2f\xfd"):
             raise Unsupported("zstd-compressed layers are not supported (Python's standard "
                               "library has no zstd); recompress with skopeo copy "
@@ -132,7 +136,7 @@ class _Tree:
         return parent.children.get(parts[-1]) if parts else self.root
 
 
-def _apply_layer(tree: _Tree, index: int, stream: IO[bytes], warn: WarnFn | None) -> None:
+def _apply_layer(tree: _Tree, index: int, stream: io.BufferedIOBase, warn: WarnFn | None) -> None:
     mine: set[tuple[str, ...]] = set()  # paths this layer gave (its whiteouts leave them)
     opaque: list[tuple[str, ...]] = []
     with tarfile.open(fileobj=stream, mode="r|") as tf:
@@ -239,7 +243,7 @@ class TarLayersRoot(Root):
                  on_warning: WarnFn | None = None) -> None:
         self.target = target
         self.layers = list(layers)
-        self._streams: dict[int, IO[bytes]] = {}
+        self._streams: dict[int, io.BufferedIOBase] = {}
         self._tree = _Tree()
         for i, path in enumerate(self.layers):
             with self._errors(None):
@@ -305,7 +309,7 @@ class TarLayersRoot(Root):
             out.write(chunk)
             left -= len(chunk)
         out.seek(0)
-        return cast(BinaryIO, out)
+        return out  # type: ignore[return-value]  # a SpooledTemporaryFile is a binary file
 
     # -- Root ----------------------------------------------------------------------------------
     def resolve(self, path: PathArg, *, follow: bool = True) -> int:

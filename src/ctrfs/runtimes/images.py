@@ -17,11 +17,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
+from ctrfs._record import dataclass, field
 from ctrfs.runtimes.base import Roots, listdir, read_json, read_text
 from ctrfs.runtimes.stores import Store, storage_stores
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass

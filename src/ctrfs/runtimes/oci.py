@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import platform
 import re
-from dataclasses import dataclass, field
-from typing import Any
 
+from ctrfs._record import dataclass, field
 from ctrfs.errors import Ambiguous, NotFound, TargetNotFound, Unsupported
 from ctrfs.runtimes.base import read_json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 REF_NAME = "org.opencontainers.image.ref.name"
 _DIGEST = re.compile(r"^(sha256|sha512):([0-9a-f]{64}|[0-9a-f]{128})$")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Collection, Iterator
-from typing import Any
 
 from ctrfs.runtimes.base import (
     ContainerRecord,
@@ -26,6 +25,10 @@ from ctrfs.runtimes.base import (
 )
 from ctrfs.runtimes.overlaydirs import layer_dirs
 from ctrfs.runtimes.stores import VALID_ID, Store, storage_stores
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def discover(roots: Roots, known: Collection[str] = ()) -> Iterator[ContainerRecord]:

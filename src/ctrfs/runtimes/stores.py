@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
+from ctrfs._record import dataclass, field
 from ctrfs.runtimes.base import Roots, listdir
 
 DRIVERS = ("overlay", "vfs")
@@ -101,8 +100,15 @@ def rootless_map(own: int, ranges: list[tuple[int, int]]) -> list[tuple[int, int
 def _conf(path: str) -> dict[str, str]:
     try:
         with open(path, "rb") as f:
-            data = tomllib.loads(f.read(_MAX_CONF).decode("utf-8", "replace"))
-    except (OSError, tomllib.TOMLDecodeError):
+            text = f.read(_MAX_CONF).decode("utf-8", "replace")
+    except OSError:
+        return {}
+    # Imported here: only users with a storage.conf need a TOML parser (start-up of discovery).
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
         return {}
     sect = data.get("storage")
     if not isinstance(sect, dict):
