@@ -7,13 +7,14 @@ Each command is timed (median of N runs, one warm-up) against two anchors measur
   `docker diff`; the goal is to be faster (the peer goes through the daemon, and exec starts a
   process in the container).
 
-Then `python -X importtime` of each command, once: the modules that cost the most (self time) and
+Then `python -X importtime` of each command (median of 5): the modules that cost the most (self time) and
 the top-level imports by cumulative time, so a slow start can be traced to its import.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -43,20 +44,31 @@ def _hot(name: str) -> list[tuple[str, list[str], list[str] | None, float]]:
     ]
 
 
-def import_profile(argv: list[str]) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
-    """(top modules by self time, top-level imports by cumulative time), microseconds."""
-    res = subprocess.run([PYTHON, "-X", "importtime", CTRFS, *argv], capture_output=True, text=True,
-                         check=True)
-    own: list[tuple[int, str]] = []
-    top: list[tuple[int, str]] = []
-    for line in res.stderr.splitlines():
-        if not line.startswith("import time:") or "self [us]" in line:
-            continue
-        self_us, cumulative, name = line.removeprefix("import time:").split("|")
-        own.append((int(self_us), name.strip()))
-        if not name.startswith("  "):  # depth 0: imported by ctrfs's own code or the script
-            top.append((int(cumulative), name.strip()))
-    return sorted(own, reverse=True)[:TOP], sorted(top, reverse=True)[:TOP]
+def import_profile(argv: list[str], runs: int = 5
+                   ) -> tuple[int, list[tuple[int, str]], list[tuple[int, str]]]:
+    """Median over ``runs`` of -X importtime: (all imports, top modules by self time, top-level
+    imports by cumulative time), microseconds. One run alone is noise on a busy machine."""
+    own: dict[str, list[int]] = {}
+    top: dict[str, list[int]] = {}
+    totals = []
+    for _ in range(runs):
+        res = subprocess.run([PYTHON, "-X", "importtime", CTRFS, *argv], capture_output=True,
+                             text=True, check=True)
+        total = 0
+        for line in res.stderr.splitlines():
+            if not line.startswith("import time:") or "self [us]" in line:
+                continue
+            self_us, cumulative, name = line.removeprefix("import time:").split("|")
+            own.setdefault(name.strip(), []).append(int(self_us))
+            if not name.startswith("  "):  # depth 0: imported by the script or ctrfs at run time
+                top.setdefault(name.strip(), []).append(int(cumulative))
+                total += int(cumulative)
+        totals.append(total)
+
+    def ranked(d: dict[str, list[int]]) -> list[tuple[int, str]]:
+        return sorted(((int(statistics.median(v)), k) for k, v in d.items()), reverse=True)[:TOP]
+
+    return int(statistics.median(totals)), ranked(own), ranked(top)
 
 
 def run(r: Runner) -> None:
@@ -82,10 +94,11 @@ def _measure(r: Runner, name: str) -> None:
             r.time_command(peer_label, peer)
             r.compare(subject, peer_label, goal, f"ctrfs {label} faster than {peer_label}")
     for label, argv, _peer, _goal in _hot(name):
-        own, top = import_profile(argv)
-        r.facts[f"importtime ctrfs {label}"] = {"self_us": own, "top_level_cumulative_us": top}
-        print(f"  importtime ctrfs {label}: self " + ", ".join(f"{m} {us / 1000:.1f}" for us, m in own[:5])
-              + " ms", file=sys.stderr)
+        total, own, top = import_profile(argv)
+        r.facts[f"importtime ctrfs {label}"] = {"total_us": total, "self_us": own,
+                                                 "top_level_cumulative_us": top}
+        print(f"  importtime ctrfs {label}: {total / 1000:.1f} ms in all; self " +
+              ", ".join(f"{m} {us / 1000:.1f}" for us, m in own[:5]) + " ms", file=sys.stderr)
         print("    top-level cumulative: " + ", ".join(f"{m} {us / 1000:.1f}" for us, m in top[:5]) + " ms",
               file=sys.stderr)
     r.facts["loadavg_end"] = os.getloadavg()
