@@ -150,3 +150,24 @@ def test_global_options_come_before_the_command(tmp_path: Path) -> None:
                             "ps", "-a", "--json").stdout)
     assert "ctrfs-clitest-fake" in [c["name"] for c in mine]
     assert "ctrfs-clitest-fake" not in [c["name"] for c in json.loads(ctrfs("ps", "-a", "--json").stdout)]
+
+
+def test_option_values_may_start_with_a_dash(tmp_path: Path) -> None:
+    """`--size -2M` and `--mmin -60` are values (find(1)'s "less than"), not unknown options;
+    what is found is what GNU find finds."""
+    (tmp_path / "big").write_bytes(b"x" * 3_000_000)
+    (tmp_path / "small").write_bytes(b"x" * 70_000)
+    target = f"pid://{os.getpid()}:{tmp_path}"
+
+    def gnu(*expr: str) -> list[str]:
+        return sorted(subprocess.run(["find", str(tmp_path), *expr], capture_output=True, text=True,
+                                     check=True).stdout.splitlines())
+
+    for ours, theirs in ((["--size", "-2M", "--type", "f"], ["-size", "-2M", "-type", "f"]),
+                         (["--size=-2M", "--type=f"], ["-size", "-2M", "-type", "f"]),
+                         (["--size", "+2M"], ["-size", "+2M"]),
+                         (["--mmin", "-60", "--type", "f"], ["-mmin", "-60", "-type", "f"])):
+        found = sorted(ctrfs("find", target, *ours).stdout.splitlines())
+        assert found == gnu(*theirs) and found, (ours, found)
+    assert [Path(p).name for p in ctrfs("find", target, "--size", "-2M", "--type", "f").stdout.split()] \
+        == ["small"]

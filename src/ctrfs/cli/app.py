@@ -15,6 +15,7 @@ are the whole framework (`make bench BENCH_ARGS=startup` measures what a start c
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 
 TYPE_CHECKING = False
@@ -143,6 +144,10 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(**kwargs)
         self.commands: dict[str, Parser] = {}  # the subcommand parsers built (top level only)
+        # A word starting with '-' and a digit is a value, not an option: `find --size -10M`,
+        # `--mmin -5` (argparse alone takes only plain negative numbers so, and refuses "-10M").
+        # No ctrfs option looks like "-<digit>", so nothing is lost.
+        self._negative_number_matcher = re.compile(r"-\d")
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
