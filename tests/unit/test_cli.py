@@ -47,6 +47,7 @@ def test_top_level_help_lists_every_command() -> None:
               .splitlines()[1:] if line.startswith("    ") and not line.startswith("     ")}
     assert listed == set(COMMANDS)
     assert out.rstrip("\n").endswith("ctrfs COMMAND --help           a command's options and examples")
+    assert ctrfs("--help", "ls").stdout == out == ctrfs("-h").stdout  # help first: the top level's
 
 
 def test_no_command_shows_help_and_is_a_usage_error() -> None:
