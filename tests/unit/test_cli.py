@@ -93,7 +93,8 @@ def test_version_matches_the_installed_package() -> None:
 
 def test_version_and_help_import_nothing_they_do_not_need() -> None:
     """--version answers before argparse or any command is imported; a command's --help imports
-    that command's module only, and click nowhere."""
+    that command's module only, click nowhere, and not shutil (argparse's default help formatter
+    imports it, with bz2 and lzma, for every command at every start)."""
     probe = ("import json, sys; from ctrfs.cli.main import main; rc = main(sys.argv[1:]); "
              "sys.stderr.write(json.dumps(sorted(sys.modules)))")
 
@@ -107,7 +108,7 @@ def test_version_and_help_import_nothing_they_do_not_need() -> None:
     assert not any(m.startswith("ctrfs.cli.cmd_") for m in mods)
     mods = loaded("cat", "--help")
     assert {"argparse", "ctrfs.cli.cmd_files"} <= mods
-    assert not any(m.startswith(("click", "rich", "elftools", "ctrfs.cli.cmd_layers",
+    assert not any(m.startswith(("click", "rich", "elftools", "shutil", "ctrfs.cli.cmd_layers",
                                  "ctrfs.cli.cmd_probes", "ctrfs.cli.cmd_discover")) for m in mods)
 
 

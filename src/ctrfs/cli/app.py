@@ -15,7 +15,9 @@ are the whole framework (`make bench BENCH_ARGS=startup` measures what a start c
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 from collections.abc import Callable
 
 TYPE_CHECKING = False
@@ -134,13 +136,38 @@ def command(name: str, help: str, epilog: str, *args: Arg | Group,  # noqa: A002
     return register
 
 
+def _terminal_width() -> int:
+    """What ``shutil.get_terminal_size`` answers ($COLUMNS, else stdout's terminal, else 80),
+    without importing shutil and the compression modules it pulls in."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples shown as written. argparse builds a formatter for every ``add_argument`` (to check
+    the metavar), and its default one imports shutil for the width: ~3 ms of every start."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _terminal_width() - 2 if width is None else width)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with examples shown as written, no abbreviated options (``--rec`` is not
     ``--recursive``: a later option must not change what an old script means), and a usage
     error as one line on stderr with exit status 2."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(**kwargs)
         self.commands: dict[str, Parser] = {}  # the subcommand parsers built (top level only)
