@@ -7,9 +7,8 @@ the overflow id (``/proc/sys/kernel/overflowuid``, 65534).
 
 from __future__ import annotations
 
-import fcntl
 import os
-import struct
+import sys
 
 from ctrfs._record import dataclass
 
@@ -74,6 +73,9 @@ def read_id_map(proc: str, pid: int) -> IdMap | None:
 
 def userns_owner(proc: str, pid: int) -> int | None:
     """The host uid owning ``pid``'s user namespace (0 for the initial one), or None."""
+    # Imported here: only `ps`/`inspect` ask for owners; file commands start without it.
+    import fcntl
+
     try:
         fd = os.open(os.path.join(proc, str(pid), "ns", "user"), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -89,4 +91,4 @@ def userns_owner(proc: str, pid: int) -> int | None:
         return 0 if same else None
     finally:
         os.close(fd)
-    return int(struct.unpack("I", raw)[0])
+    return int.from_bytes(raw, sys.byteorder)  # a uid_t
