@@ -240,3 +240,17 @@ def test_fuse_overlayfs_root_refuses_root_in_one_line(tmp_path: Path) -> None:
             assert res.returncode == 4, argv
             assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
             assert "fuse-overlayfs" in res.stderr and f"sudo -u {r.user}" in res.stderr
+
+
+def test_stopped_rootless_container_offline(rootless: Rootless) -> None:
+    """Last of the module on purpose: it stops the shared container. Offline, the owners come
+    from the user's /etc/subuid range (podman's default mapping) instead of /proc."""
+    peer_diff = sorted(_lines(rootless.podman("diff", rootless.name).stdout.decode()))
+    rootless.podman("stop", "-t", "0", rootless.name)
+    listed = [c for c in json.loads(ctrfs("ps", "-a", "--json").stdout) if c["id"] == rootless.id]
+    assert len(listed) == 1 and listed[0]["pid"] is None and listed[0]["user"] == rootless.user
+    assert ctrfs("cat", f"{rootless.name}:/data/f").stdout == "hello\n"
+    listing = json.loads(ctrfs("ls", "-l", "--json", f"{rootless.name}:/data").stdout)[0]["entries"]
+    assert {e["name"]: (e["uid"], e["gid"]) for e in listing if e["name"] in ("f", "sub")} == \
+        {"f": (5, 7), "sub": (1000, 1000)}
+    assert sorted(_lines(ctrfs("diff", rootless.name).stdout)) == peer_diff
