@@ -1,0 +1,110 @@
+"""The ctrfs.pyz that goes to the node, as bytes.
+
+In order: the file named by ``--pyz`` or ``$KUBECTL_CTRFS_PYZ`` (``make pyz`` builds
+``dist/ctrfs.pyz``); the zip application this plugin itself runs from; else one built in memory
+from the ctrfs installed here and the pure-Python distributions it depends on (nothing is written
+to disk). The node runs it as ``python3 -I -S ctrfs.pyz ARGS``: no site-packages there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import sys
+import zipfile
+import zipimport
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from ctrfs.errors import CtrfsError
+
+# The fallback's entry: ctrfs's CLI (a build by `make pyz` has its own launcher).
+_MAIN = "import sys\n\nfrom ctrfs.cli.main import main\n\nsys.exit(main())\n"
+_SKIP_DIRS = frozenset({"__pycache__", "tests", "test"})
+
+
+@dataclass(frozen=True)
+class Pyz:
+    data: bytes
+    origin: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def load(path: str | None = None) -> Pyz:
+    path = path or os.environ.get("KUBECTL_CTRFS_PYZ") or None
+    if path:
+        try:
+            return Pyz(Path(path).read_bytes(), path)
+        except OSError as err:
+            raise CtrfsError(f"cannot read the ctrfs.pyz to send: {err.strerror}", path=path) from err
+    loader = getattr(sys.modules[__name__], "__loader__", None)
+    if isinstance(loader, zipimport.zipimporter) and loader.archive:
+        return Pyz(Path(loader.archive).read_bytes(), loader.archive)
+    return Pyz(build(), "built from the installed ctrfs")
+
+
+def _requirement_names(dist: metadata.Distribution) -> list[str]:
+    out = []
+    for req in dist.requires or ():
+        if "extra ==" in req:
+            continue  # optional extras (test tools) stay out
+        m = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
+        if m:
+            out.append(m.group(0))
+    return out
+
+
+def _dist_files(dist: metadata.Distribution) -> list[tuple[str, Path]]:
+    files = []
+    for f in dist.files or ():
+        parts = f.parts
+        if not parts or parts[0].endswith((".dist-info", ".egg-info", ".data")) or parts[0] == "..":
+            continue
+        if any(p in _SKIP_DIRS for p in parts) or f.suffix in (".pyc", ".so", ".pyd"):
+            continue
+        files.append(("/".join(parts), Path(str(f.locate()))))
+    return files
+
+
+def build() -> bytes:
+    """A zip application of the installed ctrfs and its runtime dependencies."""
+    import ctrfs
+
+    pkg = Path(ctrfs.__file__).resolve().parent
+    entries: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(pkg):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        for fn in sorted(filenames):
+            if fn.endswith(".py"):
+                full = Path(dirpath, fn)
+                entries.append(("ctrfs/" + full.relative_to(pkg).as_posix(), full))
+    seen = {"ctrfs"}
+    todo = _requirement_names(metadata.distribution("ctrfs"))
+    while todo:
+        name = todo.pop()
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # a dependency for another Python version
+        entries += _dist_files(dist)
+        todo += _requirement_names(dist)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("__main__.py", _MAIN)
+        for arc, src in entries:
+            # A fixed date: the same installed files give the same bytes (and the same hash
+            # an agent caches them by).
+            info = zipfile.ZipInfo(arc, date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, src.read_bytes())
+    return buf.getvalue()
