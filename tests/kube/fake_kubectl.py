@@ -143,7 +143,8 @@ def get(opts: dict[str, str], rest: list[str], c: dict[str, Any]) -> None:
     if "/" in what[0]:
         kind, _, name = what[0].partition("/")
         for w in c.get("workloads", []):
-            if w["kind"].lower() == kind and w["metadata"]["name"] == name and w["metadata"]["namespace"] == ns:
+            meta = w["metadata"]
+            if w["kind"].lower() == kind and meta["name"] == name and meta["namespace"] == ns:
                 print(json.dumps(w))
                 return
         fail(f'Error from server (NotFound): {kind}s.apps "{name}" not found')
@@ -176,7 +177,8 @@ mount -o remount,bind,ro "$R/host"
 mount --rbind /proc "$R/proc"
 mount --rbind /dev "$R/dev"
 mount -t tmpfs kfake-tmp "$R/tmp"
-if [ -n "$SCRATCH" ]; then mount --bind "$SCRATCH" "$R$BOOT_DIR"; else mount -t tmpfs kfake-boot "$R$BOOT_DIR"; fi
+if [ -n "$SCRATCH" ]; then mount --bind "$SCRATCH" "$R$BOOT_DIR"
+else mount -t tmpfs kfake-boot "$R$BOOT_DIR"; fi
 cd /
 exec chroot "$R" "$@"
 """

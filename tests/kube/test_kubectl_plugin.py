@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CTRFS, NODE, VENV_BIN, FakeKube, agent_pod, api_deployment, api_pod
-from harness import RunningContainer
 
+from conftest import CTRFS, NODE, VENV_BIN, FakeKube, agent_pod, api_deployment, api_pod
 from ctrfs.kube import manifests
+from harness import RunningContainer
 
 
 def ctrfs(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -49,13 +49,13 @@ def node_pod_spec(fk: FakeKube) -> dict:
 # -- ephemeral mode ----------------------------------------------------------------------------
 def test_ephemeral_pod_spec_and_answer(fake_kube: FakeKube, containerd_cri: RunningContainer) -> None:
     pod = cri_pod(fake_kube, containerd_cri)
-    r = fake_kube.plugin("-n", "ctrfs-test", "ls", "-l", f"{pod}:/")
+    r = fake_kube.plugin("-n", "ctrfs-test", "ls", "-l", f"{pod}:/etc")
     assert r.rc == 0, r.err
     # The answer is ctrfs's on the node, for the container the pod's status names.
-    local = ctrfs("ls", "-l", f"{containerd_cri.target}:/")
+    local = ctrfs("ls", "-l", f"{containerd_cri.target}:/etc")
     assert local.returncode == 0
     assert r.out == local.stdout
-    assert b"app" in r.out
+    assert b"os-release" in r.out
 
     spec = node_pod_spec(fake_kube)
     s = spec["spec"]
@@ -83,7 +83,7 @@ def test_ephemeral_pod_spec_and_answer(fake_kube: FakeKube, containerd_cri: Runn
     assert spec["metadata"]["name"] in argv
     tail = argv[argv.index("--") + 1:]
     assert tail[:2] == ["python3", "-c"]
-    assert tail[-5:] == ["--host-root", "/host", "ls", "-l", f"containerd://k8s.io/{containerd_cri.id}:/"]
+    assert tail[-5:] == ["--host-root", "/host", "ls", "-l", f"containerd://k8s.io/{containerd_cri.id}:/etc"]
     # ... and the node pod is gone.
     (delete,) = fake_kube.verbs("delete")
     assert spec["metadata"]["name"] in delete["argv"]
@@ -111,20 +111,26 @@ def test_ephemeral_options_shape_the_pod(fake_kube: FakeKube, containerd_cri: Ru
     assert fake_kube.live_node_pods() == []
 
 
-def test_cp_stream_is_byte_exact(fake_kube: FakeKube, containerd_cri: RunningContainer) -> None:
+def test_cp_stream_is_byte_exact(fake_kube: FakeKube, containerd_cri: RunningContainer,
+                                 docker_busybox: RunningContainer) -> None:
     pod = cri_pod(fake_kube, containerd_cri)
-    for path in ("/", "/app"):  # the whole tree, and one binary (ELF) file
+    # A tree, and one binary (ELF) file; not / itself, where the logger's file grows meanwhile.
+    for path, names in (("/etc", ["etc", "etc/group", "etc/os-release", "etc/passwd"]), ("/app", ["app"])):
         r = fake_kube.plugin("-n", "ctrfs-test", "cp", f"{pod}:{path}", "-")
         assert r.rc == 0, r.err
         local = ctrfs("cp", f"{containerd_cri.target}:{path}", "-")
         assert local.returncode == 0
         assert r.out == local.stdout
-        names = tarfile.open(fileobj=io.BytesIO(r.out)).getnames()
-        assert ("app" in names) if path == "/" else (names == ["app"])
-    assert b"\x7fELF" in r.out
-    r = fake_kube.plugin("-n", "ctrfs-test", "export", pod)
+        assert sorted(tarfile.open(fileobj=io.BytesIO(r.out)).getnames()) == names
+    assert r.out[512:516] == b"\x7fELF"
+    # export of a container whose files stay as they are (busybox sleeping), by docker://ID.
+    fake_kube.cluster["pods"].append(api_pod("bb-1", "default", NODE, [("bb", f"docker://{docker_busybox.id}")]))
+    fake_kube.save()
+    r = fake_kube.plugin("export", "bb-1")
     assert r.rc == 0, r.err
-    assert r.out == ctrfs("export", containerd_cri.target).stdout
+    local = ctrfs("export", docker_busybox.target)
+    assert local.returncode == 0 and len(local.stdout) > 500_000
+    assert r.out == local.stdout
     assert fake_kube.live_node_pods() == []
 
 
@@ -132,9 +138,9 @@ def test_cp_to_a_local_directory(fake_kube: FakeKube, containerd_cri: RunningCon
                                  tmp_path: Path) -> None:
     pod = cri_pod(fake_kube, containerd_cri)
     mine, theirs = tmp_path / "plugin", tmp_path / "local"
-    r = fake_kube.plugin("-n", "ctrfs-test", "cp", f"{pod}:/", str(mine))
+    r = fake_kube.plugin("-n", "ctrfs-test", "cp", f"{pod}:/etc", str(mine))
     assert r.rc == 0, r.err
-    assert ctrfs("cp", f"{containerd_cri.target}:/", str(theirs)).returncode == 0
+    assert ctrfs("cp", f"{containerd_cri.target}:/etc", str(theirs)).returncode == 0
 
     def tree(root: Path) -> dict[str, tuple[int, int, bytes]]:
         out = {}
@@ -148,7 +154,12 @@ def test_cp_to_a_local_directory(fake_kube: FakeKube, containerd_cri: RunningCon
         return out
 
     assert tree(mine) == tree(theirs)
-    assert (mine / "app").read_bytes()[:4] == b"\x7fELF"
+    assert sorted(tree(mine)) == ["group", "os-release", "passwd"]
+    # Into an existing directory: under SRC's base name, as docker cp does.
+    r = fake_kube.plugin("-n", "ctrfs-test", "cp", f"{pod}:/app", str(mine))
+    assert r.rc == 0, r.err
+    assert (mine / "app").read_bytes() == ctrfs("cat", f"{containerd_cri.target}:/app").stdout
+    assert (mine / "app").stat().st_mode & 0o777 == 0o755
     # Nothing else was left next to it (the temporary tree is renamed, not copied).
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "kube", "local", "plugin"]
 
@@ -209,24 +220,24 @@ def test_failing_command_deletes_the_node_pod(fake_kube: FakeKube, containerd_cr
 
 
 def test_workload_runs_on_each_pod_labelled(fake_kube: FakeKube, containerd_cri: RunningContainer,
-                                            docker_busybox: RunningContainer) -> None:
+                                            docker_shellless: RunningContainer) -> None:
     match = {"app": "web"}
+    cri, docker = f"containerd://{containerd_cri.id}", f"docker://{docker_shellless.id}"
     fake_kube.cluster["pods"] += [
-        api_pod("web-7d9f-a1", "default", NODE, [("app", f"containerd://{containerd_cri.id}")], labels=match),
-        api_pod("web-7d9f-b2", "default", "node-2", [("app", f"docker://{docker_busybox.id}")], labels=match),
-        api_pod("other-1", "default", NODE, [("app", f"docker://{docker_busybox.id}")], labels={"app": "x"}),
+        api_pod("web-7d9f-a1", "default", NODE, [("app", cri)], labels=match),
+        api_pod("web-7d9f-b2", "default", "node-2", [("app", docker)], labels=match),
+        api_pod("other-1", "default", NODE, [("app", docker)], labels={"app": "x"}),
     ]
     fake_kube.cluster["workloads"] = [api_deployment("web", "default", match)]
     fake_kube.save()
     r = fake_kube.plugin("diff", "deploy/web")
     assert r.rc == 0, r.err
     expect = []
-    for name, c in (("web-7d9f-a1", containerd_cri), ("web-7d9f-b2", docker_busybox)):
+    for name, c in (("web-7d9f-a1", containerd_cri), ("web-7d9f-b2", docker_shellless)):
         local = ctrfs("diff", c.target)
-        assert local.returncode == 0
+        assert local.returncode == 0 and local.stdout  # both loggers changed their filesystem
         expect += [f"{name}  {line}" for line in local.stdout.decode().splitlines()]
     assert r.out.decode().splitlines() == expect
-    assert expect  # both loggers changed their filesystem
     # One node pod per node, each deleted.
     assert sorted(p["spec"]["nodeName"] for p in fake_kube.created_pods()) == [NODE, "node-2"]
     assert fake_kube.live_node_pods() == []
@@ -249,14 +260,15 @@ def test_all_nodes_merges_three_nodes(fake_kube: FakeKube, containerd_cri: Runni
     r = fake_kube.plugin("--all-nodes", "ps", "--json")
     assert r.rc == 0, r.err
     rows = json.loads(r.out)
-    local = json.loads(ctrfs("ps", "--json").stdout)
-    assert local
-    # Each node's rows are ctrfs ps on that node (all three "nodes" are this host), tagged.
+    (local,) = [row for row in json.loads(ctrfs("ps", "--json").stdout) if row["id"] == containerd_cri.id]
+    # Each node's rows are ctrfs ps on that node, tagged with it. All three "nodes" are this host
+    # (whose other containers come and go meanwhile), so each has the test's container, as here.
+    assert {row["node"] for row in rows} == set(nodes)
     for n in nodes:
         mine = [row for row in rows if row["node"] == n]
-        assert sorted(row["id"] for row in mine) == sorted(row["id"] for row in local)
         assert all(list(row)[0] == "node" for row in mine)
-    assert len(rows) == 3 * len(local)
+        (ours,) = [row for row in mine if row["id"] == containerd_cri.id]
+        assert {k: v for k, v in ours.items() if k != "node"} == local
     # No node pod: the agents ran it.
     assert fake_kube.created_pods() == []
     execs = [c["pod"] for c in fake_kube.calls() if "exec_pid" in c]
@@ -268,7 +280,8 @@ def test_all_nodes_merges_three_nodes(fake_kube: FakeKube, containerd_cri: Runni
     assert lines[0].startswith("NODE") and "CONTAINER ID" in lines[0]
     assert sum(1 for ln in lines if "CONTAINER ID" in ln) == 1
     for n in nodes:
-        assert sum(1 for ln in lines[1:] if ln.startswith(n + " ")) == len(local)
+        assert sum(1 for ln in lines[1:] if ln.startswith(f"{n}  {containerd_cri.id[:12]} ")) == 1
+    assert all(ln.split()[0] in nodes for ln in lines[1:])
 
 
 def test_agent_is_used_for_a_pod_on_its_node(fake_kube: FakeKube, containerd_cri: RunningContainer) -> None:

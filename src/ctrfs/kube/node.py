@@ -127,6 +127,10 @@ def exec_ctrfs(kubectl: Kubectl, pod: str, namespace: str | None, container: str
                 err(line)
             held.clear()
             consume(p.stdout)
+            # A consumer may stop at a logical end (tarfile at the end-of-archive blocks, before
+            # the record's padding): the rest is read, or ctrfs would be stopped mid-write.
+            while p.stdout.read(CHUNK):
+                pass
             # ctrfs closed its stdout: it has ended, or is ending. Closing stdin now only tells
             # BOOT that nobody waits any more (it stops ctrfs if it still runs).
             with contextlib.suppress(BrokenPipeError):
