@@ -40,6 +40,14 @@ def cri_pod(fk: FakeKube, c: RunningContainer, **kw: object) -> str:
     return name
 
 
+def some_pod(fk: FakeKube) -> str:
+    """A running pod whose container is never reached (the test stops before the node runs it)."""
+    cid = "containerd://" + "9" * 64
+    fk.cluster["pods"].append(api_pod("web-7d9f-x1", "ctrfs-test", NODE, [("app", cid)]))
+    fk.save()
+    return "web-7d9f-x1"
+
+
 def node_pod_spec(fk: FakeKube) -> dict:
     pods = fk.created_pods()
     assert len(pods) == 1, pods
@@ -358,8 +366,8 @@ def test_kubectl_missing(fake_kube: FakeKube) -> None:
                                 "with KUBECTL=/path/to/kubectl)\n")
 
 
-def test_forbidden_names_verb_and_resource(fake_kube: FakeKube, containerd_cri: RunningContainer) -> None:
-    pod = cri_pod(fake_kube, containerd_cri)
+def test_forbidden_names_verb_and_resource(fake_kube: FakeKube) -> None:
+    pod = some_pod(fake_kube)
     fake_kube.cluster["create_forbidden"] = True
     fake_kube.save()
     r = fake_kube.plugin("-n", "ctrfs-test", "ls", f"{pod}:/")
@@ -376,8 +384,8 @@ def test_forbidden_names_verb_and_resource(fake_kube: FakeKube, containerd_cri: 
     assert fake_kube.live_node_pods() == []
 
 
-def test_node_pod_not_scheduled_in_time(fake_kube: FakeKube, containerd_cri: RunningContainer) -> None:
-    pod = cri_pod(fake_kube, containerd_cri)
+def test_node_pod_not_scheduled_in_time(fake_kube: FakeKube) -> None:
+    pod = some_pod(fake_kube)
     fake_kube.cluster["node_pod"] = "pending"
     fake_kube.save()
     t0 = time.monotonic()
@@ -390,8 +398,27 @@ def test_node_pod_not_scheduled_in_time(fake_kube: FakeKube, containerd_cri: Run
     assert fake_kube.live_node_pods() == []
 
 
-def test_image_without_python(fake_kube: FakeKube, containerd_cri: RunningContainer) -> None:
-    pod = cri_pod(fake_kube, containerd_cri)
+def test_interrupt_while_waiting_for_the_node_pod(fake_kube: FakeKube) -> None:
+    pod = some_pod(fake_kube)
+    fake_kube.cluster["node_pod"] = "pending"
+    fake_kube.save()
+    p = fake_kube.popen("-n", "ctrfs-test", "--timeout", "120", "ls", f"{pod}:/")
+    try:
+        _wait_for(lambda: fake_kube.live_node_pods(), "the node pod to be created")
+        time.sleep(1)  # polling its status now
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert rc == 130
+    assert fake_kube.live_node_pods() == []
+    assert fake_kube.verbs("exec") == []
+
+
+def test_image_without_python(fake_kube: FakeKube) -> None:
+    pod = some_pod(fake_kube)
     fake_kube.cluster["node_pod"] = "no-python"
     fake_kube.save()
     r = fake_kube.plugin("-n", "ctrfs-test", "--image", "gcr.io/distroless/static", "ls", f"{pod}:/")
