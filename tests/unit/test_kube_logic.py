@@ -69,7 +69,8 @@ def test_other_kubectl_failures() -> None:
                    "error: You must be logged in to the server (Unauthorized)\n", doing="reading pod web")
     assert isinstance(e, KubectlFailed) and e.exit_code == 1
     assert str(e) == "reading pod web: kubectl failed: You must be logged in to the server (Unauthorized)"
-    e = error_from('Error from server (NotFound): deployments.apps "web" not found', doing="reading deployment web")
+    e = error_from('Error from server (NotFound): deployments.apps "web" not found',
+                   doing="reading deployment web")
     assert e.exit_code == 3 and str(e) == 'reading deployment web: deployments.apps "web" not found'
 
 
