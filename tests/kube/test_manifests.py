@@ -39,6 +39,15 @@ def test_repo_manifest_is_the_generated_one() -> None:
     assert (REPO / "deploy" / "ctrfs-agent.yaml").read_text() == manifests.agent_yaml()
 
 
+def test_capabilities_are_the_listed_ones() -> None:
+    text = (REPO / "deploy" / "CAPABILITIES").read_text()
+    listed = [ln.split()[0] for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    assert list(manifests.CAPABILITIES) == listed
+    ds = manifests.agent_objects()[-1]
+    (ctr,) = ds["spec"]["template"]["spec"]["containers"]
+    assert ctr["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": listed}
+
+
 def test_manifests_validate_strict(tmp_path: Path) -> None:
     node_pod = tmp_path / "node-pod.json"
     node_pod.write_text(json.dumps(manifests.node_pod("ctrfs-node-0a1b2c3d", "node-1", namespace="default")))

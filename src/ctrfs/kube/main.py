@@ -34,7 +34,7 @@ from ctrfs.kube.unpack import Unpacker
 
 PROG = "kubectl ctrfs"
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Run a ctrfs command on a pod's container, on the node the pod runs on.
 
 POD[:PATH] names a pod (in -n NAMESPACE, else kubectl's default namespace) and a path inside its
@@ -43,7 +43,7 @@ workload's pods, each answer labelled with its pod. The cluster is reached only 
 kubectl: its kubeconfig, context and credentials apply.
 
 On the node, ctrfs runs in a short-lived pod (hostPID, the node's / read-only at /host, the
-capabilities SYS_PTRACE and DAC_READ_SEARCH), deleted when the command ends; or, once
+capabilities {", ".join(manifests.CAPABILITIES)}), deleted when the command ends; or, once
 'kubectl ctrfs deploy' installed them, in the node agents of the ctrfs DaemonSet."""
 
 EPILOG = """\

@@ -26,9 +26,9 @@ HOST_ROOT = "/host"
 # An ephemeral node pod removes itself after this long even if the plugin never gets to
 # (killed with SIGKILL, laptop closed): a backstop, not the normal way out.
 DEFAULT_DEADLINE = 3600
-# What ctrfs needs on the node beyond an unprivileged root: reading other processes'
-# /proc/PID/{root,maps,mountinfo} (SYS_PTRACE) and files of any owner (DAC_READ_SEARCH).
-CAPABILITIES = ("SYS_PTRACE", "DAC_READ_SEARCH")
+# What ctrfs needs on the node, and nothing more: deploy/CAPABILITIES says why each one (and the
+# node-mode tests show each needed). Kept here too so the package and the pyz carry it.
+CAPABILITIES = ("SYS_PTRACE", "DAC_READ_SEARCH", "SYS_ADMIN")
 PART_OF = {"app.kubernetes.io/part-of": "ctrfs", "app.kubernetes.io/managed-by": "kubectl-ctrfs"}
 NODE_POD_LABEL = {"app.kubernetes.io/name": "ctrfs-node"}
 AGENT_LABEL = {"app.kubernetes.io/name": AGENT_NAME}

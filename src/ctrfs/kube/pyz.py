@@ -21,8 +21,17 @@ from pathlib import Path
 
 from ctrfs.errors import CtrfsError
 
-# The fallback's entry: ctrfs's CLI (a build by `make pyz` has its own launcher).
-_MAIN = "import sys\n\nfrom ctrfs.cli.main import main\n\nsys.exit(main())\n"
+# The fallback's entry: ctrfs's launcher where the package has one (it runs the plugin when the
+# file is named kubectl-ctrfs, ctrfs otherwise), else ctrfs's CLI.
+_MAIN = """import sys
+
+try:
+    from ctrfs._launcher import main
+except ImportError:
+    from ctrfs.cli.main import main
+
+sys.exit(main())
+"""
 _SKIP_DIRS = frozenset({"__pycache__", "tests", "test"})
 
 
