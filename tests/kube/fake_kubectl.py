@@ -96,6 +96,13 @@ def node_pod_status(pod: dict[str, Any], behaviour: str) -> dict[str, Any]:
                                      "startedAt": "1970-01-01T00:00:00Z",
                                      "finishedAt": "2026-12-01T10:00:01Z",
                                      "containerID": "containerd://" + "f" * 64}}}]}
+    if behaviour == "old-python":  # the node pod's main process refused an old Python: status 97
+        return {**base, "phase": "Failed", "containerStatuses": [{
+            "name": ctr["name"], "image": image, "imageID": "", "ready": False, "restartCount": 0,
+            "started": False, "containerID": "containerd://" + "d" * 64, "lastState": {},
+            "state": {"terminated": {"exitCode": 97, "reason": "Error", "startedAt": "2026-12-01T10:00:01Z",
+                                     "finishedAt": "2026-12-01T10:00:01Z",
+                                     "containerID": "containerd://" + "d" * 64}}}]}
     return {**base, "phase": "Running", "podIP": "10.0.0.2", "containerStatuses": [{
         "name": ctr["name"], "image": image, "imageID": "docker.io/library/" + image + "@sha256:" + "a" * 64,
         "ready": True, "restartCount": 0, "started": True, "containerID": "containerd://" + "e" * 64,

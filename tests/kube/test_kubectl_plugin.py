@@ -126,7 +126,7 @@ def test_ephemeral_options_shape_the_pod(fake_kube: FakeKube, containerd_cri: Ru
 
 
 def test_cp_stream_is_byte_exact(fake_kube: FakeKube, containerd_cri: RunningContainer,
-                                 docker_busybox: RunningContainer) -> None:
+                                 docker_busybox: RunningContainer, tmp_path: Path) -> None:
     pod = cri_pod(fake_kube, containerd_cri)
     # A tree, and one binary (ELF) file; not / itself, where the logger's file grows meanwhile.
     for path, names in (("/etc", ["etc", "etc/group", "etc/os-release", "etc/passwd"]), ("/app", ["app"])):
@@ -145,7 +145,24 @@ def test_cp_stream_is_byte_exact(fake_kube: FakeKube, containerd_cri: RunningCon
     local = ctrfs("export", docker_busybox.target)
     assert local.returncode == 0 and len(local.stdout) > 500_000
     assert r.out == local.stdout
+    # -o FILE is written on this machine, complete or not at all.
+    out = tmp_path / "bb.tar"
+    r = fake_kube.plugin("export", "bb-1", "-o", str(out))
+    assert r.rc == 0, r.err
+    assert out.read_bytes() == local.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bb.tar", "bin", "kube"]
     assert fake_kube.live_node_pods() == []
+
+
+def test_node_option_takes_ctrfs_targets(fake_kube: FakeKube, containerd_cri: RunningContainer) -> None:
+    r = fake_kube.plugin("--node", "node-7", "cat", f"pid://{containerd_cri.pid}:/etc/os-release")
+    assert r.rc == 0, r.err
+    assert r.out == ctrfs("cat", f"{containerd_cri.target}:/etc/os-release").stdout
+    assert node_pod_spec(fake_kube)["spec"]["nodeName"] == "node-7"
+    # No pod was looked up: only the agents, then the node pod's status.
+    gets = [c["argv"] for c in fake_kube.verbs("get")]
+    assert "app.kubernetes.io/name=ctrfs-agent" in gets[0]
+    assert all(any(a.startswith("ctrfs-node-") for a in g) for g in gets[1:])
 
 
 def test_cp_to_a_local_directory(fake_kube: FakeKube, containerd_cri: RunningContainer,
@@ -430,6 +447,12 @@ def test_image_without_python(fake_kube: FakeKube) -> None:
     r = fake_kube.plugin("-n", "ctrfs-test", "--image", "gcr.io/distroless/static", "ls", f"{pod}:/")
     assert (r.rc, r.err) == (1, "kubectl-ctrfs: image gcr.io/distroless/static has no python3 (image "
                                 "gcr.io/distroless/static; choose one with Python >= 3.11 with --image)\n")
+    assert fake_kube.live_node_pods() == []
+    fake_kube.cluster["node_pod"] = "old-python"
+    fake_kube.save()
+    r = fake_kube.plugin("-n", "ctrfs-test", "--image", "python:3.9-slim", "ls", f"{pod}:/")
+    assert (r.rc, r.err) == (1, "kubectl-ctrfs: image python:3.9-slim has a Python older than 3.11 (image "
+                                "python:3.9-slim; choose one with Python >= 3.11 with --image)\n")
     assert fake_kube.live_node_pods() == []
 
 

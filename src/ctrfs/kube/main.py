@@ -58,6 +58,7 @@ Examples:
   kubectl ctrfs cp web-7d9f:/app - | tar -tvf -     the same as a tar stream
   kubectl ctrfs diff deploy/web                     changed files of every pod of a deployment
   kubectl ctrfs --node node-1 ps                    containers on one node
+  kubectl ctrfs --node node-1 ls pid://4242:/       ctrfs's own targets on that node
   kubectl ctrfs deploy --print | less               the agent DaemonSet, RBAC and namespace
   kubectl ctrfs deploy && kubectl ctrfs --all-nodes libs --all --match libssl
   kubectl ctrfs undeploy                            remove the agents and everything of theirs"""
@@ -92,7 +93,8 @@ OPTIONS: tuple[tuple[tuple[str, ...], dict[str, object]], ...] = (
                              "[default: the pod's default container, or its only one]"}),
     (("--context",), {"metavar": "NAME", "help": "kubeconfig context to use"}),
     (("--kubeconfig",), {"metavar": "FILE", "help": "kubeconfig file to use"}),
-    (("--node",), {"metavar": "NODE", "help": "run on this node (for ps, images, libs --all)"}),
+    (("--node",), {"metavar": "NODE", "help": "run on this node, with ctrfs's own TARGETs "
+                   "(ps, libs --all, pid://PID...) instead of pods"}),
     (("--all-nodes",), {"action": "store_true",
                         "help": "run on every node's agent and merge (ps, libs, find, grep, diff)"}),
     (("--ephemeral",), {"action": "store_true", "help": "use a node pod even where an agent runs"}),
@@ -205,14 +207,15 @@ def program(argv: list[str]) -> int:
 
     if opts.all_nodes:
         return all_nodes(kubectl, pyz, command, args, opts, warn)
+    if opts.node is not None:
+        # One node named: the arguments are ctrfs's own (TARGET, not POD), passed as they are.
+        session = _session(kubectl, opts.node, opts.namespace, opts, warn, agents=None)
+        return _single(kubectl, pyz, session, command, args, opts)
     positions = _positionals(command, args)
     at = TARGET_AT[command]
     if at is None or (command == "libs" and not positions):
-        if opts.node is None:
-            raise UsageError(f"'{command}' looks at a whole node: name it with --node NODE, "
-                             "or use --all-nodes")
-        session = _session(kubectl, opts.node, opts.namespace, opts, warn, agents=None)
-        return _single(kubectl, pyz, session, command, args, opts)
+        raise UsageError(f"'{command}' looks at a whole node: name it with --node NODE, "
+                         "or use --all-nodes")
     if at == ALL:
         idx = positions
     elif at < len(positions):
@@ -405,12 +408,19 @@ def _export(kubectl: Kubectl, pyz: pyz_mod.Pyz, session: Session, args: list[str
             rc = s.run(kubectl, pyz, node_args, copy_to_fd(fd), err)
         if rc == 0:
             os.fsync(fd)
+            os.chmod(tmp, 0o644 & ~_umask())  # as ctrfs export -o leaves it
             os.rename(tmp, output)
         return rc
     finally:
         os.close(fd)
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _refuse_tty(what: str) -> None:

@@ -27,7 +27,9 @@ Consumer = Callable[[IO[bytes]], object]
 ErrWriter = Callable[[bytes], object]
 
 _TERMINATED = re.compile(rb"^command terminated with exit code \d+\s*$")
-_NO_PYTHON = re.compile(r'executable file not found|"python3": .*no such file|exec: "python3"', re.I)
+# How runtimes say the image has no python3: runc/containerd 'exec: "python3": executable file
+# not found in $PATH', crun 'executable file `python3` not found in $PATH'.
+_NO_PYTHON = re.compile(r'executable file .{0,12}not found|exec: "python3"|python3.{0,4}: no such file', re.I)
 POLL_INTERVAL = 0.5
 CHUNK = 1 << 20
 
