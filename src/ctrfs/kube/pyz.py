@@ -1,9 +1,10 @@
 """The ctrfs.pyz that goes to the node, as bytes.
 
 In order: the file named by ``--pyz`` or ``$KUBECTL_CTRFS_PYZ`` (``make pyz`` builds
-``dist/ctrfs.pyz``); the zip application this plugin itself runs from; else one built in memory
-from the ctrfs installed here and the pure-Python distributions it depends on (nothing is written
-to disk). The node runs it as ``python3 -I -S ctrfs.pyz ARGS``: no site-packages there.
+``dist/ctrfs.pyz``); the zip application this plugin itself runs from; else one built from the
+ctrfs installed here and the pure-Python distributions it depends on, kept in
+``~/.cache/ctrfs/`` until those files change. The node runs it as ``python3 -I -S ctrfs.pyz ARGS``:
+no site-packages there.
 """
 
 from __future__ import annotations
@@ -55,7 +56,39 @@ def load(path: str | None = None) -> Pyz:
     loader = getattr(sys.modules[__name__], "__loader__", None)
     if isinstance(loader, zipimport.zipimporter) and loader.archive:
         return Pyz(Path(loader.archive).read_bytes(), loader.archive)
-    return Pyz(build(), "built from the installed ctrfs")
+    return _built()
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base, "ctrfs")
+
+
+def _built() -> Pyz:
+    """The pyz of the installed files, kept in the user's cache dir under a key of their names,
+    sizes and mtimes: compressing ~10 MB of sources takes about a second, once per install."""
+    entries = _entries()
+    key = hashlib.sha256(_MAIN.encode())
+    for arc, src in entries:
+        st = src.stat()
+        key.update(f"{arc}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    cached = _cache_dir() / f"kubectl-ctrfs-{key.hexdigest()[:32]}.pyz"
+    try:
+        return Pyz(cached.read_bytes(), str(cached))
+    except OSError:
+        pass
+    data = build(entries)
+    try:  # a cache only: a read-only or missing home is no error
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, cached)
+        for old in cached.parent.glob("kubectl-ctrfs-*.pyz"):
+            if old != cached:
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass
+    return Pyz(data, "built from the installed ctrfs")
 
 
 def _requirement_names(dist: metadata.Distribution) -> list[str]:
@@ -81,8 +114,8 @@ def _dist_files(dist: metadata.Distribution) -> list[tuple[str, Path]]:
     return files
 
 
-def build() -> bytes:
-    """A zip application of the installed ctrfs and its runtime dependencies."""
+def _entries() -> list[tuple[str, Path]]:
+    """(name in the archive, installed file) of ctrfs and its runtime dependencies."""
     import ctrfs
 
     pkg = Path(ctrfs.__file__).resolve().parent
@@ -107,6 +140,13 @@ def build() -> bytes:
             continue  # a dependency for another Python version
         entries += _dist_files(dist)
         todo += _requirement_names(dist)
+    return entries
+
+
+def build(entries: list[tuple[str, Path]] | None = None) -> bytes:
+    """A zip application of the installed ctrfs and its runtime dependencies."""
+    if entries is None:
+        entries = _entries()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("__main__.py", _MAIN)
