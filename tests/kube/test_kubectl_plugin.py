@@ -468,7 +468,9 @@ def test_usage_errors(fake_kube: FakeKube) -> None:
 
 # -- the real kubectl --------------------------------------------------------------------------
 def _real_env() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    # The venv first, then the system's directories only: another kubectl-ctrfs further along the
+    # caller's PATH (another checkout's venv) would make `plugin list` warn about a shadowed plugin.
+    return {**os.environ, "PATH": f"{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
 def test_real_kubectl_finds_the_plugin() -> None:
