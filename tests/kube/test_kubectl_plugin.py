@@ -333,6 +333,12 @@ def test_deploy_print_apply_undeploy(fake_kube: FakeKube) -> None:
     r = fake_kube.plugin("deploy", "--print")
     assert r.rc == 0, r.err
     assert r.out.decode() == repo_yaml == manifests.agent_yaml()
+    r = fake_kube.plugin("deploy", "--print", "--json")
+    assert r.rc == 0, r.err
+    listed = json.loads(r.out)
+    assert [o["kind"] for o in listed["items"]] == ["Namespace", "ServiceAccount", "Role", "DaemonSet"]
+    assert listed["items"][0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert fake_kube.calls() == []  # --print talks to nobody
     r = fake_kube.plugin("deploy")
     assert r.rc == 0, r.err
     (apply,) = fake_kube.verbs("apply")
@@ -478,6 +484,16 @@ def test_real_kubectl_finds_the_plugin() -> None:
                        check=False)
     assert p.returncode == 0, p.stderr
     assert str(VENV_BIN / "kubectl-ctrfs") in p.stdout.splitlines()
+
+
+def test_command_help_is_ctrfs_own(fake_kube: FakeKube) -> None:
+    r = fake_kube.plugin("grep", "--help")
+    assert r.rc == 0, r.err
+    text = r.out.decode()
+    assert text.startswith("kubectl ctrfs [OPTIONS] grep takes the arguments of 'ctrfs grep' below")
+    assert "usage: ctrfs grep" in text
+    assert text.rstrip().splitlines()[-1].lstrip().startswith("ctrfs grep ")  # its examples, last
+    assert fake_kube.calls() == []
 
 
 def test_real_kubectl_runs_the_plugin_help() -> None:

@@ -11,8 +11,10 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
+import zipimport
 from collections.abc import Callable, Sequence
 from types import FrameType
 
@@ -130,7 +132,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args[: _split(args)]
-    for s in (signal.SIGTERM, signal.SIGHUP):
+    for s in (signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)):
         signal.signal(s, _on_signal)
     try:
         return program(args)
@@ -198,10 +200,7 @@ def program(argv: list[str]) -> int:
     if command not in TARGET_AT:
         raise UsageError(f"unknown command {command!r}; see '{PROG} --help'")
     if "-h" in args or "--help" in args:
-        # The command's own help is ctrfs's; without a node to ask, say where it is.
-        sys.stdout.write(f"{PROG} {command} takes the arguments of 'ctrfs {command}', with POD[:PATH] "
-                         f"for TARGET[:PATH]; run 'ctrfs {command} --help' for them.\n")
-        return 0
+        return command_help(command)
     pyz = pyz_mod.load(opts.pyz)
     warn = lambda m: sys.stderr.write(f"kubectl-ctrfs: warning: {m}\n")  # noqa: E731
 
@@ -223,6 +222,20 @@ def program(argv: list[str]) -> int:
     else:
         raise UsageError(f"'{command}' needs POD[:PATH]; see '{PROG} --help'")
     return run_on_pods(kubectl, pyz, command, args, idx, opts, warn)
+
+
+def command_help(command: str) -> int:
+    """ctrfs's own help for COMMAND (the same ctrfs as the node runs: this package, or this zipapp),
+    after a line on what the plugin changes."""
+    loader = getattr(sys.modules[__name__], "__loader__", None)
+    if isinstance(loader, zipimport.zipimporter) and loader.archive:
+        argv = [sys.executable, loader.archive, "ctrfs", command, "--help"]
+    else:
+        argv = [sys.executable, "-m", "ctrfs", command, "--help"]
+    sys.stdout.write(f"{PROG} [OPTIONS] {command} takes the arguments of 'ctrfs {command}' below, with "
+                     "POD[:PATH] for TARGET[:PATH] (see 'kubectl ctrfs --help' for OPTIONS).\n\n")
+    sys.stdout.flush()
+    return subprocess.run(argv, check=False).returncode
 
 
 def _positionals(command: str, args: list[str]) -> list[int]:
@@ -442,15 +455,23 @@ def deploy(kubectl: Kubectl, args: list[str], opts: argparse.Namespace) -> int:
                                 epilog=DEPLOY_EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--print", dest="print_only", action="store_true", help="print the manifests only")
+    p.add_argument("--json", dest="as_json", action="store_true",
+                   help="the manifests (--print) or what kubectl applied, as JSON")
     p.add_argument("--image", default=opts.image, help="the agents' image, with Python >= 3.11")
     p.add_argument("--privileged", action="store_true", default=opts.privileged,
                    help="privileged agents instead of the listed capabilities")
     a = p.parse_args(args)
     text = manifests.agent_yaml(a.image, privileged=a.privileged)
     if a.print_only:
-        sys.stdout.write(text)
+        if a.as_json:
+            items = manifests.agent_objects(a.image, privileged=a.privileged)
+            listing = {"apiVersion": "v1", "kind": "List", "items": items}
+            sys.stdout.write(json.dumps(listing, indent=2) + "\n")
+        else:
+            sys.stdout.write(text)
         return 0
-    out = kubectl.run(["apply", "-f", "-"], doing="deploying the ctrfs agents", stdin=text.encode())
+    out = kubectl.run(["apply", "-f", "-", *(["-o", "json"] if a.as_json else [])],
+                      doing="deploying the ctrfs agents", stdin=text.encode())
     sys.stdout.write(out.decode("utf-8", "replace"))
     return 0
 
@@ -460,10 +481,13 @@ def undeploy(kubectl: Kubectl, args: list[str]) -> int:
                                 description="Remove the ctrfs node agents and everything deploy made.",
                                 epilog="Examples:\n  kubectl ctrfs undeploy",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.parse_args(args)
-    out = kubectl.run(["delete", "-f", "-", "--ignore-not-found", "--wait=false"],
+    p.add_argument("--json", dest="as_json", action="store_true", help="what was removed, as a JSON array")
+    a = p.parse_args(args)
+    out = kubectl.run(["delete", "-f", "-", "--ignore-not-found", "--wait=false",
+                       *(["-o", "name"] if a.as_json else [])],
                       doing="removing the ctrfs agents", stdin=manifests.agent_yaml().encode())
-    sys.stdout.write(out.decode("utf-8", "replace"))
+    text = out.decode("utf-8", "replace")
+    sys.stdout.write(json.dumps(text.split()) + "\n" if a.as_json else text)
     return 0
 
 
