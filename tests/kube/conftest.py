@@ -150,9 +150,10 @@ class FakeKube:
                            env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL)
         return Result(p.returncode, p.stdout, p.stderr.decode("utf-8", "replace"))
 
-    def popen(self, *args: str) -> subprocess.Popen[bytes]:
+    def popen(self, *args: str, session: bool = False) -> subprocess.Popen[bytes]:
+        """The plugin running; with ``session`` in a process group of its own, as a shell's job."""
         return subprocess.Popen([str(PLUGIN), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, env=self.env)
+                                stdin=subprocess.DEVNULL, env=self.env, start_new_session=session)
 
 
 @pytest.fixture(scope="session")

@@ -204,17 +204,23 @@ def _wait_for(pred: object, what: str, timeout: float = 60) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(("sig", "group"), [(signal.SIGINT, False), (signal.SIGTERM, False),
+                                           (signal.SIGINT, True)])
 def test_interrupt_deletes_the_node_pod(fake_kube: FakeKube, containerd_cri: RunningContainer,
-                                        sig: signal.Signals) -> None:
+                                        sig: signal.Signals, group: bool) -> None:
+    """SIGINT or SIGTERM to the plugin alone, or SIGINT to its whole process group (a terminal's
+    Ctrl-C, which reaches kubectl too)."""
     pod = cri_pod(fake_kube, containerd_cri)
-    p = fake_kube.popen("-n", "ctrfs-test", "tail", "-f", f"{pod}:/var/log/app.log")
+    p = fake_kube.popen("-n", "ctrfs-test", "tail", "-f", f"{pod}:/var/log/app.log", session=group)
     try:
         assert p.stdout is not None
         first = p.stdout.readline()  # the logger writes a line every few hundred ms
         assert first, p.stderr.read() if p.stderr else ""
         assert len(fake_kube.live_node_pods()) == 1
-        p.send_signal(sig)  # the plugin alone, as a terminal's Ctrl-C would also reach kubectl
+        if group:
+            os.killpg(p.pid, sig)
+        else:
+            p.send_signal(sig)
         rc = p.wait(60)
     finally:
         if p.poll() is None:
@@ -444,6 +450,30 @@ def test_interrupt_while_waiting_for_the_node_pod(fake_kube: FakeKube) -> None:
     assert rc == 130
     assert fake_kube.live_node_pods() == []
     assert fake_kube.verbs("exec") == []
+
+
+def test_interrupt_during_a_fan_out_deletes_every_node_pod(fake_kube: FakeKube) -> None:
+    match = {"app": "web"}
+    fake_kube.cluster["pods"] += [api_pod(f"web-7d9f-{n}", "default", f"node-{n}",
+                                          [("app", "containerd://" + n * 64)], labels=match)
+                                  for n in ("1", "2", "3")]
+    fake_kube.cluster["workloads"] = [api_deployment("web", "default", match)]
+    fake_kube.cluster["node_pod"] = "pending"
+    fake_kube.save()
+    p = fake_kube.popen("--timeout", "300", "diff", "deploy/web")
+    try:
+        _wait_for(lambda: len(fake_kube.live_node_pods()) == 3, "three node pods")
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert rc == 130
+    assert time.monotonic() - t0 < 20  # not after the 300 s timeout
+    assert fake_kube.live_node_pods() == []
+    assert len(fake_kube.verbs("delete")) == 3
 
 
 def test_image_without_python(fake_kube: FakeKube) -> None:

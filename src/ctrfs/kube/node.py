@@ -57,10 +57,19 @@ def copy_to_fd(fd: int) -> Consumer:
 
 _live: set[subprocess.Popen[bytes]] = set()
 _live_lock = threading.Lock()
+_cancelled = threading.Event()
+
+
+class Interrupted(CtrfsError):
+    """Another thread was interrupted (Ctrl-C during a fan-out): this one stops too."""
+
+    exit_code = 130
 
 
 def stop_all() -> None:
-    """End every kubectl exec still running (an interrupted fan-out)."""
+    """End every kubectl exec still running and every wait for a node pod (an interrupted
+    fan-out); each worker then deletes its node pod on the way out."""
+    _cancelled.set()
     with _live_lock:
         procs = list(_live)
     for p in procs:
@@ -89,6 +98,8 @@ def _stop(p: subprocess.Popen[bytes]) -> None:
 def exec_ctrfs(kubectl: Kubectl, pod: str, namespace: str | None, container: str, pyz: Pyz,
                args: list[str], consume: Consumer, err: ErrWriter, *, image: str | None = None) -> int:
     """``ctrfs ARGS`` in ``pod``: its stdout to ``consume``, its stderr to ``err``; its exit status."""
+    if _cancelled.is_set():
+        raise Interrupted("interrupted")
     cmd = ["exec", "-i", pod, "-c", container, "--",
            "python3", "-c", boot.BOOT, pyz.sha256, str(len(pyz.data)), *args]
     p = kubectl.popen(cmd, namespace=namespace)
@@ -231,6 +242,8 @@ class EphemeralSession(Session):
         deadline = time.monotonic() + self.timeout
         last = "Pending"
         while True:
+            if _cancelled.is_set():
+                raise Interrupted("interrupted")
             obj = self.kubectl.get_json(["pod", self.pod], namespace=self.namespace,
                                         doing=f"reading node pod {self.pod}")
             state = _pod_state(obj)
