@@ -149,11 +149,10 @@ def build(entries: list[tuple[str, Path]] | None = None) -> bytes:
         entries = _entries()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("__main__.py", _MAIN)
-        for arc, src in entries:
+        for arc, data in [("__main__.py", _MAIN.encode()), *((a, src.read_bytes()) for a, src in entries)]:
             # A fixed date: the same installed files give the same bytes (and the same hash
             # an agent caches them by).
             info = zipfile.ZipInfo(arc, date_time=(2020, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
-            z.writestr(info, src.read_bytes())
+            z.writestr(info, data)
     return buf.getvalue()
