@@ -14,10 +14,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import zipimport
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 
+import ctrfs
 from ctrfs._version import __version__
 from ctrfs.errors import Ambiguous, CtrfsError, UsageError
 from ctrfs.kube import fanout, manifests
@@ -227,11 +228,12 @@ def program(argv: list[str]) -> int:
 def command_help(command: str) -> int:
     """ctrfs's own help for COMMAND (the same ctrfs as the node runs: this package, or this zipapp),
     after a line on what the plugin changes."""
-    loader = getattr(sys.modules[__name__], "__loader__", None)
-    if isinstance(loader, zipimport.zipimporter) and loader.archive:
-        argv = [sys.executable, loader.archive, "ctrfs", command, "--help"]
-    else:
-        argv = [sys.executable, "-m", "ctrfs", command, "--help"]
+    # In a subprocess: the plugin does not import ctrfs's CLI (they are separate programs). The
+    # directory (or zipapp) this ctrfs is imported from goes first on its path.
+    where = str(Path(ctrfs.__file__).parent.parent)
+    code = ("import sys; sys.path[:0] = sys.argv[1:2]; from ctrfs.cli.main import main; "
+            "sys.exit(main(sys.argv[2:]))")
+    argv = [sys.executable, "-c", code, where, command, "--help"]
     sys.stdout.write(f"{PROG} [OPTIONS] {command} takes the arguments of 'ctrfs {command}' below, with "
                      "POD[:PATH] for TARGET[:PATH] (see 'kubectl ctrfs --help' for OPTIONS).\n\n")
     sys.stdout.flush()
