@@ -33,3 +33,14 @@ def test_built_pyz_runs_without_site_packages(tmp_path: Path, monkeypatch: pytes
     assert pyz.load(str(f)).origin == str(f)
     monkeypatch.setenv("KUBECTL_CTRFS_PYZ", str(f))
     assert pyz.load().origin == str(f)
+
+
+def test_a_plugin_run_from_a_zipapp_sends_that_zipapp(tmp_path: Path) -> None:
+    f = tmp_path / "kubectl-ctrfs.pyz"
+    f.write_bytes(pyz.build())
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from ctrfs.kube import pyz; p = pyz.load(); "
+            "print(p.origin, p.sha256)")
+    p = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(f)], capture_output=True, text=True,
+                       check=False, env={"HOME": str(tmp_path)})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == [str(f), pyz.Pyz(f.read_bytes(), "").sha256]
