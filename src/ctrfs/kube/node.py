@@ -106,18 +106,20 @@ def exec_ctrfs(kubectl: Kubectl, pod: str, namespace: str | None, container: str
     with _live_lock:
         _live.add(p)
     assert p.stdin is not None and p.stdout is not None and p.stderr is not None
-    started = threading.Event()
+    started = False
     held: list[bytes] = []  # stderr before ctrfs runs: kubectl's own errors, translated below
+    lock = threading.Lock()
 
     def pump_stderr() -> None:
         assert p.stderr is not None
         for line in iter(os.fdopen(p.stderr.fileno(), "rb", closefd=False).readline, b""):
             if _TERMINATED.match(line):
                 continue
-            if started.is_set():
-                err(line)
-            else:
-                held.append(line)
+            with lock:
+                if not started:
+                    held.append(line)
+                    continue
+            err(line)
 
     t = threading.Thread(target=pump_stderr, name="kubectl-stderr", daemon=True)
     t.start()
@@ -135,10 +137,11 @@ def exec_ctrfs(kubectl: Kubectl, pod: str, namespace: str | None, container: str
                            f"{boot.MIN_PYTHON[0]}.{boot.MIN_PYTHON[1]} or newer",
                            hint=_image_hint(image))
         if first == boot.RUN:
-            started.set()
-            for line in held:
-                err(line)
-            held.clear()
+            with lock:
+                started = True
+                for line in held:
+                    err(line)
+                held.clear()
             consume(p.stdout)
             # A consumer may stop at a logical end (tarfile at the end-of-archive blocks, before
             # the record's padding): the rest is read, or ctrfs would be stopped mid-write.
@@ -150,7 +153,7 @@ def exec_ctrfs(kubectl: Kubectl, pod: str, namespace: str | None, container: str
                 p.stdin.close()
             rc = p.wait()
             t.join(5)
-            return rc
+            return 128 - rc if rc < 0 else rc  # kubectl killed by a signal: the shell's convention
         rc = p.wait()
         t.join(5)
         text = b"".join(held).decode("utf-8", "replace")
