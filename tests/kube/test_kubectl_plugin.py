@@ -367,6 +367,12 @@ def test_all_nodes_without_agents(fake_kube: FakeKube) -> None:
 def test_pod_not_found(fake_kube: FakeKube) -> None:
     r = fake_kube.plugin("ls", "nope-123:/")
     assert (r.rc, r.err) == (3, 'kubectl-ctrfs: reading pod nope-123: pods "nope-123" not found\n')
+    r = fake_kube.plugin("-n", "prod", "diff", "deploy/nope")
+    assert (r.rc, r.err) == (3, 'kubectl-ctrfs: reading deployment nope: deployments.apps "nope" not found\n')
+    # Without -n kubectl's default namespace applies (none is passed); with -n, that one.
+    first, second = (c["argv"] for c in fake_kube.verbs("get"))
+    assert "--namespace" not in first
+    assert second[second.index("--namespace") + 1] == "prod"
 
 
 def test_pod_not_running(fake_kube: FakeKube) -> None:
