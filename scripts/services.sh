@@ -57,6 +57,8 @@ REQUIREMENTS=(
   "runuser:util-linux"
   "useradd:passwd"
   "nsenter:util-linux"
+  # kubectl ctrfs: the real kubectl finds and runs the plugin (Debian's kubectl is kubernetes-client)
+  "kubectl:kubernetes-client"
 )
 
 have() {
