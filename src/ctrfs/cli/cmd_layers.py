@@ -97,7 +97,7 @@ def which_cmd(args: Namespace, state: State) -> None:
 
 
 @command("diff", "List files added, changed or deleted in a container, from its overlay upper dir; "
-         "or what TARGET2 changes over TARGET (two images, say).", """
+         "or what NEW changes over TARGET (two images, say).", """
 Examples:
   ctrfs diff web                 A (added), C (changed), D (deleted) lines, as docker diff prints
   ctrfs diff web --json          with type and size of each entry, and the mount covering it
@@ -105,8 +105,9 @@ Examples:
   ctrfs diff image://app:1 image://app:2     what the second image changes over the first
 """,
     arg("target", metavar="TARGET"),
-    arg("target2", metavar="TARGET2", nargs="?",
-        help="compare the two trees: what TARGET2 changes over TARGET (docker diff's rules)"),
+    # NEW, not TARGET2: kubectl ctrfs maps the pod at TARGET only and passes NEW on as given.
+    arg("target2", metavar="NEW", nargs="?",
+        help="a second target: list what NEW changes over TARGET instead (two images, say)"),
     arg("--semantics", choices=["auto", *SEMANTICS], default="auto",
         help="whose rules to reproduce; auto picks the container's runtime [default: auto]"),
     JSON)
