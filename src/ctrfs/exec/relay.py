@@ -70,8 +70,13 @@ class Relay:
         self.sel.register(status_r, selectors.EVENT_READ, self._on_status)
         for fd in from_child:
             self.sel.register(fd, selectors.EVENT_READ, self._on_output)
+        # A regular file (or /dev/null) as stdin is always readable, and epoll refuses it (EPERM).
+        self.stdin_file = False
         if stdin is not None:
-            self.sel.register(stdin, selectors.EVENT_READ, self._on_stdin)
+            try:
+                self.sel.register(stdin, selectors.EVENT_READ, self._on_stdin)
+            except PermissionError:
+                self.stdin_file = True
         elif to_child is not None and pty_master is None:
             self._close(to_child)
             self.to_child = None
@@ -105,7 +110,13 @@ class Relay:
                     break
             if not status_open and not ended:
                 break  # the helper died without a word
+            file_ready = self.stdin_file and not self.stdin_eof and len(self.inbuf) <= _IN_BUFFER
+            if file_ready:
+                timeout = 0
             events = self.sel.select(timeout)
+            if file_ready:
+                assert self.stdin is not None
+                self._on_stdin(self.stdin, selectors.EVENT_READ)
             for key, mask in events:
                 cb: Callable[[int, int], bool | None] = key.data
                 if cb(key.fd, mask) is False and key.fd == self.status_r:
@@ -179,7 +190,8 @@ class Relay:
             self.inbuf.extend(data)
         else:
             self.stdin_eof = True
-            self.sel.unregister(fd)
+            if fd in self.sel.get_map():
+                self.sel.unregister(fd)
             if self.master is not None:
                 self.inbuf.extend(b"\x04")  # end of input on a pty: the terminal's EOF character
         self._flush_in()
@@ -211,7 +223,7 @@ class Relay:
                 self.sel.register(self.to_child, selectors.EVENT_WRITE, self._on_child_writable)
             elif not wanted and registered:
                 self.sel.unregister(self.to_child)
-        if self.stdin is not None and not self.stdin_eof:
+        if self.stdin is not None and not self.stdin_eof and not self.stdin_file:
             listening = self.stdin in self.sel.get_map()
             if len(self.inbuf) > _IN_BUFFER and listening:
                 self.sel.unregister(self.stdin)
