@@ -56,7 +56,7 @@ Examples:
     *_SESSION_ARGS,
     JSON,
     arg("target", metavar="TARGET"),
-    arg("cmd", nargs="*", metavar="-- CMD [ARG...]", help="the command and its arguments"))
+    arg("cmd", nargs="*", metavar="CMD", help="after --: the command and its arguments"))
 def exec_cmd(args: Namespace, state: State) -> int:
     if not args.cmd:
         raise UsageError("missing command; usage: ctrfs exec TARGET -- CMD [ARG...]")

@@ -77,7 +77,9 @@ def helper_main(target: Target, spec: Spec, tb: toolbox.Toolbox, io: ChildIO, st
     code = 1
     try:
         _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
-        _sys.prctl(_sys.PR_SET_PDEATHSIG, signal.SIGKILL)
+        # No PR_SET_PDEATHSIG: if ctrfs dies, the helper still reaps the session (which gets EOF,
+        # SIGPIPE or SIGHUP on its stdio). Killed first, it would leave the session to the
+        # container's init, which a shell-less image's init may never reap.
         for fd in keep:
             os.close(fd)
         for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP, signal.SIGTTOU,
