@@ -260,6 +260,8 @@ def test_json_has_status_and_output(docker_shellless: RunningContainer) -> None:
     assert (doc["exit_code"], doc["stdout"], doc["stderr"]) == (5, "out\n", "err\n")
 
 
+@pytest.mark.docker
+@pytest.mark.root
 def test_absolute_symlink_resolves_inside_the_container(tmp_path: Path) -> None:
     # /hostonly -> <a path that exists on the host only>; in the session it must not lead there
     host_file = tmp_path / "secret"
@@ -282,6 +284,8 @@ def test_absolute_symlink_resolves_inside_the_container(tmp_path: Path) -> None:
         assert cx(c, "touch", "/new", opts=("--rw",), check=False).returncode != 0
 
 
+@pytest.mark.docker
+@pytest.mark.root
 def test_stopped_container_is_a_one_line_error() -> None:
     name = harness.unique_name()
     harness.run("docker", "create", "--name", name, "--network", "none", "--label",
@@ -440,3 +444,24 @@ def test_toolbox_dir_adds_the_users_tools(docker_shellless: RunningContainer, tm
     out = res.stdout.decode().splitlines()
     assert out[0] == "/.ctrfs/bin/my-logger"
     assert out[1].startswith("-rwx")
+
+
+@pytest.mark.podman
+@pytest.mark.root
+def test_user_namespace_container() -> None:
+    """A podman container with its own user namespace (container root = host UID 300000): the
+    session joins it, so IDs, capabilities and file ownership are as the container sees them."""
+    with harness.run_docker(harness.shellless_image("podman"), harness.NAME_PREFIX,
+                            "--uidmap", "0:300000:65536", "--gidmap", "0:300000:65536",
+                            cli="podman", wait_log=True) as c:
+        assert os.readlink(f"/proc/{c.pid}/ns/user") != os.readlink("/proc/self/ns/user")
+        out = cx(c, "sh", "-c", "id -u; id -g; cat /proc/self/uid_map; readlink /proc/self/ns/user; "
+                 "stat -c %u /etc/os-release").stdout.decode().split()
+        assert out[:2] == ["0", "0"]
+        assert out[2:5] == ["0", "300000", "65536"]
+        assert out[5] == os.readlink(f"/proc/{c.pid}/ns/user")
+        assert out[6] == "0"
+        check_namespaces(c)
+        check_ps(c)
+        check_read_only(c)
+        assert cx(c, "id", "-u", opts=("-u", "65534")).stdout.strip() == b"65534"

@@ -55,6 +55,8 @@ def test_capabilities_and_no_new_privs_are_the_containers(docker_shellless: Runn
     assert nobody["CapBnd"] == theirs["CapBnd"]
 
 
+@pytest.mark.docker
+@pytest.mark.root
 def test_capabilities_of_a_locked_down_container() -> None:
     with harness.run_docker(harness.shellless_image(), harness.NAME_PREFIX, "--cap-drop", "ALL",
                             "--cap-add", "NET_BIND_SERVICE", "--security-opt", "no-new-privileges",

@@ -87,6 +87,25 @@ def session_env(container_env: tuple[bytes, ...], extra: dict[bytes, bytes], too
     return env
 
 
+def parse_id_map(data: bytes) -> list[tuple[int, int, int]]:
+    """``/proc/<pid>/uid_map`` (user_namespaces(7)): (inside, outside, count) per line; read from
+    the host, ``outside`` is a host ID."""
+    out = []
+    for line in data.split(b"\n"):
+        fields = line.split()
+        if len(fields) == 3:
+            out.append((int(fields[0]), int(fields[1]), int(fields[2])))
+    return out
+
+
+def to_inside(host_id: int, id_map: list[tuple[int, int, int]]) -> int:
+    """A host ID as the container's user namespace names it (65534, the overflow ID, if unmapped)."""
+    for inside, outside, count in id_map:
+        if outside <= host_id < outside + count:
+            return inside + host_id - outside
+    return 65534
+
+
 def cgroup_procs_paths(cgroup_data: bytes, host_mountinfo: bytes) -> tuple[str, ...]:
     """Host paths of ``cgroup.procs`` of every hierarchy a process is in (v1 and v2, hybrid too).
 
@@ -150,6 +169,16 @@ def read_target(pid: int | None, start_time: int | None, name: str, proc: str = 
     if start_time is not None and st.start_time != start_time:
         raise ProcessGone(target=name, pid=pid, message="the container's process is gone (PID reused)")
     uid, gid, groups = parse_ids(status)
+    # /proc/<pid>/status shows IDs as the reader's user namespace names them; the session sets
+    # them from inside the container's, where it has one of its own.
+    with translate_oserror(target=name, pid=pid, proc_scope=True):
+        with open(os.path.join(base, "uid_map"), "rb") as f:
+            uid_map = parse_id_map(f.read())
+        with open(os.path.join(base, "gid_map"), "rb") as f:
+            gid_map = parse_id_map(f.read())
+    uid = to_inside(uid, uid_map)
+    gid = to_inside(gid, gid_map)
+    groups = tuple(to_inside(g, gid_map) for g in groups)
     cap_bnd, nnp = parse_caps(status)
     return Target(pid=pid, start_time=st.start_time, name=name, proc=proc, env=env, uid=uid, gid=gid,
                   groups=groups, cap_bnd=cap_bnd, no_new_privs=nnp, cap_last=cap_last,

@@ -96,6 +96,12 @@ def helper_main(target: Target, spec: Spec, tb: toolbox.Toolbox, io: ChildIO, st
         if "user" in ns:
             with _doing("joining the container's user namespace"):
                 _sys.setns(ns["user"], _sys.CLONE_NEWUSER)
+                # Become its root (as nsenter does): host root is not mapped in it, and files
+                # made by an unmapped user fail with EOVERFLOW.
+                with contextlib.suppress(PermissionError):  # /proc/<pid>/setgroups is "deny"
+                    os.setgroups([])
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
         with _doing("building the private view of the container's root"):
             view.enter(ns.get("mnt"), tb_fd, rw=spec.rw)
         os.close(tb_fd)
