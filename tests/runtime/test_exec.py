@@ -136,6 +136,7 @@ def background_session(c: RunningContainer, *cmd: str, opts: tuple[str, ...] = (
                        ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """A ``ctrfs exec`` kept open; yields it and the host PID of its command once that runs."""
     before = set(ns_pids(c.pid))
+    sleeper: int | None = None
     proc = subprocess.Popen([sys.executable, "-m", "ctrfs", "exec", *opts, target_of(c), "--", *cmd],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -148,10 +149,17 @@ def background_session(c: RunningContainer, *cmd: str, opts: tuple[str, ...] = (
             assert proc.poll() is None, proc.communicate()
             return None
 
-        yield proc, harness.wait_until(started, f"the session's {cmd} in {c.name}")
+        sleeper = harness.wait_until(started, f"the session's {cmd} in {c.name}")
+        yield proc, sleeper
     finally:
         if proc.poll() is None:
-            proc.kill()
+            proc.terminate()  # passed on to the command
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if sleeper is not None and harness.pid_alive(sleeper):
+            os.kill(sleeper, signal.SIGKILL)
         proc.communicate(timeout=30)
 
 
@@ -405,6 +413,14 @@ def test_shell_on_a_real_pty(docker_shellless: RunningContainer) -> None:
         child.sendline("echo status-$?")
         child.expect("status-130")
         child.expect(prompt)
+        child.sendline("sleep 1001")
+        time.sleep(0.5)
+        child.sendcontrol("z")  # Ctrl-Z: the shell's job control stops it
+        child.expect(r"Stopped\s+sleep 1001")
+        child.expect(prompt)
+        child.sendline("kill -9 %1; wait; echo killed")
+        child.expect("killed")
+        child.expect(prompt)
         child.sendline("[ -t 0 ] && [ -t 1 ] && echo is-a-terminal")
         child.expect("is-a-terminal")
         child.sendline("exit 3")
@@ -465,3 +481,19 @@ def test_user_namespace_container() -> None:
         check_ps(c)
         check_read_only(c)
         assert cx(c, "id", "-u", opts=("-u", "65534")).stdout.strip() == b"65534"
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_signals_reach_the_command_without_a_pty(docker_shellless: RunningContainer) -> None:
+    c = docker_shellless
+    with background_session(c, "sleep", "1000") as (proc, sleeper):
+        proc.send_signal(signal.SIGTSTP)  # Ctrl-Z at ctrfs's terminal: the command stops, ctrfs too
+        harness.wait_until(lambda: _state(sleeper) == "T" and _state(proc.pid) == "T", "both stopped")
+        proc.send_signal(signal.SIGCONT)  # fg
+        harness.wait_until(lambda: _state(sleeper) == "S" and _state(proc.pid) in "SR", "both running")
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert proc.wait(30) == 128 + signal.SIGINT
+    assert not harness.pid_alive(sleeper)

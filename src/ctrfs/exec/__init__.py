@@ -120,9 +120,13 @@ def _relay(rl: relay.Relay, stdin: int, master: int | None) -> relay.Outcome:
     saved = {}
 
     def forward(signum: int, frame: object) -> None:
-        rl.send_signal(signum)
-        if signum == signal.SIGTSTP:  # stop ctrfs too, as the shell expects of its job
+        if signum == signal.SIGTSTP:
+            # The session leads a session of its own, an orphaned process group, where the
+            # kernel drops SIGTSTP (setpgid(2)): SIGSTOP it, then stop ctrfs as a job is stopped.
+            rl.send_signal(signal.SIGSTOP)
             os.kill(os.getpid(), signal.SIGSTOP)
+            return
+        rl.send_signal(signum)
 
     for s in forwarded:
         saved[s] = signal.signal(s, forward)

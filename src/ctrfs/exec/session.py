@@ -82,6 +82,11 @@ def helper_main(target: Target, spec: Spec, tb: toolbox.Toolbox, io: ChildIO, st
         # container's init, which a shell-less image's init may never reap.
         for fd in keep:
             os.close(fd)
+        # ctrfs's own stdio stays with ctrfs: a pipe reader of ctrfs sees EOF when ctrfs ends.
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        for std in (0, 1, 2):
+            os.dup2(devnull, std, inheritable=False)
+        os.close(devnull)
         for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP, signal.SIGTTOU,
                     signal.SIGTTIN):
             signal.signal(sig, signal.SIG_IGN)
