@@ -59,11 +59,11 @@ def run(container: Container, spec: Spec, *, tty: bool | None = None, interactiv
     ``tty``: a pty for the session (None: one when ``stdin`` and ``stdout`` are terminals).
     ``interactive``: ctrfs's stdin is passed on (else the session's stdin is at end of file).
     """
-    target = read_target(container.pid, container.start_time, container.display_name,
-                         container.roots.proc, want_cgroup=spec.cgroup)
     if os.geteuid() != 0:
         raise AccessDenied("exec needs root (it joins the container's namespaces)",
                            target=container.display_name)
+    target = read_target(container.pid, container.start_time, container.display_name,
+                         container.roots.proc, want_cgroup=spec.cgroup)
     tb = toolbox.prepare(toolbox_dirs)
     use_pty = (os.isatty(stdin) and os.isatty(stdout)) if tty is None else tty
     if capture:
@@ -78,6 +78,8 @@ def run(container: Container, spec: Spec, *, tty: bool | None = None, interactiv
             pipes += [master, slave]
             if os.isatty(stdin):
                 relay.copy_winsize(stdin, master)
+            else:
+                relay.set_winsize(master, 24, 80)
             child = ChildIO(pty_slave=slave)
             ours: tuple[int, ...] = (master,)
             to_child: int | None = master
@@ -95,7 +97,7 @@ def run(container: Container, spec: Spec, *, tty: bool | None = None, interactiv
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            helper_main(target, spec, tb, child, status_w, ack_r, keep=(status_r, ack_w, *ours))
+            helper_main(target, spec, tb, child, status_w, ack_r, parent_fds=(status_r, ack_w, *ours))
         for fd in (status_w, ack_r, *child.fds()):
             os.close(fd)
             pipes.remove(fd)

@@ -16,6 +16,7 @@ import os
 import select
 import selectors
 import signal
+import struct
 import termios
 import time
 import tty
@@ -262,6 +263,10 @@ def copy_winsize(src: int, dst: int) -> None:
         fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
     except OSError:
         pass
+
+
+def set_winsize(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 class RawTerminal:

@@ -72,15 +72,15 @@ SHELLS = (b"/bin/bash", b"/bin/sh", b"/usr/bin/bash", b"/usr/bin/sh")
 
 
 def helper_main(target: Target, spec: Spec, tb: toolbox.Toolbox, io: ChildIO, status_w: int,
-                ack_r: int, keep: tuple[int, ...]) -> NoReturn:
-    """The helper process (never returns). ``keep``: fds of the parent the helper must close."""
+                ack_r: int, parent_fds: tuple[int, ...]) -> NoReturn:
+    """The helper process (never returns). ``parent_fds``: ctrfs's ends of the pipes, closed here."""
     code = 1
     try:
         _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
         # No PR_SET_PDEATHSIG: if ctrfs dies, the helper still reaps the session (which gets EOF,
         # SIGPIPE or SIGHUP on its stdio). Killed first, it would leave the session to the
         # container's init, which a shell-less image's init may never reap.
-        for fd in keep:
+        for fd in parent_fds:
             os.close(fd)
         # ctrfs's own stdio stays with ctrfs: a pipe reader of ctrfs sees EOF when ctrfs ends.
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -157,13 +157,13 @@ def session_main(target: Target, spec: Spec, io: ChildIO, status_w: int, cgroup_
             _sys.setns(cgroup_ns, _sys.CLONE_NEWCGROUP)
         _take_stdio(io)
         os.closerange(3, status_w)
-        os.closerange(status_w + 1, 1 << 20)
+        os.closerange(status_w + 1, 0x7FFFFFFF)  # close_range(2): cheap whatever the limit
         for r, (soft, hard) in target.rlimits.items():
             try:
                 resource.setrlimit(r, (soft, hard))
             except (OSError, ValueError):
                 pass
-        uid, gid, groups = _resolve_user(spec.user, target)
+        uid, gid, groups, home = _resolve_user(spec.user, target)
         if not spec.privileged:
             for cap in range(target.cap_last + 1):
                 if not target.cap_bnd >> cap & 1:
@@ -182,7 +182,10 @@ def session_main(target: Target, spec: Spec, io: ChildIO, status_w: int, cgroup_
             _sys.capset(keep, keep, 0)
         with _doing(f"changing to the working directory {spec.cwd}"):
             os.chdir(spec.cwd)
-        env = facts.session_env(target.env, spec.env, toolbox.MOUNT_POINT)
+        extra = dict(spec.env)
+        if home is not None and b"HOME" not in extra:
+            extra[b"HOME"] = home  # -u NAME: that user's home, as docker exec -u sets it
+        env = facts.session_env(target.env, extra, toolbox.MOUNT_POINT)
         argv = list(spec.argv)
         if spec.shell:
             shell = next((s for s in SHELLS if os.access(s, os.X_OK)), toolbox.MOUNT_POINT + b"/sh")
@@ -233,26 +236,23 @@ def _check_identity(t: Target) -> None:
             raise CtrfsError("the container's process is gone (PID reused)", target=t.name, pid=t.pid)
 
 
-def _resolve_user(user: str | None, t: Target) -> tuple[int, int, tuple[int, ...]]:
-    """(uid, gid, groups) for ``-u``: numeric, or a name from the container's /etc/passwd."""
+def _resolve_user(user: str | None, t: Target) -> tuple[int, int, tuple[int, ...], bytes | None]:
+    """(uid, gid, groups, home) for ``-u``: numeric, or a name from the container's /etc/passwd."""
     if user is None:
-        return t.uid, t.gid, t.groups
+        return t.uid, t.gid, t.groups, None
     name, _, group = user.partition(":")
     passwd = _read_small(b"/etc/passwd")
     uid = gid = None
+    home = None
+    key = 2 if name.isdigit() else 0
+    for fields in passwd:
+        if len(fields) > 5 and fields[key] == name.encode() and fields[2].isdigit() and fields[3].isdigit():
+            uid, gid, home = int(fields[2]), int(fields[3]), fields[5]
+            break
     if name.isdigit():
         uid = int(name)
-        for fields in passwd:
-            if len(fields) > 3 and fields[2] == name.encode() and fields[3].isdigit():
-                gid = int(fields[3])
-                break
-    else:
-        for fields in passwd:
-            if len(fields) > 3 and fields[0] == name.encode() and fields[2].isdigit() and fields[3].isdigit():
-                uid, gid = int(fields[2]), int(fields[3])
-                break
-        if uid is None:
-            raise CtrfsError(f"no user {name!r} in the container's /etc/passwd")
+    elif uid is None:
+        raise CtrfsError(f"no user {name!r} in the container's /etc/passwd")
     if group:
         if group.isdigit():
             gid = int(group)
@@ -267,7 +267,7 @@ def _resolve_user(user: str | None, t: Target) -> tuple[int, int, tuple[int, ...
         for f in _read_small(b"/etc/group"):
             if len(f) > 3 and f[2].isdigit() and name.encode() in f[3].split(b","):
                 groups.append(int(f[2]))
-    return uid, gid, tuple(dict.fromkeys(groups))
+    return uid, gid, tuple(dict.fromkeys(groups)), home
 
 
 def _read_small(path: bytes) -> list[list[bytes]]:
