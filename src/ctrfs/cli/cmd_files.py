@@ -9,13 +9,16 @@ import os
 import sys
 from argparse import Namespace
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
 
+from ctrfs.access import open_root
 from ctrfs.cli.app import JSON, State, arg, command, natural
 from ctrfs.cli.common import escape, get_container, split_target_path, stderr_is_tty
 from ctrfs.errors import CtrfsError, ProcessGone, UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ctrfs.ops.listing import FileInfo
     from ctrfs.rootfs.base import Root, WalkWarning
 
@@ -25,7 +28,7 @@ def _open(state: State, target: str, *, running: bool = False) -> Root:
     c = get_container(state, target)
     if running and not c.running:
         raise ProcessGone(target=c.display_name)
-    root = c.open_root()
+    root = open_root(c)
     root.target = c.display_name
     return root
 
