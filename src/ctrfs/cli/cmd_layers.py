@@ -9,6 +9,7 @@ from ctrfs.cli.app import JSON, State, arg, command
 from ctrfs.cli.common import emit_json, escape, get_container, split_target_path, stdout_is_tty, table
 from ctrfs.errors import NotFound
 from ctrfs.mounts import container_mounts
+from ctrfs.ops.du import human
 from ctrfs.overlay.diff import SEMANTICS, container_changes
 from ctrfs.overlay.layers import layer_stack
 from ctrfs.overlay.which import container_which
@@ -16,16 +17,6 @@ from ctrfs.overlay.which import container_which
 
 def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "K", "M", "G"):
-        if n < 1024 or unit == "G":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
 
 
 @command("layers", "Show the layers of a container's root filesystem, in overlay order (top first).", """
@@ -53,7 +44,7 @@ def layers_cmd(args: Namespace, state: State) -> None:
     for la in stack.layers:
         ident = la.diff_id or (la.id if la.id else "")
         rows.append([str(la.index), la.role, escape(la.label), escape(ident),
-                     "-" if la.files is None else str(la.files), _size(la.size),
+                     "-" if la.files is None else str(la.files), "-" if la.size is None else human(la.size),
                      escape(la.path) + ("" if la.exists else "  (missing)")])
     table(["#", "ROLE", "LAYER", "ID", "FILES", "SIZE", "DIRECTORY"], rows)
     _say(f"workdir: {escape(stack.workdir or '-')}")

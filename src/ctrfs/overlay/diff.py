@@ -54,6 +54,7 @@ from ctrfs._record import dataclass
 from ctrfs.errors import CtrfsError, Unsupported, UsageError, translate_oserror
 from ctrfs.overlay import _fs
 from ctrfs.overlay.layers import LayerStack, layer_stack
+from ctrfs.rootfs.base import file_type
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -89,14 +90,6 @@ class Change:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "type": self.type, "size": self.size,
                 "mount": self.mount, "opaque": self.opaque}
-
-
-def file_type(mode: int) -> str:
-    return {
-        st_mod.S_IFREG: "file", st_mod.S_IFDIR: "dir", st_mod.S_IFLNK: "symlink",
-        st_mod.S_IFIFO: "fifo", st_mod.S_IFSOCK: "socket", st_mod.S_IFCHR: "char-device",
-        st_mod.S_IFBLK: "block-device",
-    }.get(st_mod.S_IFMT(mode), "unknown")
 
 
 def _same_time(a: os.stat_result, b: os.stat_result) -> bool:

@@ -10,9 +10,9 @@ from ctrfs.errors import CtrfsError, NotFound, Unsupported
 from ctrfs.hostmounts import rel_under
 from ctrfs.mounts import container_mounts
 from ctrfs.overlay import _fs
-from ctrfs.overlay.diff import file_type
 from ctrfs.overlay.layers import Layer, LayerStack, layer_stack
 from ctrfs.overlay.merge import MergedView
+from ctrfs.rootfs.base import file_type
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

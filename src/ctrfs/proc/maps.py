@@ -95,7 +95,7 @@ def parse_line(line: bytes) -> Mapping:
             path=path,
             deleted=deleted,
         )
-    except (ValueError, UnicodeDecodeError) as err:
+    except ValueError as err:  # UnicodeDecodeError included
         raise ParseError("maps line with bad numbers") from err
 
 
