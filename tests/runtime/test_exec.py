@@ -321,11 +321,14 @@ def test_container_unchanged_before_during_after(ctr: RunningContainer) -> None:
     with background_session(ctr, "sleep", "1000") as (proc, sleeper):
         during = snapshot(ctr)
         session_mnt = os.stat(f"/proc/{sleeper}/ns/mnt").st_ino
+        helper = int(Path(f"/proc/{sleeper}/status").read_text().split("PPid:")[1].split()[0])
         proc.send_signal(signal.SIGTERM)  # forwarded to the command: 128+SIGTERM
         assert proc.wait(30) == 128 + signal.SIGTERM
-    # The private mount namespace went with the session's last process. Checked at once: a
-    # namespace's inode number is free for the next namespace made on the host once it is gone.
-    holders = [p for p in os.listdir("/proc") if p.isdigit() and _ns_ino(p) == session_mnt]
+    # The private mount namespace went with the session's last process: the helper is gone and no
+    # process of the container is in it. (Host-wide the inode number may already name a new
+    # namespace: the kernel hands a freed one to the next namespace made, by anyone.)
+    assert not harness.pid_alive(helper)
+    holders = [p for p in ns_pids(ctr.pid) if _ns_ino(str(p)) == session_mnt]
     assert holders == []
     after = snapshot(ctr)
     assert during == before
