@@ -394,6 +394,8 @@ def test_daemons_unreachable(docker_shellless: RunningContainer, runc_container:
 
 
 def test_shell_on_a_real_pty(docker_shellless: RunningContainer) -> None:
+    pts = f"/proc/{docker_shellless.pid}/root/dev/pts"
+    pts_before = sorted(os.listdir(pts))
     child = pexpect.spawn(sys.executable, ["-m", "ctrfs", "shell", docker_shellless.target],
                           dimensions=(24, 80), timeout=20, encoding="utf-8")
     try:
@@ -424,8 +426,11 @@ def test_shell_on_a_real_pty(docker_shellless: RunningContainer) -> None:
         child.sendline("kill -9 %1; wait; echo killed")
         child.expect("killed")
         child.expect(prompt)
-        child.sendline("[ -t 0 ] && [ -t 1 ] && echo is-a-terminal")
+        child.sendline("[ -t 0 ] && [ -t 1 ] && echo is-a-terminal; tty")
         child.expect("is-a-terminal")
+        # the session's own devpts: the pty has a name in the session, the container's is untouched
+        child.expect("/.ctrfs/pts/0")
+        assert sorted(os.listdir(pts)) == pts_before
         child.sendline("exit 3")
         child.expect(pexpect.EOF)
     finally:

@@ -105,7 +105,7 @@ def test_only_stdio_is_open_in_the_session(docker_shellless: RunningContainer) -
     assert all(fds[n].startswith("pipe:[") for n in ("0", "1", "2")), fds
     # with a pty: the pty on 0, 1 and 2, nothing else
     fds = _fd_listing(cx(c, "sh", "-c", "ls -l /proc/$$/fd", opts=("-t",)).stdout)
-    assert set(fds) == {"0", "1", "2"} and fds["0"] == fds["1"] == fds["2"], fds
+    assert set(fds) == {"0", "1", "2"} and fds["0"] == fds["1"] == fds["2"] == "/.ctrfs/pts/0", fds
     # cwd and root are the container's (no /proc/self/cwd back to the host)
     out = cx(c, "sh", "-c", "readlink /proc/self/cwd; readlink /proc/self/root; ls /proc/self/cwd/",
              opts=("-w", "/etc")).stdout.decode().split()

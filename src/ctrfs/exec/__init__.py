@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -73,17 +74,16 @@ def run(container: Container, spec: Spec, *, tty: bool | None = None, interactiv
     ack_r, ack_w = os.pipe()
     pipes += [status_r, status_w, ack_r, ack_w]
     try:
+        master: int | None = None
         if use_pty:
-            master, slave = os.openpty()
-            pipes += [master, slave]
-            if os.isatty(stdin):
-                relay.copy_winsize(stdin, master)
-            else:
-                relay.set_winsize(master, 24, 80)
-            child = ChildIO(pty_slave=slave)
-            ours: tuple[int, ...] = (master,)
-            to_child: int | None = master
-            from_child: tuple[int, ...] = (master,)
+            # The pty is made by the helper in a devpts of the session's own (/.ctrfs/pts), so
+            # the command's tty has a name it can find; its master comes back over a socket.
+            psock, csock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            pipes += [psock.detach(), csock.detach()]
+            psock_fd, csock_fd = pipes[-2:]
+            winsize = relay.get_winsize(stdin) if os.isatty(stdin) else relay.pack_winsize(24, 80)
+            child = ChildIO(pty_sock=csock_fd, winsize=winsize)
+            ours: tuple[int, ...] = (psock_fd,)
         else:
             in_r, in_w = os.pipe()
             out_r, out_w = os.pipe()
@@ -91,8 +91,6 @@ def run(container: Container, spec: Spec, *, tty: bool | None = None, interactiv
             pipes += [in_r, in_w, out_r, out_w, err_r, err_w]
             child = ChildIO(stdin=in_r, stdout=out_w, stderr=err_w)
             ours = (in_w, out_r, err_r)
-            to_child, from_child = in_w, (out_r, err_r)
-            master = None
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -101,6 +99,16 @@ def run(container: Container, spec: Spec, *, tty: bool | None = None, interactiv
         for fd in (status_w, ack_r, *child.fds()):
             os.close(fd)
             pipes.remove(fd)
+        if use_pty:
+            master = _receive_master(psock_fd)  # None: the helper failed; its status says why
+            os.close(psock_fd)
+            pipes.remove(psock_fd)
+            if master is not None:
+                pipes.append(master)
+            to_child: int | None = master
+            from_child: tuple[int, ...] = () if master is None else (master,)
+        else:
+            to_child, from_child = in_w, (out_r, err_r)
         rl = relay.Relay(status_r=status_r, ack_w=ack_w, stdin=stdin if interactive else None,
                          stdout=stdout, stderr=stderr, pty_master=master, to_child=to_child,
                          from_child=from_child, capture=capture)
@@ -113,6 +121,17 @@ def run(container: Container, spec: Spec, *, tty: bool | None = None, interactiv
         for fd in pipes:
             os.close(fd)
     return _result(outcome, container.display_name, stdout, stderr)
+
+
+def _receive_master(sock_fd: int) -> int | None:
+    sock = socket.socket(fileno=os.dup(sock_fd))
+    try:
+        _msg, fds, _flags, _addr = socket.recv_fds(sock, 16, 1)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    return fds[0] if fds else None
 
 
 def _relay(rl: relay.Relay, stdin: int, master: int | None) -> relay.Outcome:

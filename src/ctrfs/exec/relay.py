@@ -1,7 +1,8 @@
 """ctrfs's side of a session: stdio relayed through a pty or pipes, signals passed on, exit status.
 
 The session never gets ctrfs's own descriptors: a terminal, file or directory that ctrfs's stdio
-happens to be stays on the host, and the session sees only the pty or pipes made here. With a
+happens to be stays on the host, and the session sees only pipes made here, or a pty the helper
+made in the session's own devpts (its master is relayed here). With a
 pty ctrfs's terminal goes raw, so Ctrl-C, Ctrl-Z and Ctrl-\\ reach the session's foreground
 process through its own line discipline; window size changes (SIGWINCH) are copied to the pty.
 Signals sent to ctrfs (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, and without a pty
@@ -265,8 +266,12 @@ def copy_winsize(src: int, dst: int) -> None:
         pass
 
 
-def set_winsize(fd: int, rows: int, cols: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+def get_winsize(fd: int) -> bytes:
+    return fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+
+
+def pack_winsize(rows: int, cols: int) -> bytes:
+    return struct.pack("HHHH", rows, cols, 0, 0)
 
 
 class RawTerminal:

@@ -12,8 +12,9 @@ ctrfs (host, privileged) forks the *helper*, which
   outside the container's PID namespace, so no process of the container can even name it.
 
 The session process (still non-dumpable, as non-dumpability survives fork) moves into the
-container's cgroup only with ``--cgroup``, joins its cgroup namespace, takes its stdio (a pty or
-pipes made by ctrfs), closes every other descriptor (CVE-2024-21626: a leaked host fd reached
+container's cgroup only with ``--cgroup``, joins its cgroup namespace, takes its stdio (pipes
+made by ctrfs, or a pty the helper made in the session's devpts and whose master it sent to
+ctrfs), closes every other descriptor (CVE-2024-21626: a leaked host fd reached
 through ``/proc/self/fd`` led out of the container), takes the container's capability bounding
 set, resource limits, no_new_privs and user, changes to its working directory inside the
 container root and executes the command. Failures before exec come back as one line on the
@@ -23,11 +24,15 @@ status pipe; the helper reports the session's pid and wait status there.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import resource
 import signal
+import socket
 import stat
+import struct
 import sys
+import termios
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -57,15 +62,19 @@ class Spec:
 
 @dataclass(frozen=True)
 class ChildIO:
-    """The session's end of its stdio: one pty slave, or three pipe ends."""
+    """The session's end of its stdio: three pipe ends; or a socket to send ctrfs the master of
+    a pty the helper makes (``winsize`` its first size), with the slave once it is made."""
 
+    pty_sock: int | None = None
+    winsize: bytes | None = None
     pty_slave: int | None = None
     stdin: int | None = None
     stdout: int | None = None
     stderr: int | None = None
 
     def fds(self) -> tuple[int, ...]:
-        return tuple(fd for fd in (self.pty_slave, self.stdin, self.stdout, self.stderr) if fd is not None)
+        return tuple(fd for fd in (self.pty_sock, self.pty_slave, self.stdin, self.stdout, self.stderr)
+                     if fd is not None)
 
 
 SHELLS = (b"/bin/bash", b"/bin/sh", b"/usr/bin/bash", b"/usr/bin/sh")
@@ -108,8 +117,11 @@ def helper_main(target: Target, spec: Spec, tb: toolbox.Toolbox, io: ChildIO, st
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)
         with _doing("building the private view of the container's root"):
-            view.enter(ns.get("mnt"), tb_fd, rw=spec.rw)
+            view.enter(ns.get("mnt"), tb_fd, rw=spec.rw, pts=io.pty_sock is not None)
         os.close(tb_fd)
+        if io.pty_sock is not None:
+            with _doing("making the session's pty"):
+                io = _make_pty(io)
         for kind in ("uts", "ipc", "net", "pid"):
             if kind in ns:
                 with _doing(f"joining the container's {kind} namespace"):
@@ -198,6 +210,31 @@ def session_main(target: Target, spec: Spec, io: ChildIO, status_w: int, cgroup_
     except BaseException as err:  # noqa: BLE001 — before exec, every failure ends in os._exit
         _send_error(status_w, err)
     os._exit(1)
+
+
+# ioctl numbers of include/uapi/asm-generic/ioctls.h (x86, arm64, riscv, s390: the generic ones)
+_TIOCSPTLCK = 0x40045431
+_TIOCGPTPEER = 0x5441
+
+
+def _make_pty(io: ChildIO) -> ChildIO:
+    """A pty in the session's devpts; its master goes to ctrfs, its slave stays for the session."""
+    assert io.pty_sock is not None
+    master = os.open(view.PTMX, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))  # unlockpt(3)
+        # TIOCGPTPEER opens the slave from the master (Linux 4.13), with no path to look up
+        slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        if io.winsize is not None:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, io.winsize)
+        sock = socket.socket(fileno=io.pty_sock)
+        try:
+            socket.send_fds(sock, [b"m"], [master])
+        finally:
+            sock.close()
+    finally:
+        os.close(master)
+    return ChildIO(pty_slave=slave)
 
 
 def _take_stdio(io: ChildIO) -> None:

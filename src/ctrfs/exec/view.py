@@ -29,12 +29,16 @@ from ctrfs.rootfs import _sys
 _AT_FDCWD = -100
 _CLONE = _sys.OPEN_TREE_CLONE | _sys.OPEN_TREE_CLOEXEC | _sys.AT_RECURSIVE
 TOOLBOX_DIR = b".ctrfs"
+PTS_DIR = TOOLBOX_DIR + b"/pts"
+PTMX = b"/" + PTS_DIR + b"/ptmx"
 
 
-def enter(mnt_ns_fd: int | None, toolbox_fd: int, *, rw: bool) -> None:
+def enter(mnt_ns_fd: int | None, toolbox_fd: int, *, rw: bool, pts: bool = False) -> None:
     """Move the calling (single-threaded) process into a private view of the container's root.
 
-    ``mnt_ns_fd`` is the container's mount namespace (None: the caller is already in it).
+    ``mnt_ns_fd`` is the container's mount namespace (None: the caller is already in it). With
+    ``pts``, a devpts instance of the session's own is mounted at ``/.ctrfs/pts``: a pty made
+    there has a name inside the session, and nothing appears in the container's ``/dev/pts``.
     """
     if mnt_ns_fd is not None:
         _sys.setns(mnt_ns_fd, _sys.CLONE_NEWNS)
@@ -50,6 +54,8 @@ def enter(mnt_ns_fd: int | None, toolbox_fd: int, *, rw: bool) -> None:
                     assert isinstance(value, int)
                     _sys.move_mount(value, b"", skel, name, _sys.MOVE_MOUNT_F_EMPTY_PATH)
             _sys.move_mount(toolbox_fd, b"", skel, TOOLBOX_DIR + b"/bin", _sys.MOVE_MOUNT_F_EMPTY_PATH)
+            if pts:
+                _mount_devpts(skel)
             _sys.mount_setattr(skel, _sys.MOUNT_ATTR_RDONLY | _sys.MOUNT_ATTR_NOSUID
                                | _sys.MOUNT_ATTR_NODEV, recursive=False)
             # pivot_root(".", ".") stacks the old root on the new one; detaching it leaves the
@@ -113,7 +119,23 @@ def _skeleton(entries: list[tuple[bytes, str, int | bytes]]) -> int:
                 os.symlink(value, name, dir_fd=skel)
         os.mkdir(TOOLBOX_DIR, 0o755, dir_fd=skel)
         os.mkdir(TOOLBOX_DIR + b"/bin", 0o755, dir_fd=skel)
+        os.mkdir(PTS_DIR, 0o755, dir_fd=skel)
     except BaseException:
         os.close(skel)
         raise
     return skel
+
+
+def _mount_devpts(skel: int) -> None:
+    fsfd = _sys.fsopen(b"devpts")  # always a new instance through the mount API
+    try:
+        _sys.fsconfig_string(fsfd, b"ptmxmode", b"0666")
+        _sys.fsconfig_string(fsfd, b"mode", b"0620")
+        _sys.fsconfig_create(fsfd)
+        mnt = _sys.fsmount(fsfd, _sys.MOUNT_ATTR_NOSUID | _sys.MOUNT_ATTR_NOEXEC)
+    finally:
+        os.close(fsfd)
+    try:
+        _sys.move_mount(mnt, b"", skel, PTS_DIR, _sys.MOVE_MOUNT_F_EMPTY_PATH)
+    finally:
+        os.close(mnt)
