@@ -9,6 +9,8 @@ from argparse import Namespace
 from ctrfs.cli.app import JSON, State, arg, command
 from ctrfs.cli.common import emit_json, get_container
 from ctrfs.errors import UsageError
+from ctrfs.exec import Spec
+from ctrfs.exec import run as run_session
 
 _SESSION_ARGS = (
     arg("-t", "--tty", dest="tty", action="store_const", const=True, default=None,
@@ -79,23 +81,21 @@ def shell_cmd(args: Namespace, state: State) -> int:
 
 
 def _run(args: Namespace, state: State, argv: tuple[str, ...], *, shell: bool, interactive: bool) -> int:
-    from ctrfs import exec as ex
-
     env = _env(args.env)
     tty = args.tty
     c = get_container(state, args.target)
     use_pty = tty if tty is not None else (os.isatty(0) and os.isatty(1))
     if use_pty and not args.as_json and b"TERM" not in env:
         env[b"TERM"] = os.environb.get(b"TERM", b"xterm")
-    spec = ex.Spec(argv=argv, env=env, user=args.user, cwd=args.workdir, rw=args.rw,
-                   cgroup=args.cgroup, privileged=args.privileged, shell=shell)
+    spec = Spec(argv=argv, env=env, user=args.user, cwd=args.workdir, rw=args.rw,
+                cgroup=args.cgroup, privileged=args.privileged, shell=shell)
     if args.privileged:
         sys.stderr.write("ctrfs: --privileged: the command keeps the host's capability bounding set, "
                          "without no_new_privs\n")
     if args.rw:
         sys.stderr.write("ctrfs: --rw: the command can write into the container's filesystem\n")
-    result = ex.run(c, spec, tty=tty, interactive=interactive, toolbox_dirs=tuple(args.toolbox),
-                    capture=args.as_json)
+    result = run_session(c, spec, tty=tty, interactive=interactive, toolbox_dirs=tuple(args.toolbox),
+                         capture=args.as_json)
     if args.as_json:
         emit_json({
             "target": c.display_name, "id": c.id, "argv": list(argv), "exit_code": result.exit_code,
