@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _hostile import hostile_container, sh
 
 import harness
 from harness import RunningContainer
@@ -205,3 +206,29 @@ def test_toolbox_is_a_private_read_only_tmpfs(docker_shellless: RunningContainer
         assert cx(c, "sh", "-c", cmd, check=False).returncode != 0, cmd
     # the toolbox is nowhere in the container's own mount table
     assert b"/.ctrfs" not in Path(f"/proc/{c.pid}/mountinfo").read_bytes()
+
+
+def test_no_path_in_the_session_reaches_a_host_file() -> None:
+    """docs/security.md cases 1-3 and 7 from inside a session: symlinks to /, long ../ chains,
+    absolute links and the container's /proc magic links all stay in the container; a file that
+    exists only on the host is never read."""
+    canary = f"ctrfs-exec-canary-{os.getpid()}"
+    secret = f"HOST-ONLY-{os.urandom(8).hex()}"
+    host_dir = Path("/") / canary
+    host_dir.mkdir()
+    try:
+        (host_dir / "secret").write_text(secret + "\n")
+        with hostile_container() as c:
+            sh(c, f"mkdir -p /c1 /c2 && ln -s / /c1/etc && ln -s ../../../../.. /c2/a"
+                  f" && ln -s /{canary}/secret /abs && ln -s /proc/1/root /p1")
+            paths = [f"/c1/etc/{canary}/secret", f"/c2/a/{canary}/secret", f"/../../../{canary}/secret",
+                     "/abs", f"/proc/self/root/{canary}/secret", f"/proc/1/root/{canary}/secret",
+                     f"/p1/{canary}/secret", f"/proc/self/cwd/../../{canary}/secret"]
+            script = "; ".join(f"timeout 5 cat {p}" for p in paths) + f"; ls -d /{canary}"
+            for opts in ((), ("--rw",), ("-w", "/proc/self/root")):
+                res = cx(c, "sh", "-c", script, opts=opts, check=False)
+                assert secret.encode() not in res.stdout + res.stderr, f"HOST FILE LEAKED with {opts}"
+                assert res.stderr.count(b"No such file or directory") == len(paths) + 1, res.stderr
+    finally:
+        (host_dir / "secret").unlink()
+        host_dir.rmdir()
