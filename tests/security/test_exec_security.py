@@ -208,6 +208,8 @@ def test_toolbox_is_a_private_read_only_tmpfs(docker_shellless: RunningContainer
     assert b"/.ctrfs" not in Path(f"/proc/{c.pid}/mountinfo").read_bytes()
 
 
+@pytest.mark.docker
+@pytest.mark.root
 def test_no_path_in_the_session_reaches_a_host_file() -> None:
     """docs/security.md cases 1-3 and 7 from inside a session: symlinks to /, long ../ chains,
     absolute links and the container's /proc magic links all stay in the container; a file that
