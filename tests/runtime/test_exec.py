@@ -191,6 +191,8 @@ def test_exit_status_is_the_commands(docker_shellless: RunningContainer) -> None
     missing = cx(docker_shellless, "no-such-tool", check=False)
     assert missing.returncode == 127
     assert missing.stderr.decode().count("\n") == 1 and b"no-such-tool: command not found" in missing.stderr
+    not_runnable = cx(docker_shellless, "/etc/os-release", check=False)  # found, not executable
+    assert not_runnable.returncode == 126 and b"/etc/os-release: permission denied" in not_runnable.stderr
 
 
 def test_ten_mib_through_a_pipe_come_back_identical(docker_shellless: RunningContainer) -> None:
@@ -200,6 +202,22 @@ def test_ten_mib_through_a_pipe_come_back_identical(docker_shellless: RunningCon
     # and stderr is kept apart, byte for byte
     res = cx(docker_shellless, "sh", "-c", "cat >&2", opts=("-i",), input=data[:1 << 20])
     assert res.stderr == data[:1 << 20] and res.stdout == b""
+
+
+def test_a_reader_closing_early_ends_the_session(docker_shellless: RunningContainer) -> None:
+    # `ctrfs exec C -- yes | head -1`: yes gets SIGPIPE, ctrfs ends with 0 (as for every command)
+    pipeline = f"{sys.executable} -m ctrfs exec {docker_shellless.target} -- yes | head -1; " \
+               "echo \"status ${PIPESTATUS[0]}\""
+    res = subprocess.run(["bash", "-c", pipeline], capture_output=True, timeout=60)
+    assert res.stdout.decode().split("\n")[:2] == ["y", "status 0"], res.stderr
+    assert not [p for p in ns_pids(docker_shellless.pid) if _comm(p) == "yes"]  # nothing left running
+
+
+def _comm(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
 
 
 def test_without_i_stdin_is_at_end_of_file(docker_shellless: RunningContainer) -> None:

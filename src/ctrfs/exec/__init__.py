@@ -17,6 +17,7 @@ the order of the steps and the attacks each one answers.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -115,7 +116,12 @@ def run(container: Container, spec: Spec, *, tty: bool | None = None, interactiv
         try:
             outcome = _relay(rl, stdin, master)
         finally:
-            pipes = [fd for fd in pipes if fd not in rl.closed]
+            # Our ends closed before the helper is waited for: a session still writing (ctrfs's
+            # reader went away, say `| head -1`) then gets SIGPIPE instead of blocking forever.
+            for fd in pipes:
+                if fd not in rl.closed:
+                    os.close(fd)
+            pipes = []
             os.waitpid(pid, 0)
     finally:
         for fd in pipes:
@@ -177,11 +183,12 @@ def _result(o: relay.Outcome, name: str, stdout: int, stderr: int) -> Result:
         raise cls(msg, target=name)
     if o.exec_error is not None:
         err, cmd = o.exec_error
-        if err == 13:
-            raise CommandNotRun(f"{cmd}: permission denied", 126, target=name)
-        where = toolbox.MOUNT_POINT.decode()
-        raise CommandNotRun(f"{cmd}: command not found in the container's PATH or {where}", 127,
-                            target=name)
+        if err == errno.ENOENT:
+            where = toolbox.MOUNT_POINT.decode()
+            raise CommandNotRun(f"{cmd}: command not found in the container's PATH or {where}", 127,
+                                target=name)
+        # as a shell reports a command found but not runnable (EACCES, ENOEXEC, ...)
+        raise CommandNotRun(f"{cmd}: {os.strerror(err).lower()}", 126, target=name)
     if o.status is None:
         raise CtrfsError("the session's helper ended without reporting a status", target=name)
     code = os.waitstatus_to_exitcode(o.status)

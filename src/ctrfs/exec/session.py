@@ -40,7 +40,7 @@ from typing import NoReturn
 from ctrfs.errors import CtrfsError, from_oserror
 from ctrfs.exec import facts, toolbox, view
 from ctrfs.exec.facts import NS_FLAGS, Target
-from ctrfs.proc.stat import parse_stat, parse_status
+from ctrfs.proc.stat import parse_stat
 from ctrfs.rootfs import _sys
 
 _MAX_LINE = 4096
@@ -136,13 +136,7 @@ def helper_main(target: Target, spec: Spec, tb: toolbox.Toolbox, io: ChildIO, st
             os.read(ack_r, 1)  # ctrfs holds a pidfd of the session before it can be reaped
         except OSError:
             pass
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except ChildProcessError:
-                status = 0
-                break
+        _, status = os.waitpid(pid, 0)
         _send(status_w, b"s %d" % status)
         code = 0
     except BaseException as err:  # noqa: BLE001 — the helper must end in os._exit, whatever happens
@@ -188,9 +182,7 @@ def session_main(target: Target, spec: Spec, io: ChildIO, status_w: int, cgroup_
         if not spec.privileged and uid == 0:
             # Root keeps its capabilities across setresuid(0); cut them to the bounding set now
             # (execve would do the same) and empty the inheritable set.
-            with open("/proc/self/status", "rb") as f:  # the container's procfs: self is us
-                permitted = int(parse_status(f.read()).get("CapPrm", "0"), 16)
-            keep = target.cap_bnd & permitted
+            keep = target.cap_bnd & _sys.capget()[1]
             _sys.capset(keep, keep, 0)
         with _doing(f"changing to the working directory {spec.cwd}"):
             os.chdir(spec.cwd)

@@ -259,6 +259,9 @@ _umount2.restype = ctypes.c_int
 _prctl = _libc.prctl
 _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _prctl.restype = ctypes.c_int
+_capget = _libc.capget
+_capget.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData * 2)]
+_capget.restype = ctypes.c_int
 _capset = _libc.capset
 _capset.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData * 2)]
 _capset.restype = ctypes.c_int
@@ -357,6 +360,16 @@ def mount_setattr(fd: int, attr_set: int, *, recursive: bool = True) -> None:
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_prctl(option, arg2, arg3, arg4, arg5))
+
+
+def capget() -> tuple[int, int, int]:
+    """(effective, permitted, inheritable) of the calling thread, as 64-bit masks."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_capget(ctypes.byref(header), ctypes.byref(data)))
+    lo, hi = data[0], data[1]
+    return (lo.effective | hi.effective << 32, lo.permitted | hi.permitted << 32,
+            lo.inheritable | hi.inheritable << 32)
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:
