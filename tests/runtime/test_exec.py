@@ -523,3 +523,28 @@ def test_signals_reach_the_command_without_a_pty(docker_shellless: RunningContai
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         assert proc.wait(30) == 128 + signal.SIGINT
     assert not harness.pid_alive(sleeper)
+
+
+def test_pty_only_when_both_ends_are_terminals(docker_shellless: RunningContainer) -> None:
+    target = docker_shellless.target
+    probe = "[ -t 0 ] && echo in-tty || echo in-notty; [ -t 1 ] && echo out-tty || echo out-notty"
+
+    def on_a_terminal(*opts: str) -> str:
+        child = pexpect.spawn(sys.executable, ["-m", "ctrfs", "exec", *opts, target, "--", "sh", "-c", probe],
+                              timeout=20, encoding="utf-8")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+        return " ".join(child.before.split())
+
+    assert on_a_terminal() == "in-tty out-tty"
+    assert on_a_terminal("-T") == "in-notty out-notty"
+    # not a terminal: pipes, unless -t
+    assert cx(docker_shellless, "sh", "-c", probe).stdout.split() == [b"in-notty", b"out-notty"]
+    assert cx(docker_shellless, "sh", "-c", probe, opts=("-t",)).stdout.split() == [b"in-tty", b"out-tty"]
+
+
+def test_without_root_a_one_line_permission_error(docker_shellless: RunningContainer) -> None:
+    res = cx(docker_shellless, "true", check=False,
+             prefix=["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"])
+    assert res.returncode == 4 and res.stderr.count(b"\n") == 1 and b"Traceback" not in res.stderr
