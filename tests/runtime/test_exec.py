@@ -548,3 +548,15 @@ def test_without_root_a_one_line_permission_error(docker_shellless: RunningConta
     res = cx(docker_shellless, "true", check=False,
              prefix=["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"])
     assert res.returncode == 4 and res.stderr.count(b"\n") == 1 and b"Traceback" not in res.stderr
+
+
+@pytest.mark.docker
+@pytest.mark.root
+def test_a_background_child_holding_stdout_does_not_hold_ctrfs() -> None:
+    # like docker exec: ctrfs returns when the command exits, after what it wrote is read. (Its
+    # own container: the orphaned sleep is left to an init that never reaps.)
+    with harness.run_docker(harness.busybox_image(), cmd=harness.BUSYBOX_CMD) as c:
+        start = time.monotonic()
+        res = cx(c, "sh", "-c", "/.ctrfs/bin/sleep 30 & echo started; exit 4", check=False)
+        assert res.returncode == 4 and res.stdout == b"started\n"
+        assert time.monotonic() - start < 20
