@@ -486,6 +486,12 @@ def test_toolbox_dir_adds_the_users_tools(docker_shellless: RunningContainer, tm
     out = res.stdout.decode().splitlines()
     assert out[0] == "/.ctrfs/bin/my-logger"
     assert out[1].startswith("-rwx")
+    assert b"dynamically linked" not in res.stderr
+    # a dynamic executable is copied too, with a warning: the host's libraries are not there
+    shutil.copy2(shutil.which("true") or "/bin/true", tools / "dyn-true")
+    res = cx(docker_shellless, "ls", "/.ctrfs/bin/dyn-true", opts=("--toolbox", str(tools)))
+    assert res.stdout == b"/.ctrfs/bin/dyn-true\n"
+    assert f"--toolbox: {tools / 'dyn-true'} is dynamically linked".encode() in res.stderr
 
 
 @pytest.mark.podman

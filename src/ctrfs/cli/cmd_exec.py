@@ -7,10 +7,11 @@ import sys
 from argparse import Namespace
 
 from ctrfs.cli.app import JSON, State, arg, command
-from ctrfs.cli.common import emit_json, get_container
+from ctrfs.cli.common import emit_json, escape, get_container
 from ctrfs.errors import UsageError
 from ctrfs.exec import Spec
 from ctrfs.exec import run as run_session
+from ctrfs.exec.toolbox import prepare as prepare_toolbox
 
 _SESSION_ARGS = (
     arg("-t", "--tty", dest="tty", action="store_const", const=True, default=None,
@@ -94,8 +95,11 @@ def _run(args: Namespace, state: State, argv: tuple[str, ...], *, shell: bool, i
                          "without no_new_privs\n")
     if args.rw:
         sys.stderr.write("ctrfs: --rw: the command can write into the container's filesystem\n")
-    result = run_session(c, spec, tty=tty, interactive=interactive, toolbox_dirs=tuple(args.toolbox),
-                         capture=args.as_json)
+    tools = prepare_toolbox(tuple(args.toolbox))
+    for path in tools.dynamic:
+        sys.stderr.write(f"ctrfs: --toolbox: {escape(path)} is dynamically linked: inside, it looks for "
+                         "its libraries in the container\n")
+    result = run_session(c, spec, tty=tty, interactive=interactive, tools=tools, capture=args.as_json)
     if args.as_json:
         emit_json({
             "target": c.display_name, "id": c.id, "argv": list(argv), "exit_code": result.exit_code,

@@ -54,19 +54,20 @@ class Result:
 
 
 def run(container: Container, spec: Spec, *, tty: bool | None = None, interactive: bool = False,
-        toolbox_dirs: tuple[str, ...] = (), capture: bool = False,
+        tools: toolbox.Toolbox | None = None, capture: bool = False,
         stdin: int = 0, stdout: int = 1, stderr: int = 2) -> Result:
     """Run ``spec`` in ``container``; stdio relayed from/to the given fds (or captured).
 
     ``tty``: a pty for the session (None: one when ``stdin`` and ``stdout`` are terminals).
     ``interactive``: ctrfs's stdin is passed on (else the session's stdin is at end of file).
+    ``tools``: what goes into /.ctrfs/bin (:func:`ctrfs.exec.toolbox.prepare`; default: busybox).
     """
     if os.geteuid() != 0:
         raise AccessDenied("exec needs root (it joins the container's namespaces)",
                            target=container.display_name)
     target = read_target(container.pid, container.start_time, container.display_name,
                          container.roots.proc, want_cgroup=spec.cgroup)
-    tb = toolbox.prepare(toolbox_dirs)
+    tb = tools if tools is not None else toolbox.prepare()
     use_pty = (os.isatty(stdin) and os.isatty(stdout)) if tty is None else tty
     if capture:
         use_pty = False

@@ -30,6 +30,7 @@ class Toolbox:
     busybox: str | None
     applets: tuple[str, ...]
     extra_dirs: tuple[str, ...] = ()
+    dynamic: tuple[str, ...] = ()  # ELF files of extra_dirs that need a program interpreter
 
 
 def is_static_elf(header: bytes) -> bool:
@@ -80,7 +81,28 @@ def prepare(extra_dirs: tuple[str, ...] = ()) -> Toolbox:
         res = subprocess.run([busybox, "--list"], capture_output=True, check=False, timeout=10)
         applets = tuple(a for a in res.stdout.decode("ascii", "replace").split()
                         if a and "/" not in a and a not in (".", ".."))
-    return Toolbox(busybox, applets, tuple(extra_dirs))
+    return Toolbox(busybox, applets, tuple(extra_dirs), _dynamic_elves(extra_dirs))
+
+
+def _dynamic_elves(dirs: tuple[str, ...]) -> tuple[str, ...]:
+    """The dynamically linked executables among ``dirs``: inside, they would load the
+    container's libraries (or fail), never the host's."""
+    out = []
+    for d in dirs:
+        for top, _dirs, files in os.walk(d):
+            for f in sorted(files):
+                path = os.path.join(top, f)
+                try:
+                    st = os.lstat(path)
+                    if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+                        continue
+                    with open(path, "rb") as fh:
+                        head = fh.read(65536)
+                except OSError:
+                    continue
+                if head[:4] == b"\x7fELF" and not is_static_elf(head):
+                    out.append(path)
+    return tuple(out)
 
 
 def build(tb: Toolbox) -> int:
