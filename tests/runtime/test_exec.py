@@ -277,6 +277,9 @@ def test_environment_user_and_workdir(docker_shellless: RunningContainer) -> Non
     assert cx(c, "id", "-u", opts=("-u", "nobody")).stdout.strip() == b"65534"
     bad = cx(c, "true", opts=("-u", "no-such-user"), check=False)
     assert bad.returncode == 1 and b"no user 'no-such-user'" in bad.stderr
+    bad = cx(c, "true", opts=("-w", "/no-such-dir"), check=False)
+    assert bad.returncode == 1 and bad.stderr.count(b"\n") == 1
+    assert b"working directory: /no-such-dir: no such file or directory" in bad.stderr
 
 
 def test_json_has_status_and_output(docker_shellless: RunningContainer) -> None:

@@ -184,7 +184,7 @@ def session_main(target: Target, spec: Spec, io: ChildIO, status_w: int, cgroup_
             # (execve would do the same) and empty the inheritable set.
             keep = target.cap_bnd & _sys.capget()[1]
             _sys.capset(keep, keep, 0)
-        with _doing(f"changing to the working directory {spec.cwd}"):
+        with _doing("changing to the working directory"):
             os.chdir(spec.cwd)
         extra = dict(spec.env)
         if home is not None and b"HOME" not in extra:
@@ -327,7 +327,8 @@ def _doing(what: str, *, proc_scope: bool = False) -> Iterator[None]:
         yield
     except OSError as err:
         e = from_oserror(err, proc_scope=proc_scope)
-        out = _StepFailed(f"{what}: {os.strerror(err.errno).lower() if err.errno else err}")
+        where = f"{os.fsdecode(err.filename)}: " if err.filename else ""
+        out = _StepFailed(f"{what}: {where}{os.strerror(err.errno).lower() if err.errno else err}")
         out.exit_code = e.exit_code if e.exit_code in (4, 5) else 1
         raise out from err
 
