@@ -9,6 +9,7 @@ and after a session.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -401,13 +402,17 @@ def test_daemons_unreachable(docker_shellless: RunningContainer, runc_container:
              if os.path.exists(s)]
     assert "/run/docker.sock" in socks
     mounts = " && ".join(f"mount --bind /dev/null {s}" for s in socks)
+    prefix = ["unshare", "-m", "sh", "-c", f'{mounts} && exec "$@"', "sh"]
+    env = {"DOCKER_HOST": "unix:///nonexistent/docker.sock", "CONTAINERD_ADDRESS": "/nonexistent"}
     for c in (docker_shellless, runc_container):
-        script = f'{mounts} && exec "$@"'
-        res = cx(c, "cat", "/etc/os-release", prefix=["unshare", "-m", "sh", "-c", script, "sh"],
-                 env={"DOCKER_HOST": "unix:///nonexistent/docker.sock", "CONTAINERD_ADDRESS": "/nonexistent"})
-        assert b"ctrfs-shellless" in res.stdout
-        res = cx(c, "sh", "-c", "exit 7", check=False, prefix=["unshare", "-m", "sh", "-c", script, "sh"])
-        assert res.returncode == 7
+        run = functools.partial(cx, c, prefix=prefix, env=env)
+        assert {"app", "etc", "proc"} <= set(run("ls", "/").stdout.decode().split())
+        assert b"ctrfs-shellless" in run("cat", "/etc/os-release").stdout
+        assert run("sh", "-c", "exit 7", check=False).returncode == 7
+        assert run("readlink", "/proc/self/ns/net").stdout.decode().strip() \
+            == os.readlink(f"/proc/{c.pid}/ns/net")
+        assert b"/app" in run("ps").stdout
+        assert b"Read-only file system" in run("touch", "/etc/x", check=False).stderr
 
 
 # ---------------------------------------------------------------------------------------------------
