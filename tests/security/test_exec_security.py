@@ -234,3 +234,32 @@ def test_no_path_in_the_session_reaches_a_host_file() -> None:
     finally:
         (host_dir / "secret").unlink()
         host_dir.rmdir()
+
+
+def test_no_fd_left_open_in_ctrfs(docker_shellless: RunningContainer) -> None:
+    """docs/security.md case 19 for the library: two sessions, pty and pipes, leave ctrfs's own
+    fd table as it was."""
+    script = textwrap.dedent(f"""
+        import os
+        import ctrfs.targets
+        from ctrfs.exec import Spec, run
+        c = ctrfs.targets.resolve({docker_shellless.target!r})
+        def fds():
+            out = []
+            for n in os.listdir("/proc/self/fd"):
+                try:
+                    out.append((n, os.readlink(f"/proc/self/fd/{{n}}")))
+                except FileNotFoundError:  # the directory listdir itself had open
+                    pass
+            return sorted(out)
+        null = os.open(os.devnull, os.O_RDWR)
+        before = fds()
+        for tty in (False, True, False):
+            r = run(c, Spec(argv=("sh", "-c", "echo hi; exit 3")), tty=tty, capture=not tty,
+                    stdin=null, stdout=null)
+            assert r.exit_code == 3, r
+        assert fds() == before, (before, fds())
+        print("ok")
+    """)
+    res = harness.run(sys.executable, "-c", script)
+    assert res.stdout == b"ok\n"

@@ -97,6 +97,16 @@ class Relay:
     # -- loop ----------------------------------------------------------------------------------
 
     def run(self) -> Outcome:
+        try:
+            self._loop()
+        finally:
+            self.sel.close()
+            if self.pidfd is not None:
+                os.close(self.pidfd)
+                self.pidfd = None
+        return self.outcome
+
+    def _loop(self) -> None:
         status_open = True
         idle_since: float | None = None
         while True:
@@ -127,7 +137,6 @@ class Relay:
                     idle_since = time.monotonic()
             if not status_open and self.status_r in self.sel.get_map():
                 self.sel.unregister(self.status_r)
-        return self.outcome
 
     def _on_status(self, fd: int, mask: int) -> bool:
         data = os.read(fd, 4096)
