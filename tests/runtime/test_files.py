@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import secrets
 import stat
 import struct
@@ -433,9 +434,12 @@ def test_du_matches_busybox(seeded) -> None:
     c, d = seeded
     mine = ctrfs("du", f"{c.target}:{d}/tree").stdout.decode()
     ref = sh(c, f"du -k {d}/tree")
-    assert _lines(mine.replace("\\n", "\n")) >= set()  # parsable
+    # every line "KIB<TAB>PATH", one per directory, as busybox prints them
+    for text in (mine, ref):
+        assert all(re.fullmatch(r"\d+\t/\S.*", ln) for ln in text.splitlines()), text
     to_map = lambda s: {ln.split("\t", 1)[1]: int(ln.split("\t", 1)[0])  # noqa: E731
-                        for ln in s.splitlines() if "\t" in ln}
+                        for ln in s.splitlines()}
+    assert len(mine.splitlines()) == len(to_map(mine)) >= 4  # tree, sub, deeper, empty
     assert to_map(mine) == to_map(ref)
     total = ctrfs("du", "-s", f"{c.target}:{d}/tree").stdout.decode()
     assert total == sh(c, f"du -sk {d}/tree")
@@ -443,12 +447,46 @@ def test_du_matches_busybox(seeded) -> None:
     assert len(js) == 1 and js[0]["path"] == f"{d}/tree"
 
 
-def test_du_root_stays_on_root_mount(docker_shellless: RunningContainer) -> None:
-    c = docker_shellless
+MOUNTED_KIB = 2048  # what the fixture below writes into each of its two mounts
+
+
+@pytest.fixture(scope="module")
+def mounted_busybox(tmp_path_factory: pytest.TempPathFactory) -> RunningContainer:
+    """A busybox container with a bind mount and a tmpfs holding 2 MiB each, and 1 MiB on its
+    root filesystem: du with and without --all-mounts must differ by the mounts' data."""
+    hostdir = tmp_path_factory.mktemp("ctrfs-r-du")
+    with harness.run_docker(harness.busybox_image(), f"ctrfs-r-{harness.SESSION}-", "-v",
+                            f"{hostdir}:/data", "--tmpfs", "/scratch") as c:
+        sh(c, f"head -c {MOUNTED_KIB * 1024} /dev/urandom > /data/blob"
+              f" && head -c {MOUNTED_KIB * 1024} /dev/urandom > /scratch/blob"
+              " && mkdir -p /rootdata && head -c 1048576 /dev/urandom > /rootdata/blob")
+        yield c
+
+
+def _mount_points_on_root(pid: int) -> list[str]:
+    """The mount points whose parent is the container's root mount (/proc/PID/mountinfo)."""
+    rows = [ln.split() for ln in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()]
+    root_id = next(r[0] for r in rows if r[4] == "/")
+    return [r[4].encode().decode("unicode_escape") for r in rows if r[1] == root_id and r[4] != "/"]
+
+
+def test_du_root_stays_on_root_mount(mounted_busybox: RunningContainer) -> None:
+    c = mounted_busybox
     one = json.loads(ctrfs("du", "-s", "--json", c.target).stdout)[0]["bytes"]
     allm = json.loads(ctrfs("du", "-s", "--all-mounts", "--json", c.target).stdout)[0]["bytes"]
-    app = os.stat(f"/proc/{c.pid}/root/app").st_blocks * 512
-    assert app <= one < allm or one == allm  # /proc, /sys, /dev are only counted with --all-mounts
+    # busybox's own du -x stays on / and skips the mount points too; ctrfs (as GNU du -x) counts
+    # each mount point it meets on / (stat there shows the mounted root: /data's host directory,
+    # the bind-mounted /etc/hosts ...) and enters none.
+    points = _mount_points_on_root(c.pid)
+    assert {"/data", "/scratch", "/proc", "/etc/hosts"} <= set(points)
+    mount_blocks = sum(os.lstat(f"/proc/{c.pid}/root{p}").st_blocks * 512 for p in points)
+    assert one == int(sh(c, "du -skx /").split()[0]) * 1024 + mount_blocks
+    assert one >= 1024 * 1024  # /rootdata/blob
+    # the two mounts' blobs, and nothing of them without --all-mounts
+    assert allm - one >= 2 * MOUNTED_KIB * 1024, (one, allm)
+    for mnt in ("/data", "/scratch"):
+        inner = json.loads(ctrfs("du", "-s", "--json", f"{c.target}:{mnt}").stdout)[0]["bytes"]
+        assert inner // 1024 == int(sh(c, f"du -sk {mnt}").split()[0]) >= MOUNTED_KIB
     assert ctrfs("du", "-sh", c.target).stdout.decode().endswith("\t/\n")
 
 
