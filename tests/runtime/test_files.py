@@ -251,13 +251,31 @@ def _lines(b: bytes | str) -> set[str]:
 def test_find_matches_busybox_find(seeded, ours: list[str], theirs: list[str]) -> None:
     c, d = seeded
     mine = ctrfs("find", f"{c.target}:{d}/tree", *ours).stdout
-    ref = harness.docker_exec(c, "find", f"{d}/tree", *theirs).stdout
-    # busybox prints names raw; ctrfs escapes them
-    ref_set = {x.replace("\033", "\\x1b").replace("\377", "\\xff")
-               for x in _lines(ref.decode("latin-1"))}
-    mine_set = {x for x in _lines(mine.decode()) if "new\\nline" not in x}
-    ref_set = {x for x in ref_set if "new" not in x and "line" != x.rsplit("/", 1)[-1]}
-    assert mine_set == ref_set
+    # busybox prints names raw (the newline-named file would be two lines): take them
+    # NUL-separated and escape them as ctrfs prints names
+    ref = harness.docker_exec(c, "find", f"{d}/tree", *theirs, "-print0").stdout
+    ref_lines = [_escaped(x) for x in ref.split(b"\0") if x]
+    mine_lines = mine.decode().splitlines()
+    assert sorted(mine_lines) == sorted(ref_lines)
+    if not ours:  # the hostile names are among those compared
+        assert {f"{d}/tree/new\\nline", f"{d}/tree/bad\\xffname", f"{d}/tree/\\x1b[31mred"} <= set(mine_lines)
+
+
+def _escaped(name: bytes) -> str:
+    """GNU ls's --quoting-style=escape, which ctrfs prints names in: backslash, newline and tab as
+    \\\\, \\n, \\t; other control characters and bytes that are not UTF-8 as \\xNN."""
+    out = []
+    for ch in name.decode("utf-8", "surrogateescape"):
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch in "\\\n\t":
+            out.append({"\\": "\\\\", "\n": "\\n", "\t": "\\t"}[ch])
+        elif o < 0x20 or 0x7F <= o < 0xA0:
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def test_find_newer_json_and_usage(seeded) -> None:
