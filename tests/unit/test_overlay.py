@@ -278,3 +278,26 @@ def test_docker_naive_compares_metadata(tmp_path: Path) -> None:
     write(up / "was-dir", b"now a file\n")
     assert diff_set(stack, DOCKER) == {"C /touched", "C /owned", "C /capped", "C /was-file",
                                        "A /was-file/inside", "C /was-dir"}
+
+
+@pytest.mark.parametrize("gone", [False, True])
+def test_which_of_a_symlink_replaced_mid_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                gone: bool) -> None:
+    """A live container renames its files while which looks: a component that was a symlink
+    when listed and is a directory (or nothing) by the time it is read is a clear error, never
+    an OSError escaping as a traceback (found by tests/security/test_race.py's which race)."""
+    import errno
+
+    import ctrfs.overlay.merge as merge
+
+    stack, up, (l1,) = make_stack(tmp_path, 1)
+    (up / "race").mkdir()
+    (up / "race" / "d").symlink_to("/")
+
+    def swapped(*args: object, **kw: object) -> bytes:
+        code = errno.ENOENT if gone else errno.EINVAL
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(merge.os, "readlink", swapped)
+    with pytest.raises(NotFound if gone else CtrfsError, match="no such file" if gone else "changed"):
+        which(stack, "/race/d/etc/passwd")
