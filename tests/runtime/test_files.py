@@ -565,6 +565,13 @@ def test_cp_dir_matches_docker_cp(seeded, tmp_path: Path) -> None:
     assert groups(ours) == groups(theirs) == {frozenset({"hello.txt", "hard1", "sub/hard2"})}
     strip = lambda t: {k: v[:7] for k, v in t.items()}  # noqa: E731
     assert strip(ours) == strip(theirs)
+    # 5. mtimes: docker cp's tar carries whole seconds, so they are compared in seconds above;
+    #    ctrfs keeps the nanoseconds, compared here with the container's own files.
+    src = Path(f"/proc/{c.pid}/root{d}/tree")
+    for rel, v in ours.items():
+        if v[0] != stat.S_IFLNK:
+            mine_ns = os.lstat(tmp_path / "ours" / "tree" / rel).st_mtime_ns
+            assert mine_ns == os.lstat(src / rel).st_mtime_ns, rel
     # nothing else is left next to the copy
     assert sorted(os.listdir(tmp_path / "ours")) == ["tree"]
 
