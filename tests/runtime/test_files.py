@@ -736,6 +736,39 @@ def test_export_stdout_and_terminal_refusal(docker_shellless: RunningContainer) 
     names = set(_members(tar))
     assert {"app", "etc/passwd", "etc/os-release", "var/log/app.log"} <= names
     assert not any(n.startswith(("/", "../")) or "/../" in n for n in names)
+    # stdout a terminal: no tar written to it, a usage error saying what to do (cp - likewise)
+    for argv, hint in ((["export", docker_shellless.target], "-o FILE"),
+                       (["cp", f"{docker_shellless.target}:/etc", "-"], "redirect stdout")):
+        rc, shown, err = _on_a_terminal(*argv)
+        assert rc == 2 and hint in err and "terminal" in err and err.count("\n") == 1, (argv, err)
+        assert shown == b"", (argv, shown[:80])
+
+
+def _on_a_terminal(*argv: str) -> tuple[int, bytes, str]:
+    """ctrfs with its stdout on a pseudo-terminal: exit status, what reached the terminal, stderr."""
+    import pty
+
+    leader, follower = pty.openpty()
+    shown = bytearray()
+
+    def read() -> None:  # the terminal is read as it is written, or a tar would fill it
+        try:
+            while chunk := os.read(leader, 65536):
+                shown.extend(chunk)
+        except OSError:  # EIO once the follower side is closed
+            pass
+
+    reader = threading.Thread(target=read, daemon=True)
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "ctrfs", *argv], stdout=follower,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        os.close(follower)
+        reader.start()
+        _, err = p.communicate(timeout=60)
+        reader.join(10)
+    finally:
+        os.close(leader)
+    return p.returncode, bytes(shown), err.decode(errors="replace")
 
 
 # (a target gone mid-operation: tests/security/test_rootfs_attacks.py, case 16)
