@@ -334,7 +334,8 @@ def test_deleted_and_moved_mid_walk(tmp_path: Path) -> None:
               f" && for i in $(seq 100); do touch /m/walk/{chain}/sub/f$i /m/walk/{chain}/g$i; done")
         churn = ("while :; do mkdir -p /m/walk/del; for i in $(seq 200); do : > /m/walk/del/f$i; "
                  "done; rm -rf /m/walk/del; done")
-        warned = Counter()
+        warned: Counter[str] = Counter()
+        seen: Counter[str] = Counter()  # runs that got to the moved tree's files
         with background(c, churn, "/del.pid"), \
                 background(c, f"exec swapper /m/walk/{chain} /m/outside/x 600", "/mv.pid"):
             for i in range(20):
@@ -342,22 +343,30 @@ def test_deleted_and_moved_mid_walk(tmp_path: Path) -> None:
                 find = run_ctrfs("find", f"{c.target}:/m/walk", nofile=None)
                 assert "Traceback" not in find.stderr, find.stderr
                 assert find.rc == 0, find.stderr
-                for line in find.stdout.split(b"\n")[:-1]:
+                lines = find.stdout.split(b"\n")[:-1]
+                assert lines[:1] == [b"/m/walk"], find.stdout[:200]  # output, not an empty pass
+                for line in lines:
                     assert line.startswith(b"/m/walk"), line
                     assert b"OUTSIDE-MARKER" not in line and b"outside" not in line, line
+                seen["find: the deep tree"] += any(ln.endswith(b"/sub/f100") for ln in lines)
                 out = str(tmp_path / f"m{i}.tar")
                 exp = run_ctrfs("cp", f"{c.target}:/m/walk", "-", nofile=None, stdout_path=out)
                 assert exp.rc == 0 and "Traceback" not in exp.stderr, exp.stderr
                 with tarfile.open(out) as tf:
-                    for name in tf.getnames():
+                    names = tf.getnames()
+                    assert names[:1] == ["walk"], names[:3]
+                    for name in names:
                         assert name == "walk" or name.startswith("walk/"), name
                         assert "OUTSIDE-MARKER" not in name
+                    seen["cp: the deep tree"] += any(n.endswith("/sub/f100") for n in names)
                 os.unlink(out)
                 for what, m in (("find", find), ("cp", exp)):
                     for line in m.stderr.splitlines():
                         if "warning" in line:
                             warned[f"{what}: {line.rsplit(': ', 1)[-1]}"] += 1
-        print(f"\nmid-walk changes: runs with warnings: {dict(warned)}")
+        print(f"\nmid-walk changes: runs with warnings: {dict(warned)}; runs reaching the deep "
+              f"tree's files: {dict(seen)}")
+        assert seen["find: the deep tree"] and seen["cp: the deep tree"], seen
         assert any("vanished" in k for k in warned), f"no deleted entry was reported: {warned}"
         assert any("moved" in k or "replaced" in k for k in warned), \
             f"no moved directory was reported: {warned}"
