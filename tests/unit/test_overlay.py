@@ -146,6 +146,8 @@ def test_merge_matches_kernel_overlay(tmp_path: Path) -> None:
 
 
 def test_diff_rules_per_runtime(tmp_path: Path) -> None:
+    # The rules on hand-made layers; the same edge cases made by real containers are compared
+    # with docker diff and podman diff in tests/runtime/test_diff.py (test_diff_edge_cases_*).
     stack, up, (l1, l2) = make_stack(tmp_path, 2)
     write(l2 / "etc/passwd")
     write(l2 / "etc/group")
@@ -259,7 +261,8 @@ def test_no_fd_leaks(tmp_path: Path) -> None:
 
 def test_docker_naive_compares_metadata(tmp_path: Path) -> None:
     """moby statDifferent: mode/uid/gid/rdev always, size and mtime only for non-directories,
-    and security.capability; a type change is C with everything below it A."""
+    and security.capability; a type change is C with everything below it A. (Replayed against
+    the real docker diff in tests/runtime/test_diff.py, test_diff_edge_cases_equal_docker_diff.)"""
     stack, up, (l1,) = make_stack(tmp_path, 1)
     for name in ("same", "touched", "owned", "capped", "was-file"):
         write(l1 / name, b"x\n")
