@@ -1,4 +1,4 @@
-"""SECURITY.md case 18: the CVE-2018-15664 race, against the content commands (cat, tail,
+"""docs/security.md case 18: the CVE-2018-15664 race, against the content commands (cat, tail,
 grep -r, cp, export), the metadata commands (ls -l, stat, find, du, which) and libs.
 
 Inside a real container, ``swapper`` exchanges ``/race/d`` (a real directory holding
