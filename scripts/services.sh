@@ -49,6 +49,8 @@ REQUIREMENTS=(
   "setpriv:util-linux"
   "unshare:util-linux"
   "tar:tar"
+  # kubectl ctrfs: the real kubectl finds and runs the plugin (Debian's kubectl is kubernetes-client)
+  "kubectl:kubernetes-client"
 )
 
 have() {
