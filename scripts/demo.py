@@ -2,7 +2,8 @@
 
 Starts a throwaway Docker container from the test harness's shell-less image (one static binary
 that appends to /var/log/app.log), shows that `docker exec … sh` cannot get in, then runs ctrfs
-commands against it. The container and image are removed however the demo ends.
+commands against it, `ctrfs exec` among them. The container and image are removed however the
+demo ends.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def main() -> None:
         if follow.wait(10) != 130:
             raise SystemExit("demo: ctrfs tail -f did not stop cleanly on Ctrl-C")
         step([CTRFS, "libs", name])
+        print("\nNo shell in the image, yet a toolbox (the host's static busybox, copied into a private")
+        print("read-only mount at /.ctrfs/bin) runs in the container's namespaces, target untouched:")
+        step([CTRFS, "exec", name, "--", "ls", "-l", "/"])
+        step([CTRFS, "exec", name, "--", "ps"])
+        step(["docker", "diff", name])
     print("\nDemo container removed.")
 
 
