@@ -21,7 +21,7 @@ import pytest
 import harness
 from harness import RunningContainer, ctrfs
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.docker]
 
 # What the test changes in a container before committing it as the derived image.
 CHANGE_SCRIPT = ("echo v3 > /data/a.txt && rm /olddir/new && mkdir -p /new/sub && echo n > /new/sub/f"
@@ -193,6 +193,7 @@ def test_du_find_grep_cp_on_an_image(tmp_path: Path) -> None:
 
 # -- containers/storage (podman) images ------------------------------------------------------------
 
+@pytest.mark.podman
 def test_podman_image_diff_equals_podman_diff(podman_images: tuple[str, str, list[str]]) -> None:
     base, derived, peer_diff = podman_images
     out = lines(ctrfs("diff", f"image://{base}", f"image://{derived}").stdout)
@@ -200,6 +201,7 @@ def test_podman_image_diff_equals_podman_diff(podman_images: tuple[str, str, lis
     assert sorted(out) == sorted(lines(harness.out("podman", "diff", derived)))
 
 
+@pytest.mark.podman
 def test_podman_image_ls_cat_export(podman_images: tuple[str, str, list[str]]) -> None:
     _, derived, _ = podman_images
     img = f"image://{derived}"

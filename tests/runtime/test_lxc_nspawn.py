@@ -180,7 +180,11 @@ def nspawn_machine(tmp: Path) -> Iterator[Machine]:
 
 # -- the tests, on each ------------------------------------------------------------------------
 
-@pytest.fixture(scope="module", params=["lxc-privileged", "lxc-unprivileged", "nspawn"])
+@pytest.fixture(scope="module", params=[
+    pytest.param("lxc-privileged", marks=pytest.mark.lxc),
+    pytest.param("lxc-unprivileged", marks=pytest.mark.lxc),
+    pytest.param("nspawn", marks=pytest.mark.nspawn),
+])
 def machine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
     if request.param == "nspawn":
         with nspawn_machine(tmp_path_factory.mktemp("ctrfs-ns")) as m:
@@ -239,6 +243,7 @@ def test_owners_as_the_container_sees_them(machine: Machine) -> None:
     assert (host.st_uid != 5) == lxc.unprivileged
 
 
+@pytest.mark.lxc
 def test_stopped_lxc_container_is_read_from_its_rootfs() -> None:
     with lxc_container(unprivileged=False) as m:
         harness.run("lxc-stop", "-k", "-n", m.name, timeout=60)
