@@ -8,13 +8,14 @@ PYTEST_ARGS ?=
 ALLOW_NO_TESTS ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv deps services services-stop test demo bench lint
+.PHONY: help venv deps services services-stop test demo bench lint pyz
 
 help:
 	@echo "make demo        start a shell-less container and look inside it with ctrfs"
 	@echo "make test        install what is missing, start services, run the whole test suite"
 	@echo "make bench       benchmarks (ratios against docker measured in the same run)"
 	@echo "make lint        ruff + mypy"
+	@echo "make pyz         dist/ctrfs.pyz: ctrfs and its dependencies in one file (python3 dist/ctrfs.pyz ARGS)"
 	@echo "make venv        .venv with ctrfs installed editable, with test tools"
 	@echo "make services    install and start dockerd/containerd/tracefs (services-stop undoes it)"
 
@@ -50,6 +51,11 @@ demo: deps venv
 bench: deps venv
 	$(VENV)/bin/python -m compileall -q src
 	$(SERVICES) run $(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+# One zip application, run by any CPython >= 3.11 with nothing installed; the node side of
+# `kubectl ctrfs` ships this file (scripts/build_pyz.py says how it is built).
+pyz: venv
+	$(VENV)/bin/python scripts/build_pyz.py
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
