@@ -49,6 +49,7 @@ REQUIREMENTS=(
   "setpriv:util-linux"
   "unshare:util-linux"
   "tar:tar"
+  "mmdebstrap:mmdebstrap"
 )
 
 have() {
