@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ctrfs.access import open_root
 from ctrfs.cli.common import escape, get_container, json_option, split_target_path, stderr_is_tty
 from ctrfs.errors import CtrfsError, ProcessGone, UsageError
 
@@ -25,7 +26,7 @@ def _open(ctx: click.Context, target: str, *, running: bool = False) -> Root:
     c = get_container(ctx, target)
     if running and not c.running:
         raise ProcessGone(target=c.display_name)
-    root = c.open_root()
+    root = open_root(c)
     root.target = c.display_name
     return root
 

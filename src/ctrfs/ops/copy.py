@@ -3,7 +3,7 @@
 Every name is created with ``*at()`` calls relative to a directory fd this copy created itself,
 inside a fresh private temporary directory next to DEST; names come from directory listings
 (single components, never ``/``, ``.`` or ``..``), so nothing can be written outside DEST
-(the kubectl cp / podman cp CVEs of SECURITY.md). The result is renamed to DEST only when
+(the kubectl cp / podman cp CVEs of docs/security.md). The result is renamed to DEST only when
 complete; on any failure (including the container going away) the temporary tree is removed.
 Setuid/setgid bits and extended attributes (file capabilities) are dropped unless
 ``preserve_all``; device nodes and sockets are skipped then too.
@@ -25,7 +25,6 @@ from ctrfs.ops.archive import (
     SKIP_XATTR_PREFIXES,
     SMALL_FILE,
     ProgressFn,
-    PseudoFilter,
     data_segments,
 )
 from ctrfs.ops.listing import text
@@ -33,6 +32,7 @@ from ctrfs.rootfs.base import (
     Entry,
     NotRegularFile,
     PathArg,
+    PseudoFilter,
     Root,
     WalkWarning,
     WarnFn,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import stat as stat_mod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,8 +24,6 @@ class Usage:
 
 def human(n: int) -> str:
     """du -h: powers of 1024, one decimal below 10, rounded up as GNU du does."""
-    import math
-
     units = "KMGTPE"
     if n < 1024:
         return str(n)

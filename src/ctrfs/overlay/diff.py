@@ -54,7 +54,7 @@ from typing import Any
 
 from ctrfs.errors import CtrfsError, NotFound, Unsupported, UsageError, translate_oserror
 from ctrfs.overlay import _fs
-from ctrfs.overlay.layers import LayerStack
+from ctrfs.overlay.layers import LayerStack, layer_stack
 
 # libpod/diff.go initInodes (podman 3.x–5.x): mount points podman itself creates in the upper
 # dir; ``podman diff`` hides exactly these paths (not what is below them).
@@ -608,8 +608,6 @@ class _NaiveWalker:
 
 def diff(container: Any, *, semantics: str | None = None) -> list[Change]:
     """All changes of a container (see :func:`changes`), in the runtime's walk order."""
-    from ctrfs.overlay.layers import layer_stack
-
     stack = layer_stack(container)
     mount_points: list[str] = []
     if container.pid is not None:

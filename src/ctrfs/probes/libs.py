@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from ctrfs.errors import CtrfsError, ProcessGone, Unsupported, from_oserror
 from ctrfs.probes.elf import ElfError, ElfFacts, is_elf, read_facts
 from ctrfs.proc.maps import Mapping, iter_file_mappings
+from ctrfs.rootfs.resolve import resolve
 
 if TYPE_CHECKING:
     from ctrfs.container import Container
@@ -458,8 +459,6 @@ def _stat(path: str) -> os.stat_result | None:
 def _stat_in_container(proc_root: str, path: str) -> os.stat_result | None:
     """stat of ``path`` resolved inside the process's root ``/proc/<pid>/root`` (rootfs's safe
     resolver)."""
-    from ctrfs.rootfs.resolve import resolve
-
     try:
         rootfd = os.open(proc_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
@@ -479,9 +478,9 @@ def _stat_in_container(proc_root: str, path: str) -> os.stat_result | None:
 def _resolve(obj: MappedObject, roots: Roots, layers: _Layers | None) -> os.stat_result | None:
     """Pick and verify the host path; return the stat of the mapped file (map_files) if known."""
     mst = _pick(obj, roots.proc, layers)
-    obj.host_path = None if obj.local_path is None else roots.host_view(obj.local_path)
+    obj.host_path = None if obj.local_path is None else roots.on_host(obj.local_path)
     if obj.local_map_files_path is not None:
-        obj.map_files_path = roots.host_view(obj.local_map_files_path)
+        obj.map_files_path = roots.on_host(obj.local_map_files_path)
     return mst
 
 

@@ -23,6 +23,7 @@ Contract for implementations:
 from __future__ import annotations
 
 import os
+import posixpath
 import stat as stat_mod
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import BinaryIO
 
-from ctrfs.errors import CtrfsError, Unsupported, from_oserror
+from ctrfs.errors import CtrfsError, NotFound, Unsupported, from_oserror
 
 PathArg = str | bytes
 
@@ -226,8 +227,6 @@ class Root(ABC):
         """
 
     def exists(self, path: PathArg) -> bool:
-        from ctrfs.errors import NotFound
-
         try:
             self.lstat(path)
         except NotFound:
@@ -242,6 +241,24 @@ class Root(ABC):
         self.close()
 
 
+class PseudoFilter:
+    """Leaves out what lies below a walk that starts inside a kernel pseudo filesystem
+    (``cp TARGET:/proc/1 …``, ``grep -r x TARGET:/sys``): the start is kept, nothing below it
+    is read. Walks never enter such filesystems below their start by themselves."""
+
+    def __init__(self, warn: WarnFn) -> None:
+        self.prefix: str | None = None
+        self.warn = warn
+
+    def skip(self, e: Entry) -> bool:
+        if self.prefix is not None:
+            return e.path.startswith(self.prefix)
+        if e.depth == 0 and e.is_dir() and e.pseudo_fs:
+            self.prefix = e.path.rstrip("/") + "/"
+            self.warn(WalkWarning(e.path, "kernel pseudo filesystem: its content is left out"))
+        return False
+
+
 def norm_path(path: PathArg) -> str:
     """A display path inside the container: absolute, '/'-joined, as given (no resolution)."""
     p = os.fsdecode(path)
@@ -253,8 +270,6 @@ def norm_path(path: PathArg) -> str:
 def base_name(path: PathArg) -> str:
     """The name a copy of ``path`` gets (``/etc/nginx/`` → ``nginx``); "" for the root, also
     when spelt ``/.``, ``/etc/..`` (lexically: only used to name output, never to resolve)."""
-    import posixpath
-
     name = posixpath.basename(posixpath.normpath(norm_path(path)))
     return "" if name in ("", ".", "..") else name
 
@@ -263,5 +278,5 @@ def join(parent: str, name: str) -> str:
     return parent.rstrip("/") + "/" + name if parent != "/" else "/" + name
 
 
-__all__ = ["PSEUDO_FS_MAGICS", "CtrfsError", "Entry", "NotRegularFile", "PathArg", "Root",
+__all__ = ["PSEUDO_FS_MAGICS", "CtrfsError", "Entry", "NotRegularFile", "PathArg", "PseudoFilter", "Root",
            "WalkWarning", "WarnFn", "base_name", "file_kind", "join", "norm_path"]

@@ -1,6 +1,6 @@
 """Root implementations over a directory fd: the common machinery of ProcRoot and DirRoot.
 
-Everything is fd-relative (STYLE.md rule 6, after CPython's ``shutil._rmtree_safe_fd``): a path
+Everything is fd-relative (docs/conventions.md rule 7, after CPython's ``shutil._rmtree_safe_fd``): a path
 is resolved once to an ``O_PATH`` fd, metadata comes from ``fstat`` on it, content from a
 re-open of that very fd through ``/proc/self/fd/N`` after checking it is a regular file, and
 walks descend with ``openat(dirfd, name, O_NOFOLLOW|O_DIRECTORY)`` checked against the
@@ -41,7 +41,7 @@ _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # this depth, or fewer when RLIMIT_NOFILE is low (see _stream_levels); deeper levels are listed
 # into memory one directory at a time and share a single fd that moves down by openat(name) and
 # back up by openat("..") checked against the recorded (dev, ino). Bounds fds at
-# ~2*STREAM_LEVELS however deep the tree (SECURITY.md case 15).
+# ~2*STREAM_LEVELS however deep the tree (docs/security.md case 15).
 STREAM_LEVELS = 48
 # fds left to the walk's consumer (files it opens, output, tar) and transient lookups.
 FD_RESERVE = 16

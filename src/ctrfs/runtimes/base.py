@@ -75,16 +75,13 @@ class Roots:
             return path
         return os.path.join(self.host, path.lstrip("/"))
 
-    def host_view(self, path: str) -> str:
-        """The inverse of :meth:`host_path`: a path this process opens, as the host names it
-        (the --host-root prefix removed). A path outside the host root is returned unchanged."""
+    def on_host(self, path: str) -> str:
+        """The inverse of :meth:`host_path`: a path this process opens (a root option below
+        ``--host-root``) as the host itself names it."""
         host = self.host.rstrip("/")
-        if not host or not path.startswith(host):
-            return path
-        rest = path[len(host):]
-        if rest == "":
-            return "/"
-        return rest if rest.startswith("/") else path
+        if host and path.startswith(host + "/"):
+            return path[len(host):]
+        return path
 
 
 @dataclass(frozen=True)

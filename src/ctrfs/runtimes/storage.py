@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Collection, Iterator
+from typing import Any
 
 from ctrfs.runtimes.base import (
     ContainerRecord,
@@ -27,9 +28,7 @@ def discover(roots: Roots, known: Collection[str] = ()) -> Iterator[ContainerRec
     listing = read_json(os.path.join(roots.storage, "overlay-containers", "containers.json"))
     if not isinstance(listing, list):
         return
-    from ctrfs.runtimes.docker import _host_side
-
-    host_overlay = os.path.join(_host_side(roots.storage, roots), "overlay")
+    host_overlay = os.path.join(roots.on_host(roots.storage), "overlay")
     for item in listing:
         if not isinstance(item, dict) or "id" not in item:
             continue
@@ -64,3 +63,10 @@ def discover(roots: Roots, known: Collection[str] = ()) -> Iterator[ContainerRec
             rec.upperdir, rec.workdir, rec.lowerdirs, rec.mergeddir = up, work, lowers, merged
             rec.layer_ids = [layer]
         yield rec
+
+
+def layers_by_id(roots: Roots) -> dict[str, dict[str, Any]]:
+    data = read_json(os.path.join(roots.storage, "overlay-layers", "layers.json"))
+    if not isinstance(data, list):
+        return {}
+    return {d["id"]: d for d in data if isinstance(d, dict) and isinstance(d.get("id"), str)}
