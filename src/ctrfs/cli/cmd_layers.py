@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import sys
 from argparse import Namespace
+from typing import TYPE_CHECKING
 
 from ctrfs.cli.app import JSON, State, arg, command
 from ctrfs.cli.common import emit_json, escape, get_container, split_target_path, stdout_is_tty, table
+from ctrfs.proc.stat import CAP_SYS_ADMIN, effective_capabilities
+
+if TYPE_CHECKING:
+    from ctrfs.container import Container
+
+
+def _warn_opaque_marks_hidden(c: Container) -> None:
+    """Without CAP_SYS_ADMIN the kernel hides trusted.* xattrs (xattr(7)), so overlayfs's
+    trusted.overlay.opaque mark of a directory the container replaced reads as absent, silently.
+    Say so (a node pod without SYS_ADMIN, an unprivileged user with DAC_READ_SEARCH)."""
+    caps = effective_capabilities()
+    if caps is None or caps >> CAP_SYS_ADMIN & 1 or c.rootfs is None or not c.rootfs.is_overlay:
+        return
+    sys.stderr.write("ctrfs: warning: without CAP_SYS_ADMIN overlayfs's opaque-directory marks "
+                     "(trusted.overlay.opaque) cannot be read: a directory the container replaced "
+                     "looks merely changed, and what it hid below is not reported\n")
 
 
 def _say(line: str) -> None:
@@ -36,6 +53,7 @@ def layers_cmd(args: Namespace, state: State) -> None:
     from ctrfs.overlay.layers import layer_stack
 
     c = get_container(state, args.target)
+    _warn_opaque_marks_hidden(c)
     stack = layer_stack(c, counts=not args.no_count)
     if args.as_json:
         emit_json(stack.to_dict())
@@ -74,6 +92,7 @@ def which_cmd(args: Namespace, state: State) -> None:
     target, path = split_target_path(args.spec, require_path=True)
     assert path is not None
     c = get_container(state, target)
+    _warn_opaque_marks_hidden(c)
     res = which(layer_stack(c), path)
     if c.pid is not None:
         from ctrfs.mounts import container_mounts
@@ -129,6 +148,7 @@ def diff_cmd(args: Namespace, state: State) -> None:
 
     semantics = args.semantics
     c = get_container(state, args.target)
+    _warn_opaque_marks_hidden(c)
     stack = layer_stack(c)
     mount_points: list[str] = []
     if c.pid is not None:
