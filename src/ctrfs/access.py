@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from ctrfs.container import Container
 from ctrfs.errors import NotFound, Unsupported
-from ctrfs.overlay.layers import LayerStack, layer_stack
-from ctrfs.overlay.root import OverlayRoot
 from ctrfs.rootfs.base import Root
 from ctrfs.rootfs.proc import ProcRoot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ctrfs.overlay.layers import LayerStack
 
 __all__ = ["open_root"]
 
@@ -24,6 +26,10 @@ def open_root(container: Container) -> Root:
         return ProcRoot(container)
     stack = _stopped_overlay(container)
     if stack is not None:
+        # Imported here so that a running container's commands do not pay for the offline merge
+        # at start-up (docs/conventions.md rule 11).
+        from ctrfs.overlay.root import OverlayRoot
+
         return OverlayRoot(stack, target=container.display_name)
     raise Unsupported("container is not running and its runtime recorded no overlay layers to "
                       "read offline", target=container.display_name)
@@ -31,6 +37,8 @@ def open_root(container: Container) -> Root:
 
 def _stopped_overlay(container: Container) -> LayerStack | None:
     """The layer stack of a stopped container whose runtime recorded its overlay dirs."""
+    from ctrfs.overlay.layers import layer_stack  # start-up: see open_root
+
     try:
         stack = layer_stack(container)
     except NotFound:

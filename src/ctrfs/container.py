@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
 
+from ctrfs._record import asdict, dataclass, field
 from ctrfs.errors import ProcessGone, Unsupported, translate_oserror
 from ctrfs.proc.mountinfo import Mount, parse_mountinfo
 from ctrfs.proc.stat import parse_stat
 from ctrfs.runtimes.base import ContainerRecord, Pod, Roots
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Protocol
+    from typing import Any, Protocol
 
     class Loader(Protocol):
         """What builds a Container's deferred facts (discovery passes one in)."""

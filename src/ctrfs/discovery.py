@@ -11,8 +11,8 @@ No daemon is called, so this works while dockerd is stopped or hung.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
+from ctrfs._record import dataclass, field
 from ctrfs.container import LAZY, Container, RootFS
 from ctrfs.errors import AccessDenied
 from ctrfs.hostmounts import HostMounts, host_pid, ns_inode, read_bytes

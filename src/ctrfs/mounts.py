@@ -10,14 +10,16 @@ mount's root relative to the host mount's root (proc(5), "mountinfo"; the techni
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
+from ctrfs._record import dataclass, field
 from ctrfs.hostmounts import HostMounts, rel_under
 from ctrfs.proc.mountinfo import Mount
 from ctrfs.runtimes.base import Roots, read_json
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ctrfs.container import Container
 
 # Filesystems that are never a host directory: the kind is the fstype itself.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ctrfs._record import dataclass
 from ctrfs.container import Container
 from ctrfs.discovery import discover, namespaces_of, rootfs_of
 from ctrfs.errors import Ambiguous, TargetNotFound, UsageError

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from ctrfs.runtimes.base import Roots
 
 Handler = Callable[[argparse.Namespace, "State"], "int | None"]
@@ -39,8 +41,7 @@ class State:
     def roots(self) -> Roots:
         """Where ctrfs looks; built on first use so that ``--version`` imports nothing."""
         if self._roots is None:
-            from dataclasses import replace
-
+            from ctrfs._record import replace
             from ctrfs.runtimes.base import Roots
 
             base = Roots.under(self.host_root) if self.host_root else Roots()

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from ctrfs._version import __version__
 from ctrfs.errors import CtrfsError, UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ctrfs.cli.app import Parser
 

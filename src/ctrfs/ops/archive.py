@@ -22,9 +22,8 @@ import stat as stat_mod
 import threading
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, BinaryIO
 
+from ctrfs._record import dataclass
 from ctrfs.errors import CtrfsError, NotFound
 from ctrfs.ops.names import Names
 from ctrfs.rootfs.base import (
@@ -38,6 +37,10 @@ from ctrfs.rootfs.base import (
     base_name,
     norm_path,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 # Overlayfs keeps its own bookkeeping in trusted.overlay.* (opaque dirs, redirects, origin):
 # meaningless outside this overlay and harmful if restored into another one.

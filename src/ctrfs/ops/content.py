@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 import stat as stat_mod
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
+from ctrfs._record import dataclass
 from ctrfs.errors import CtrfsError, ProcessGone, UsageError
 from ctrfs.ops.listing import text
 from ctrfs.rootfs.base import (
@@ -19,6 +18,10 @@ from ctrfs.rootfs.base import (
     WarnFn,
     norm_path,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CHUNK = 1 << 16
 # GNU grep's heuristic (grep.c buf_has_nulls): a NUL byte in the first buffer → binary file.

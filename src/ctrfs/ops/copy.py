@@ -16,9 +16,8 @@ import os
 import shutil
 import stat as stat_mod
 import tempfile
-from dataclasses import dataclass
-from typing import Any
 
+from ctrfs._record import dataclass
 from ctrfs.errors import CtrfsError, NotFound, UsageError
 from ctrfs.ops.archive import (
     SENDFILE_MAX,
@@ -40,6 +39,10 @@ from ctrfs.rootfs.base import (
     norm_path,
 )
 from ctrfs.rootfs.resolve import resolve as resolve_in
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 COPY_CHUNK = 1 << 20

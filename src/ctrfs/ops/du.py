@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 import stat as stat_mod
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
+from ctrfs._record import dataclass
 from ctrfs.ops.listing import text
 from ctrfs.rootfs.base import PathArg, Root, WarnFn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
+from ctrfs._record import dataclass
 from ctrfs.errors import CtrfsError, NotFound
 from ctrfs.ops.names import Names
 from ctrfs.rootfs.base import Entry, PathArg, Root, WalkWarning, WarnFn, file_kind, join, norm_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 TYPE_LETTERS = {
     stat_mod.S_IFREG: "f", stat_mod.S_IFDIR: "d", stat_mod.S_IFLNK: "l", stat_mod.S_IFIFO: "p",

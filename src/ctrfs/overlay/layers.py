@@ -20,15 +20,17 @@ from __future__ import annotations
 import errno
 import os
 import stat as st_mod
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
+from ctrfs._record import dataclass, field
 from ctrfs.errors import NotFound, translate_oserror
 from ctrfs.overlay import _fs
-from ctrfs.runtimes import containerd, docker, storage
+from ctrfs.runtimes import docker, snapshots, storage
 from ctrfs.runtimes.base import Roots
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ctrfs.container import Container
 
 
@@ -153,7 +155,7 @@ def _name_layers(stack: LayerStack, container: Container) -> None:
     roots = stack.roots
     docker_cache: dict[str, tuple[str, str | None]] | None = None
     storage_layers: dict[str, dict[str, Any]] | None = None
-    snapshots: dict[str, dict[str, tuple[str, str]]] = {}
+    snapshot_keys: dict[str, dict[str, tuple[str, str]]] = {}
     docker_od = os.path.join(roots.docker, "overlay2")
     storage_od = os.path.join(roots.storage, "overlay")
     for la in stack.layers:
@@ -183,13 +185,13 @@ def _name_layers(stack: LayerStack, container: Container) -> None:
                 la.diff_id = info.get("diff-digest")
                 la.names = list(info.get("names") or [])
         else:
-            m = containerd.SNAPSHOT_DIR.search(la.path)
+            m = snapshots.SNAPSHOT_DIR.search(la.path)
             if m:
                 la.runtime = "containerd"
                 la.id = m.group(2)
-                if m.group(1) not in snapshots:
-                    snapshots[m.group(1)] = containerd.snapshots(roots.host_path(m.group(1)))
-                key, kind = snapshots[m.group(1)].get(la.id, ("", ""))
+                if m.group(1) not in snapshot_keys:
+                    snapshot_keys[m.group(1)] = snapshots.snapshots(roots.host_path(m.group(1)))
+                key, kind = snapshot_keys[m.group(1)].get(la.id, ("", ""))
                 la.names = [key] if key else [f"snapshot {la.id}"]
                 if kind == "committed" and key.startswith("sha256:"):
                     la.chain_id = key

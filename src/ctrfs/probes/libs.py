@@ -35,15 +35,17 @@ import os
 import re
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
+from ctrfs._record import dataclass, field
 from ctrfs.errors import CtrfsError, ProcessGone, Unsupported, from_oserror
 from ctrfs.probes.elf import ElfError, ElfFacts, is_elf, read_facts
 from ctrfs.proc.maps import Mapping, iter_file_mappings
 from ctrfs.rootfs.resolve import resolve
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ctrfs.container import Container
     from ctrfs.runtimes.base import Roots
 

@@ -28,26 +28,38 @@ import stat as stat_mod
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import BinaryIO
 
+from ctrfs._record import dataclass, field
 from ctrfs.errors import CtrfsError, NotFound, Unsupported, from_oserror
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 PathArg = str | bytes
 
 
+# File type → (the word in JSON fields and layer reports, the words stat(1) and messages use).
+_KINDS = {
+    stat_mod.S_IFREG: ("file", "regular file"),
+    stat_mod.S_IFDIR: ("dir", "directory"),
+    stat_mod.S_IFLNK: ("symlink", "symbolic link"),
+    stat_mod.S_IFIFO: ("fifo", "fifo"),
+    stat_mod.S_IFSOCK: ("socket", "socket"),
+    stat_mod.S_IFCHR: ("char-device", "character device"),
+    stat_mod.S_IFBLK: ("block-device", "block device"),
+}
+
+
 def file_kind(mode: int) -> str:
-    """One word for a file type, as ``find -type`` letters would name it."""
-    return {
-        stat_mod.S_IFREG: "regular file",
-        stat_mod.S_IFDIR: "directory",
-        stat_mod.S_IFLNK: "symbolic link",
-        stat_mod.S_IFIFO: "fifo",
-        stat_mod.S_IFSOCK: "socket",
-        stat_mod.S_IFCHR: "character device",
-        stat_mod.S_IFBLK: "block device",
-    }.get(stat_mod.S_IFMT(mode), "unknown file type")
+    """A file type as stat(1) and messages name it ("regular file", "symbolic link")."""
+    return _KINDS.get(stat_mod.S_IFMT(mode), ("unknown", "unknown file type"))[1]
+
+
+def file_type(mode: int) -> str:
+    """A file type as one word for JSON fields ("file", "dir", "symlink", "char-device")."""
+    return _KINDS.get(stat_mod.S_IFMT(mode), ("unknown", "unknown file type"))[0]
 
 
 # statfs f_type of kernel interfaces rather than data (include/uapi/linux/magic.h): file sizes
@@ -279,4 +291,4 @@ def join(parent: str, name: str) -> str:
 
 
 __all__ = ["PSEUDO_FS_MAGICS", "CtrfsError", "Entry", "NotRegularFile", "PathArg", "PseudoFilter", "Root",
-           "WalkWarning", "WarnFn", "base_name", "file_kind", "join", "norm_path"]
+           "WalkWarning", "WarnFn", "base_name", "file_kind", "file_type", "join", "norm_path"]

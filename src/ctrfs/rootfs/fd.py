@@ -15,9 +15,8 @@ import resource
 import stat as stat_mod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import BinaryIO
 
+from ctrfs._record import dataclass, field
 from ctrfs.errors import CtrfsError, UnsafePath, from_oserror
 from ctrfs.rootfs import _sys
 from ctrfs.rootfs.base import (
@@ -32,6 +31,10 @@ from ctrfs.rootfs.base import (
     norm_path,
 )
 from ctrfs.rootfs.resolve import MagicLinkError, resolve
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 _O_PATH = os.O_PATH | os.O_CLOEXEC
 _O_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC

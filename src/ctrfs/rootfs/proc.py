@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import select
-from typing import TYPE_CHECKING
 
 from ctrfs.errors import ProcessGone, translate_oserror
 from ctrfs.rootfs.fd import FdRoot
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ctrfs.container import Container
 

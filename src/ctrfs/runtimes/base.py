@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
-from typing import Any
+
+from ctrfs._record import dataclass, field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # The containerds Kubernetes distributions run beside (or instead of) the system's, as (state dir,
 # root dir); each is looked in too, and one that is missing costs one failed stat. From each

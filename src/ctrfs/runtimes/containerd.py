@@ -11,11 +11,8 @@ Record paths (bundle, rootfs) are host paths, as the rest of the record's.
 from __future__ import annotations
 
 import os
-import re
-import struct
 from collections.abc import Collection, Iterator
 
-from ctrfs.runtimes._bolt import Bolt, BoltError, Bucket, uvarint
 from ctrfs.runtimes.base import (
     ContainerRecord,
     Roots,
@@ -27,10 +24,6 @@ from ctrfs.runtimes.base import (
 )
 
 TASK_DIR = "io.containerd.runtime.v2.task"
-# The overlayfs snapshotter's layer dirs: <root>/io.containerd.snapshotter.v1.overlayfs/snapshots/<id>/fs,
-# matched under any containerd root (the system's, or a Kubernetes distribution's: Roots.containerd_roots)
-SNAPSHOT_DIR = re.compile(r"^(.*/io\.containerd\.snapshotter\.v1\.overlayfs)/snapshots/(\d+)/fs$")
-_SNAPSHOT_KINDS = {1: "view", 2: "active", 3: "committed"}
 
 
 def _task_roots(roots: Roots) -> list[tuple[str, str]]:
@@ -73,25 +66,3 @@ def discover(roots: Roots, known: Collection[str] = ()) -> Iterator[ContainerRec
                 )
                 rec.extra["cgroups_path"] = (spec.get("linux") or {}).get("cgroupsPath")
                 yield rec
-
-
-def snapshots(snapshotter_root: str) -> dict[str, tuple[str, str]]:
-    """snapshot ID → (key, kind) from the overlayfs snapshotter's metadata.db (best effort)."""
-    try:
-        db = Bolt.open(os.path.join(snapshotter_root, "metadata.db"))
-        snaps = db.bucket(b"v1", b"snapshots")
-        out: dict[str, tuple[str, str]] = {}
-        for name, bucket in (snaps.items() if snaps else ()):
-            if not isinstance(bucket, Bucket):
-                continue
-            sid = bucket.get(b"id")
-            kind = bucket.get(b"kind")
-            if not isinstance(sid, bytes):
-                continue
-            # Keys are "<namespace>/<sequence>/<key>" (containerd's metadata snapshotter).
-            key = name.decode("utf-8", "replace").split("/", 2)[-1]
-            k = kind[0] if isinstance(kind, bytes) and kind else 0
-            out[str(uvarint(sid))] = (key, _SNAPSHOT_KINDS.get(k, ""))
-        return out
-    except (OSError, BoltError, struct.error, IndexError):
-        return {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Collection, Iterator
-from typing import Any
 
 from ctrfs.runtimes.base import (
     ContainerRecord,
@@ -22,6 +21,10 @@ from ctrfs.runtimes.base import (
     read_json,
 )
 from ctrfs.runtimes.overlaydirs import layer_dirs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def discover(roots: Roots, known: Collection[str] = ()) -> Iterator[ContainerRecord]:
