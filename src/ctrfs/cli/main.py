@@ -102,6 +102,8 @@ def program(args: list[str]) -> int:
     from ctrfs.cli import app
 
     name = command_name(args)
+    if name is not None and not {"-h", "--help"}.isdisjoint(args[:args.index(name)]):
+        name = None  # `ctrfs --help ls` is the top-level help: it lists every command
     if name is not None and name not in COMMANDS:
         raise UsageError(unknown_command(name))
     names = [name] if name is not None else sorted(COMMANDS)
