@@ -1,9 +1,9 @@
 """A second, standalone containerd with a Kubernetes distribution's layout (k3s by default).
 
 k3s runs its own containerd with ``--root /var/lib/rancher/k3s/agent/containerd --state
-/run/k3s/containerd`` and its socket in the state dir (k3s pkg/agent/config). This starts the
-distribution's containerd binary's equivalent from the host's containerd package, with those dirs and
-the CRI plugin off (no CNI here), so ctrfs meets the same files a k3s node has. The shims keep their
+/run/k3s/containerd`` and its socket in the state dir (k3s pkg/agent/config). This starts the host's
+containerd binary with those dirs and the CRI plugin off (no CNI here), so ctrfs meets the files a
+k3s node has. The shims keep their
 sockets and runc its state under /run/containerd whatever the state dir (verified on this machine).
 
 The dirs must not exist beforehand, unless a marker left by a test process that is gone says they

@@ -69,7 +69,9 @@ class Roots:
 
     @property
     def containerd_roots(self) -> tuple[str, ...]:
-        """Every containerd root dir (images, snapshots, content), the configured one first."""
+        """Every containerd root dir (content store, snapshots), the configured one first: for
+        readers of containerd's images. Layer directories are named wherever they lie (their path
+        in mountinfo says which snapshotter, runtimes/snapshots.py), so discovery needs none."""
         return tuple(dict.fromkeys((self.containerd_root,
                                     *(self.host_path(root) for _, root in KUBE_CONTAINERDS))))
 
