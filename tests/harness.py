@@ -517,7 +517,8 @@ def containerd_cri(pod_namespace: str = "ctrfs-test", container_name: str = "app
     container_name, cgroup, bundle and k8s_target. ``address`` and ``state`` name another containerd
     (its socket and state dir), e.g. one with a Kubernetes distribution's layout.
     """
-    image = containerd_image(address)
+    # cached for the system's containerd only: another one may be a fresh daemon at the same address
+    image = containerd_image() if address == CONTAINERD_SOCK else containerd_image.__wrapped__(address)
     tasks = f"{state}/io.containerd.runtime.v2.task"
     pod_uid = str(uuid.uuid4())
     pod_name = unique_name()

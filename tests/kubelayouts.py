@@ -38,7 +38,14 @@ class Layout:
         return f"{self.state}/containerd.sock"
 
 
+# Paths as runtimes/base.py's KUBE_CONTAINERDS cites them from each project's source. Only k3s
+# puts its socket in the state dir; here every layout does (ctrfs never uses the socket).
 K3S = Layout("k3s", "/var/lib/rancher/k3s/agent/containerd", "/run/k3s/containerd")
+RKE2 = Layout("rke2", "/var/lib/rancher/rke2/agent/containerd", "/run/k3s/containerd")
+MICROK8S = Layout("microk8s", "/var/snap/microk8s/common/var/lib/containerd",
+                  "/var/snap/microk8s/common/run/containerd")
+K0S = Layout("k0s", "/var/lib/k0s/containerd", "/run/k0s/containerd")
+LAYOUTS = (K3S, RKE2, MICROK8S, K0S)
 
 _CONFIG = """version = 2
 root = "{root}"
