@@ -293,3 +293,48 @@ def test_without_capability(cap: str, pyz: Path, marks: RunningContainer) -> Non
             assert res.returncode == 4
         if cap == "SYS_ADMIN":  # diff still runs, and says what it cannot see
             assert res.returncode == 0 and b"warning: without CAP_SYS_ADMIN" in res.stderr
+
+
+# -- following a file, and a stopped container ------------------------------------------------------
+
+
+def test_tail_follow(pod: nodepod.Pod, docker_shellless: RunningContainer) -> None:
+    # inotify on the container's file, opened through /host/proc/<pid>/root, from the pod
+    res = pod.exec("timeout", "--preserve-status", "-s", "INT", "3",
+                   "python3", "-I", f"{nodepod.PYZ_DIR}/ctrfs.pyz", "--host-root", nodepod.HOST_ROOT,
+                   "tail", "-n", "0", "-f",
+                   f"{docker_shellless.target}:/var/log/app.log")
+    assert res.returncode == 130, res.stderr  # stopped by SIGINT, as Ctrl-C does
+    lines = res.stdout.decode().splitlines()
+    assert lines, "tail -f printed nothing in 3 s from a container that logs every second"
+    with open(f"/proc/{docker_shellless.pid}/root/var/log/app.log") as f:
+        log = f.read()
+    assert all(line in log for line in lines)
+
+
+@pytest.fixture(scope="module")
+def stopped() -> Iterator[str]:
+    """A Docker container that changed its files and exited: read from runtime state alone."""
+    harness.sweep_stale()
+    name = harness.unique_name()
+    with harness._cleanup(f"docker container {name}", lambda: harness._rm_container("docker", name)):
+        harness.run("docker", "run", "--name", name, "--network", "none", "--label", harness._owner_label(),
+                    harness.busybox_image(), "sh", "-c", "echo gone > /data.txt && rm -rf /var && mkdir /var")
+        yield name
+
+
+@pytest.mark.parametrize("argv", [
+    ("ps", "-a", "--json"), ("cat", "{t}:/data.txt"), ("ls", "-la", "{t}:/"), ("diff", "{t}"),
+    ("layers", "--json", "{t}"), ("which", "{t}:/var"), ("export", "{t}"),
+], ids=lambda a: a[0])
+def test_stopped_container(argv: tuple[str, ...], pod: nodepod.Pod, stopped: str) -> None:
+    args = [a.format(t=stopped) for a in argv]
+    got, want = pod.ctrfs(*args).stdout, host_ctrfs(*args)
+    if argv[0] == "ps":  # the pod itself runs a process more in its own run
+        mine = [r for r in _json(got) if r["name"] == stopped]
+        assert mine and mine[0]["state"] == "exited"
+        assert mine == [r for r in _json(want) if r["name"] == stopped]
+        return
+    assert got == want
+    if argv[0] == "cat":
+        assert got == b"gone\n"
