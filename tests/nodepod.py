@@ -88,15 +88,16 @@ class Pod:
 
 
 @contextlib.contextmanager
-def node_pod(pyz: Path, caps: list[str] | None = None, *extra: str) -> Iterator[Pod]:
+def node_pod(pyz: Path, caps: list[str] | None = None, *extra: str, host_pid: bool = True) -> Iterator[Pod]:
     """The pod-shaped container with ``caps`` (default: deploy/CAPABILITIES) and nothing else:
-    ``--cap-drop ALL``, read-only root filesystem, no network, host PID namespace."""
+    ``--cap-drop ALL``, read-only root filesystem, no network, host PID namespace (unless not
+    ``host_pid``)."""
     caps = capabilities() if caps is None else caps
     cap_args: list[str] = ["--cap-drop", "ALL"]
     for cap in caps:
         cap_args += ["--cap-add", cap]
-    args: list[Any] = ["--pid=host", "-v", f"/:{HOST_ROOT}:ro", "-v", f"{pyz.parent}:{PYZ_DIR}:ro",
-                       "--read-only", *cap_args, *extra]
+    args: list[Any] = [*(["--pid=host"] if host_pid else []), "-v", f"/:{HOST_ROOT}:ro",
+                       "-v", f"{pyz.parent}:{PYZ_DIR}:ro", "--read-only", *cap_args, *extra]
     with harness.run_docker(pod_image(), f"{harness.NAME_PREFIX}pod-", *args,
                             cmd=("/bin/sleep", "infinity")) as c:
         yield Pod(name=c.name, id=c.id, pid=c.pid, caps=tuple(caps))

@@ -335,3 +335,35 @@ def test_stopped_container(argv: tuple[str, ...], pod: nodepod.Pod, stopped: str
     assert got == want
     if argv[0] == "cat":
         assert got == b"gone\n"
+
+
+# -- process pinning from the pod -------------------------------------------------------------------
+
+PINNED = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from ctrfs.access import open_root
+from ctrfs.runtimes.base import Roots
+from ctrfs.targets import resolve
+root = open_root(resolve(sys.argv[2], Roots.under("/host")))
+print(root._pidfd >= 0, root.open_file("/etc/os-release").read().decode().splitlines()[0])
+"""
+
+
+def test_pod_pins_processes_by_pidfd(pod: nodepod.Pod, docker_shellless: RunningContainer) -> None:
+    # with hostPID the host's /proc under /host numbers PIDs as the pod does: a pidfd pins them
+    res = pod.exec("python3", "-I", "-c", PINNED, f"{nodepod.PYZ_DIR}/ctrfs.pyz", docker_shellless.target)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.decode().split(" ", 1) == ["True", 'NAME="ctrfs test ctrfs-shellless"\n']
+
+
+def test_without_host_pid_namespace_no_pidfd(pyz: Path, docker_shellless: RunningContainer) -> None:
+    # /host/proc (the host's procfs, reached through the bind of /) still reads every container,
+    # but its PIDs are not this pod's: no pidfd, the start time alone pins the process
+    with nodepod.node_pod(pyz, host_pid=False) as p:
+        assert os.readlink(f"/proc/{p.pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+        res = p.exec("python3", "-I", "-c", PINNED, f"{nodepod.PYZ_DIR}/ctrfs.pyz", docker_shellless.target)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.decode().startswith("False ")
+        assert p.ctrfs("cat", f"{docker_shellless.target}:/etc/os-release").stdout == \
+            host_ctrfs("cat", f"{docker_shellless.target}:/etc/os-release")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from ctrfs._launcher import CTRFS, KUBECTL_CTRFS, choose
+from ctrfs.rootfs.proc import own_pid_namespace
 from ctrfs.runtimes.base import Roots
 
 
@@ -45,3 +49,19 @@ def test_an_explicit_containerd_state_comes_first_and_the_layouts_stay() -> None
 ])
 def test_launcher_dispatch(argv0: str, args: list[str], want: tuple[str, list[str]]) -> None:
     assert choose(argv0, args) == want
+
+
+def _fake_proc(tmp_path: Path, nspid: str | None) -> str:
+    (tmp_path / "self").mkdir(parents=True)
+    lines = "Name:\tpython3\n" + (f"NSpid:\t{nspid}\n" if nspid is not None else "")
+    (tmp_path / "self" / "status").write_text(lines)
+    return str(tmp_path)
+
+
+def test_own_pid_namespace(tmp_path: Path) -> None:
+    assert own_pid_namespace("/proc")
+    me = str(os.getpid())
+    assert own_pid_namespace(_fake_proc(tmp_path / "same", me))
+    assert not own_pid_namespace(_fake_proc(tmp_path / "parent", f"4242\t{me}"))  # an ancestor's procfs
+    assert not own_pid_namespace(_fake_proc(tmp_path / "old", None))  # no NSpid (Linux < 4.1)
+    assert not own_pid_namespace(str(tmp_path / "missing"))  # a procfs we are not in: no self
