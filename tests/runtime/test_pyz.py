@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -124,3 +125,25 @@ def test_kubectl_ctrfs_by_name(pyz: Path, tmp_path: Path) -> None:
     r = subprocess.run([str(link), "--version"] if has_plugin else [str(link)], capture_output=True,
                        timeout=60, env={"PATH": f"{Path(PYTHON).parent}:/usr/bin:/bin"})
     assert b"Traceback" not in r.stderr and (has_plugin or r.returncode == 1)
+
+
+def _interpreters() -> list[str]:
+    """The base interpreter, and any other CPython >= 3.11 on PATH that runs (a pyenv shim of a
+    version not selected does not)."""
+    found = {os.path.realpath(PYTHON): PYTHON}
+    for minor in range(11, 20):
+        path = shutil.which(f"python3.{minor}")
+        if path and os.path.realpath(path) not in found and subprocess.run(
+                [path, "-I", "-c", "pass"], capture_output=True, timeout=30).returncode == 0:
+            found[os.path.realpath(path)] = path
+    return list(found.values())
+
+
+@pytest.mark.parametrize("python", _interpreters())
+def test_other_python_versions(python: str, pyz: Path, docker_shellless: harness.RunningContainer) -> None:
+    # byte code of the building version is skipped by its magic number elsewhere: sources compile
+    r = subprocess.run([python, "-I", "-S", str(pyz), "ps", "--json"], capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    got = {row["id"]: row for row in json.loads(r.stdout)}
+    want = {row["id"]: row for row in json.loads(harness.ctrfs("ps", "--json").stdout)}
+    assert got[docker_shellless.id] == want[docker_shellless.id]
