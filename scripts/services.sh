@@ -49,7 +49,10 @@ REQUIREMENTS=(
   "setpriv:util-linux"
   "unshare:util-linux"
   "tar:tar"
+  # node-mode tests: the pod image (Debian with python3) is built offline
   "mmdebstrap:mmdebstrap"
+  # kubectl ctrfs: the real kubectl finds and runs the plugin (Debian's kubectl is kubernetes-client)
+  "kubectl:kubernetes-client"
 )
 
 have() {
