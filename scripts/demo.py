@@ -2,10 +2,11 @@
 
 Starts a throwaway Docker container from the test harness's shell-less image (one static binary
 that appends to /var/log/app.log), shows that `docker exec … sh` cannot get in, then runs ctrfs
-commands against it. Then the node side of `kubectl ctrfs`: dist/ctrfs.pyz, run in a pod-shaped
-container (host PID namespace, the host's / read-only at /host, deploy/CAPABILITIES only) with
-`--host-root /host`, looks at the same container. The containers and the demo image are removed
-however the demo ends (the Python image of the pod is a per-machine cache and stays).
+commands against it, `ctrfs exec` among them. Then the node side of `kubectl ctrfs`:
+dist/ctrfs.pyz, run in a pod-shaped container (host PID namespace, the host's / read-only at /host,
+deploy/CAPABILITIES only) with `--host-root /host`, looks at the same container. The containers and
+the demo image are removed however the demo ends (the Python image of the pod is a per-machine
+cache and stays).
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ def main() -> None:
         if follow.wait(10) != 130:
             raise SystemExit("demo: ctrfs tail -f did not stop cleanly on Ctrl-C")
         step([CTRFS, "libs", name])
+        print("\nNo shell in the image, yet a toolbox (the host's static busybox, copied into a private")
+        print("read-only mount at /.ctrfs/bin) runs in the container's namespaces, target untouched:")
+        step([CTRFS, "exec", name, "--", "ls", "-l", "/"])
+        step([CTRFS, "exec", name, "--", "ps"])
+        step(["docker", "diff", name])
         pod_view(name)
     print("\nDemo containers removed.")
 
