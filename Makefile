@@ -6,13 +6,14 @@ SERVICES := scripts/services.sh
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv deps services services-stop test demo bench lint
+.PHONY: help venv deps services services-stop test demo bench lint pyz
 
 help:
 	@echo "make demo        start a shell-less container and look inside it with ctrfs"
 	@echo "make test        install what is missing, start services, run the whole test suite"
 	@echo "make bench       benchmarks (ratios against docker measured in the same run)"
 	@echo "make lint        ruff + mypy + import-linter (the one-way import graph)"
+	@echo "make pyz         dist/ctrfs.pyz: ctrfs and its dependencies in one file (python3 dist/ctrfs.pyz ARGS)"
 	@echo "make venv        .venv with ctrfs installed editable, with test tools"
 	@echo "make services    install and start dockerd/containerd/tracefs (services-stop undoes it)"
 
@@ -47,6 +48,11 @@ demo: deps venv
 bench: deps venv
 	$(VENV)/bin/python -m compileall -q src
 	$(SERVICES) run $(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+# One zip application, run by any CPython >= 3.11 with nothing installed; the node side of
+# `kubectl ctrfs` ships this file (scripts/build_pyz.py says how it is built).
+pyz: venv
+	$(VENV)/bin/python scripts/build_pyz.py
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench

@@ -2,8 +2,11 @@
 
 Starts a throwaway Docker container from the test harness's shell-less image (one static binary
 that appends to /var/log/app.log), shows that `docker exec … sh` cannot get in, then runs ctrfs
-commands against it, `ctrfs exec` among them. The container and image are removed however the
-demo ends.
+commands against it, `ctrfs exec` among them. Then the node side of `kubectl ctrfs`:
+dist/ctrfs.pyz, run in a pod-shaped container (host PID namespace, the host's / read-only at /host,
+deploy/CAPABILITIES only) with `--host-root /host`, looks at the same container. The containers and
+the demo image are removed however the demo ends (the Python image of the pod is a per-machine
+cache and stays).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 import harness  # noqa: E402
+import nodepod  # noqa: E402
 
 CTRFS = str(REPO / ".venv/bin/ctrfs")
 
@@ -54,7 +58,29 @@ def main() -> None:
         step([CTRFS, "exec", name, "--", "ls", "-l", "/"])
         step([CTRFS, "exec", name, "--", "ps"])
         step(["docker", "diff", name])
-    print("\nDemo container removed.")
+        pod_view(name)
+    print("\nDemo containers removed.")
+
+
+def pod_view(name: str) -> None:
+    """The same container from a pod-shaped container, as a Kubernetes node agent sees it."""
+    print("\nThe node side of `kubectl ctrfs`: dist/ctrfs.pyz in a pod-shaped container (building it,"
+          " and the first time a Debian python3 image with mmdebstrap, takes a minute).", flush=True)
+    pyz = nodepod.build_pyz(REPO / "dist")
+    caps = nodepod.capabilities()
+    with nodepod.node_pod(pyz) as pod:
+        flags = " ".join(f"--cap-add {c}" for c in caps)
+        print(f"\n$ docker run --pid=host -v /:/host:ro --read-only --network none --cap-drop ALL {flags} "
+              f"{nodepod.pod_image()} …", flush=True)
+        for argv in (["ps"], ["cat", f"{name}:/etc/os-release"], ["layers", name], ["libs", name]):
+            shown = ["python3", "ctrfs.pyz", "--host-root", nodepod.HOST_ROOT, *argv]
+            print(f"\n(in the pod) $ {shlex.join(shown)}", flush=True)
+            res = pod.ctrfs(*argv, check=False)
+            sys.stdout.write(res.stdout.decode(errors="replace"))
+            sys.stdout.flush()
+            if res.returncode != 0:
+                raise SystemExit(f"demo: in-pod `{shlex.join(shown)}` exited {res.returncode}: "
+                                 f"{res.stderr.decode(errors='replace').strip()}")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ REQUIREMENTS=(
   "runuser:util-linux"
   "useradd:passwd"
   "nsenter:util-linux"
+  # node-mode tests: the pod image (Debian with python3) is built offline
+  "mmdebstrap:mmdebstrap"
   # kubectl ctrfs: the real kubectl finds and runs the plugin (Debian's kubectl is kubernetes-client)
   "kubectl:kubernetes-client"
 )

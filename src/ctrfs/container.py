@@ -189,7 +189,9 @@ class Container:
             "created": rec.created,
             "labels": rec.labels,
             "annotations": rec.annotations,
-            "sources": rec.sources,
+            # Paths are as the host names them; this process sees the host's / at host_root.
+            "sources": [self.roots.on_host(s) for s in rec.sources],
+            "host_root": self.roots.host,
         }
 
 

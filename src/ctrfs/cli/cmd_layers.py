@@ -14,10 +14,27 @@ from ctrfs.ops.du import human
 from ctrfs.overlay.diff import SEMANTICS
 from ctrfs.overlay.layers import layer_stack
 from ctrfs.overlay.which import container_which
+from ctrfs.proc.stat import CAP_SYS_ADMIN, effective_capabilities
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ctrfs.container import Container
 
 
 def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
+
+
+def _warn_opaque_marks_hidden(c: Container) -> None:
+    """Without CAP_SYS_ADMIN the kernel hides trusted.* xattrs (xattr(7)), so overlayfs's
+    trusted.overlay.opaque mark of a directory the container replaced reads as absent, silently.
+    Say so (a node pod without SYS_ADMIN, an unprivileged user with DAC_READ_SEARCH)."""
+    caps = effective_capabilities()
+    if caps is None or caps >> CAP_SYS_ADMIN & 1 or c.rootfs is None or not c.rootfs.is_overlay:
+        return
+    sys.stderr.write("ctrfs: warning: without CAP_SYS_ADMIN overlayfs's opaque-directory marks "
+                     "(trusted.overlay.opaque) cannot be read: a directory the container replaced "
+                     "looks merely changed, and what it hid below is not reported\n")
 
 
 @command("layers", "Show the layers of a container's root filesystem, in overlay order (top first).", """
@@ -31,6 +48,7 @@ Examples:
     JSON)
 def layers_cmd(args: Namespace, state: State) -> None:
     c = get_container(state, args.target)
+    _warn_opaque_marks_hidden(c)
     stack = layer_stack(c, counts=not args.no_count)
     if args.as_json:
         emit_json(stack.to_dict())
@@ -68,7 +86,9 @@ Examples:
 def which_cmd(args: Namespace, state: State) -> None:
     target, path = split_target_path(args.spec, require_path=True)
     assert path is not None
-    res = container_which(get_container(state, target), path)
+    c = get_container(state, target)
+    _warn_opaque_marks_hidden(c)
+    res = container_which(c, path)
     if args.as_json:
         emit_json(res.to_dict())
         return
@@ -113,6 +133,7 @@ Examples:
     JSON)
 def diff_cmd(args: Namespace, state: State) -> None:
     c = get_container(state, args.target)
+    _warn_opaque_marks_hidden(c)
     other = get_container(state, args.target2) if args.target2 is not None else None
     stream = changes_of(c, other, semantics=args.semantics)
     if args.as_json:
