@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 # name → module that defines it (with ctrfs.cli.app.command). A command's module is imported only
 # when it runs, so `ctrfs cat` pays for neither rich nor pyelftools. Sorted; one line per command.
 COMMANDS: dict[str, str] = {
+    "__complete": "ctrfs.cli.cmd_complete",
+    "browse": "ctrfs.cli.cmd_browse",
     "cat": "ctrfs.cli.cmd_files",
+    "completion": "ctrfs.cli.cmd_complete",
     "cp": "ctrfs.cli.cmd_files",
     "diff": "ctrfs.cli.cmd_layers",
     "du": "ctrfs.cli.cmd_files",
@@ -130,7 +133,8 @@ def build_parser(names: Sequence[str]) -> Parser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for n in names:
         cmd = app.REGISTRY[n]
-        p = sub.add_parser(n, help=cmd.help, description=cmd.help, epilog=cmd.epilog,
+        shown = {} if n.startswith("_") else {"help": cmd.help}  # "_name": hidden from --help
+        p = sub.add_parser(n, **shown, description=cmd.help, epilog=cmd.epilog,
                            formatter_class=parser.formatter_class)
         cmd.build(p)
     return parser
