@@ -55,20 +55,26 @@ def clean(text: str) -> str:
 
 
 def row_label(row: Row, session: Session, size: int | None = None) -> Text:
-    """``M LAYER MODE OWNER:GROUP SIZE NAME[ -> TARGET]`` for one tree line."""
+    """``M NAME[ -> TARGET]  LAYER MODE OWNER:GROUP SIZE`` for one tree line: the name first,
+    so that it shows on a narrow terminal too."""
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(f"{row.mark or ' '} ", style=_MARK_STYLE.get(row.mark, ""))
+    style = "bold blue" if row.is_dir else ("strike red" if row.deleted else "")
+    name = escape(row.name)
+    t.append(name, style=style)
+    width = len(name)
+    if row.link is not None:
+        link = f" -> {escape(row.link)}"
+        t.append(link, style="magenta")
+        width += len(link)
+    t.append(" " * max(2, 24 - width))
     layer = "mnt" if row.mount_point else session.layer_label(row.layer)
     t.append(f"{layer:<5} ", style="cyan")
     t.append(f"{row.mode} ", style="dim")
     owner = f"{escape(row.user)}:{escape(row.group)}" if row.user else ""
     t.append(f"{owner:<12} ", style="dim")
     shown = size if size is not None else (row.size if not row.is_dir else None)
-    t.append(f"{human(shown) if shown is not None or row.is_dir else '':>7} ")
-    style = "bold blue" if row.is_dir else ("strike red" if row.deleted else "")
-    t.append(escape(row.name), style=style)
-    if row.link is not None:
-        t.append(f" -> {escape(row.link)}", style="magenta")
+    t.append(f"{human(shown) if shown is not None or row.is_dir else '':>7}")
     return t
 
 
