@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from ctrfs.runtimes.base import Roots
@@ -44,7 +44,8 @@ class State:
             from ctrfs.runtimes.base import Roots
 
             base = Roots.under(self.host_root) if self.host_root else Roots()
-            self._roots = replace(base, **self.overrides) if self.overrides else base
+            overrides: dict[str, Any] = self.overrides  # only str fields are overridden
+            self._roots = replace(base, **overrides) if overrides else base
         return self._roots
 
 
@@ -75,18 +76,37 @@ class Group:
 JSON = arg("--json", dest="as_json", action="store_true", help="machine-readable JSON output")
 
 
+def natural(text: str) -> int:
+    """An ``int`` ≥ 0 (``tail -n``, ``find --maxdepth``)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return n
+
+
 class Command:
-    __slots__ = ("args", "epilog", "func", "help", "name")
+    __slots__ = ("add_help", "args", "epilog", "func", "help", "name")
 
     def __init__(self, name: str, help: str, epilog: str, args: tuple[Arg | Group, ...],  # noqa: A002
-                 func: Handler) -> None:
+                 func: Handler, add_help: bool = True) -> None:
         self.name = name
         self.help = help
         self.epilog = epilog
         self.args = args
         self.func = func
+        self.add_help = add_help
+
+    @property
+    def summary(self) -> str:
+        """The first paragraph of the help: the line in ``ctrfs --help``'s command list."""
+        return " ".join(self.help.split("\n\n", 1)[0].split())
 
     def build(self, parser: argparse.ArgumentParser) -> None:
+        if not self.add_help:  # the command uses -h itself (du -h): --help alone shows help
+            parser.add_argument("--help", action="help", help="show this help message and exit")
         for a in self.args:
             if isinstance(a, Group):
                 g = parser.add_mutually_exclusive_group()
@@ -100,19 +120,28 @@ class Command:
 REGISTRY: dict[str, Command] = {}
 
 
-def command(name: str, help: str, epilog: str, *args: Arg | Group) -> Callable[[Handler], Handler]:  # noqa: A002
-    """Register a command: its one-line help, its examples (shown verbatim) and its arguments."""
+def command(name: str, help: str, epilog: str, *args: Arg | Group,  # noqa: A002
+            add_help: bool = True) -> Callable[[Handler], Handler]:
+    """Register a command: its help (first paragraph: the one-line summary), its examples (shown
+    verbatim) and its arguments. ``add_help=False`` leaves ``-h`` to the command (``du -h``)."""
 
     def register(func: Handler) -> Handler:
-        REGISTRY[name] = Command(name, help, epilog.strip("\n"), args, func)
+        REGISTRY[name] = Command(name, help.strip("\n"), epilog.strip("\n"), args, func, add_help)
         return func
 
     return register
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with examples shown as written and usage errors as exit status 2."""
+    """argparse with examples shown as written, no abbreviated options (``--rec`` is not
+    ``--recursive``: a later option must not change what an old script means), and a usage
+    error as one line on stderr with exit status 2."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(**kwargs)
+        self.commands: dict[str, Parser] = {}  # the subcommand parsers built (top level only)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")

@@ -105,11 +105,17 @@ def program(args: list[str]) -> int:
     from ctrfs.cli import app
 
     name = command_name(args)
-    names = [name] if name in COMMANDS else sorted(COMMANDS)
+    if name is not None and name not in COMMANDS:
+        raise UsageError(unknown_command(name))
+    names = [name] if name is not None else sorted(COMMANDS)
     for n in names:
         importlib.import_module(COMMANDS[n])
     parser = build_parser(names)
-    ns = parser.parse_args(args)
+    ns, extra = parser.parse_known_args(args)
+    if extra:  # reported by the command's parser (it names the command) unless given before it
+        before = set(args[:args.index(name)]) if name is not None else set(args)
+        sub = parser if before.intersection(extra) else parser.commands.get(name or "", parser)
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
     handler = getattr(ns, "_handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
@@ -133,11 +139,20 @@ def build_parser(names: Sequence[str]) -> Parser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for n in names:
         cmd = app.REGISTRY[n]
-        shown = {} if n.startswith("_") else {"help": cmd.help}  # "_name": hidden from --help
+        shown = {} if n.startswith("_") else {"help": cmd.summary}  # "_name": hidden from --help
         p = sub.add_parser(n, **shown, description=cmd.help, epilog=cmd.epilog,
-                           formatter_class=parser.formatter_class)
+                           formatter_class=parser.formatter_class, add_help=cmd.add_help)
         cmd.build(p)
+        parser.commands[n] = p
     return parser
+
+
+def unknown_command(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, COMMANDS, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; commands: {', '.join(sorted(COMMANDS))}"
+    return f"unknown command {name!r}{hint} (see 'ctrfs --help')"
 
 
 def command_name(args: Sequence[str]) -> str | None:
