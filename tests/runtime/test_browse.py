@@ -205,10 +205,12 @@ def test_follow_shows_a_new_line(browsed: RunningContainer) -> None:
     _drive(browsed, body)
 
 
-def test_copy_out_equals_docker_cp(browsed: RunningContainer, tmp_path: Path) -> None:
+def test_copy_out_equals_ctrfs_cp_and_docker_cp(browsed: RunningContainer, tmp_path: Path) -> None:
     dest = tmp_path / "copied"
     peer = tmp_path / "peer"
+    by_cli = tmp_path / "ctrfs-cp"
     harness.run("docker", "cp", f"{browsed.id}:/srv/copyme", str(peer))
+    harness.ctrfs("cp", f"{browsed.name}:/srv/copyme", str(by_cli))
 
     async def body(app: Any, pilot: Any) -> None:
         await _goto(app, pilot, "/srv/copyme")
@@ -221,6 +223,7 @@ def test_copy_out_equals_docker_cp(browsed: RunningContainer, tmp_path: Path) ->
         await _until(pilot, lambda: dest.exists(), "the copy")
 
     _drive(browsed, body)
+    _same_tree(dest, by_cli)
     _same_tree(dest, peer)
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import posixpath
 
-from harness import MULTILAYER_LAYERS, RunningContainer
+from harness import MULTILAYER_LAYERS, RunningContainer, ctrfs
 
 from ctrfs.overlay.layers import layer_stack
 from ctrfs.targets import resolve
@@ -39,3 +40,10 @@ def test_wasted_space_is_what_upper_layers_hide(docker_multilayer: RunningContai
     assert data["wasted"] == expected
     assert [la["wasted"] for la in data["layers"]] == [la.wasted for la in stack.layers]
     assert posixpath.isabs(data["layers"][0]["path"])
+
+
+def test_layers_json_reports_wasted_space(docker_multilayer: RunningContainer) -> None:
+    _, expected = _hidden_bytes()
+    data = json.loads(ctrfs("layers", "--json", docker_multilayer.name).stdout)
+    assert data["wasted"] == expected
+    assert sum(la["wasted"] for la in data["layers"]) == expected

@@ -15,8 +15,8 @@ runtime, k8s://NAMESPACE/POD, and paths inside a container after TARGET: (listed
 container root as /). It calls `ctrfs __complete` for the candidates, so it stays current.
 
 Examples:
-  eval "$(ctrfs completion bash)"                       in ~/.bashrc
-  eval "$(ctrfs completion zsh)"                        in ~/.zshrc, after compinit
+  ctrfs completion bash > /etc/bash_completion.d/ctrfs   or eval "$(ctrfs completion bash)"
+  ctrfs completion zsh > ~/.zfunc/_ctrfs                 or eval it in ~/.zshrc after compinit
   ctrfs completion fish > ~/.config/fish/completions/ctrfs.fish
 """,
     arg("shell", choices=("bash", "zsh", "fish"), help="the shell to complete for"))

@@ -150,8 +150,9 @@ def build_parser(names: Sequence[str]) -> Parser:
 def unknown_command(name: str) -> str:
     import difflib
 
-    close = difflib.get_close_matches(name, COMMANDS, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else f"; commands: {', '.join(sorted(COMMANDS))}"
+    shown = sorted(n for n in COMMANDS if not n.startswith("_"))  # "_name": hidden
+    close = difflib.get_close_matches(name, shown, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; commands: {', '.join(shown)}"
     return f"unknown command {name!r}{hint} (see 'ctrfs --help')"
 
 
