@@ -49,6 +49,9 @@ REQUIREMENTS=(
   "setpriv:util-linux"
   "unshare:util-linux"
   "tar:tar"
+  "tmux:tmux"
+  "zsh:zsh"
+  "fish:fish"
 )
 
 have() {
