@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import posixpath
 
-from harness import MULTILAYER_LAYERS, RunningContainer, ctrfs
-
 from ctrfs.overlay.layers import layer_stack
 from ctrfs.targets import resolve
+from harness import MULTILAYER_LAYERS, RunningContainer, ctrfs
 
 
 def _hidden_bytes() -> tuple[str, int]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ctrfs._version import __version__
 from ctrfs.errors import CtrfsError, UsageError
@@ -139,9 +139,12 @@ def build_parser(names: Sequence[str]) -> Parser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for n in names:
         cmd = app.REGISTRY[n]
-        shown = {} if n.startswith("_") else {"help": cmd.summary}  # "_name": hidden from --help
-        p = sub.add_parser(n, **shown, description=cmd.help, epilog=cmd.epilog,
-                           formatter_class=parser.formatter_class, add_help=cmd.add_help)
+        kwargs: dict[str, Any] = {"description": cmd.help, "epilog": cmd.epilog,
+                                  "formatter_class": parser.formatter_class,
+                                  "add_help": cmd.add_help}
+        if not n.startswith("_"):  # "_name" (the completion scripts' helper): hidden from --help
+            kwargs["help"] = cmd.summary
+        p = sub.add_parser(n, **kwargs)
         cmd.build(p)
         parser.commands[n] = p
     return parser
