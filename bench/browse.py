@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import subprocess
 import sys
@@ -32,6 +33,7 @@ import harness  # noqa: E402
 CTRFS = str(REPO / ".venv/bin/ctrfs")
 FILES = int(os.environ.get("CTRFS_BENCH_BROWSE_FILES", "125000"))
 BIG = 10_000
+_RUNS = itertools.count()
 
 
 def build_image(tag: str) -> str:
@@ -51,19 +53,22 @@ def build_image(tag: str) -> str:
 
 
 def first_screen(name: str) -> float:
-    sock = f"ctrfs-b-browse-{os.getpid()}"
+    # a fresh server each time: a new session on a socket whose server is still exiting from
+    # kill-server fails with "server exited unexpectedly"
+    sock = f"ctrfs-b-browse-{os.getpid()}-{next(_RUNS)}"
     tmux = ["tmux", "-L", sock, "-f", "/dev/null"]
     try:
         t0 = time.perf_counter()
-        subprocess.run([*tmux, "new-session", "-d", "-x", "160", "-y", "45", CTRFS, "browse", name],
-                       check=True)
+        # through sh, so that an error stays on the screen (and in the exception) to be read
+        subprocess.run([*tmux, "new-session", "-d", "-x", "160", "-y", "45", "sh", "-c",
+                        f"{CTRFS} browse {name}; echo EXIT=$?; sleep 60"], check=True)
         while True:
             screen = subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True,
                                     text=True).stdout
             if " big " in screen and " tree " in screen:
                 return time.perf_counter() - t0
-            if time.perf_counter() - t0 > 30:
-                raise RuntimeError(f"no first screen after 30 s:\n{screen}")
+            if "EXIT=" in screen or time.perf_counter() - t0 > 30:
+                raise RuntimeError(f"no first screen:\n{screen}")
             time.sleep(0.01)
     finally:
         subprocess.run([*tmux, "kill-server"], check=False, stderr=subprocess.DEVNULL)

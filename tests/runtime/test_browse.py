@@ -102,13 +102,20 @@ async def _goto(app: Any, pilot: Any, path: str) -> Any:
     for i in range(1, len(parts) + 1):
         sub = "/" + "/".join(parts[:i])
         node = await _until(pilot, lambda s=sub: _node(app, s), f"{sub} in the tree")
-        tree.move_cursor(node)
+        # a node's line is known once the tree has rebuilt its lines (on idle)
+        await _until(pilot, lambda n=node: tree.move_cursor(n) or tree.cursor_node is n,
+                     f"the cursor on {sub}")
         await pilot.pause()
         if i < len(parts) and not node.is_expanded:
             await pilot.press("enter")
     await _until(pilot, lambda: app.selected is not None and app.selected.path == path,
                  f"{path} selected")
     return _node(app, path)
+
+
+def _label(app: Any, node: Any) -> str:
+    """The tree line of ``node`` as drawn (the expand icon aside)."""
+    return app.query_one("#tree").label_of(node).plain
 
 
 def _lowers(c: RunningContainer) -> int:
@@ -124,7 +131,7 @@ def test_etc_os_release_layer_mark_preview(browsed: RunningContainer) -> None:
 
     async def body(app: Any, pilot: Any) -> None:
         node = await _goto(app, pilot, "/etc/os-release")
-        label = node.label.plain
+        label = _label(app, node)
         assert re.match(rf"^  os-release\s+{base}\s+-rw-r--r-- root:root\s+\d+B$", label), label
         await _until(pilot, lambda: app.preview_text == expected, "the preview of os-release")
         assert f"from layer {base}" in app.info_text
@@ -139,7 +146,7 @@ def test_marks_match_docker_diff(browsed: RunningContainer) -> None:
 
     async def body(app: Any, pilot: Any) -> None:
         node = await _until(pilot, lambda: _node(app, "/written.txt"), "/written.txt")
-        await _until(pilot, lambda: re.match(r"A written\.txt\s+upper ", node.label.plain),
+        await _until(pilot, lambda: re.match(r"A written\.txt\s+upper ", _label(app, node)),
                      "the A mark on /written.txt")
         for path in ("/tmp", "/var"):
             row = _node(app, path).data
@@ -147,7 +154,7 @@ def test_marks_match_docker_diff(browsed: RunningContainer) -> None:
         # nothing the container did not change carries a mark
         for n in _nodes(app):
             if n.data is not None and n.data.path not in diff and n.data.path != "/":
-                assert n.label.plain[0] == " ", n.label.plain
+                assert _label(app, n)[0] == " ", _label(app, n)
 
     _drive(browsed, body)
 
@@ -284,7 +291,7 @@ def test_stopped_container_offline(tmp_path: Path) -> None:
         async def body(app: Any, pilot: Any) -> None:
             assert "stopped" in app.sub_title
             node = await _goto(app, pilot, "/offline.txt")
-            assert re.match(r"A offline\.txt\s+upper ", node.label.plain), node.label.plain
+            assert re.match(r"A offline\.txt\s+upper ", _label(app, node)), _label(app, node)
             await _until(pilot, lambda: app.preview_text == "gone soon\n", "offline preview")
 
         _drive(stopped, body)
@@ -306,7 +313,8 @@ def test_browse_in_tmux(browsed: RunningContainer) -> None:
             return harness.out(*tmux, "capture-pane", "-p")
 
         try:
-            harness.wait_until(lambda: "written.txt" in screen(), "the first screen", timeout=20)
+            harness.wait_until(lambda: " bin " in screen() and "wasted space" in screen(),
+                               "the first screen with the layers panel", timeout=20)
         except TimeoutError as err:
             raise AssertionError(f"{err}; the screen:\n{screen()}") from err
         assert f"ctrfs browse — {browsed.name}" in screen()

@@ -7,18 +7,23 @@ layers panel, grep, copy and follow. Workers hand results to the UI with ``call_
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from rich.style import Style
 from rich.syntax import Syntax
-from rich.text import Text
+from rich.text import Span, Text, TextType
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Log, Static, Tree
+from textual.widgets._tree import TOGGLE_STYLE
 from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
@@ -45,6 +50,7 @@ Marks: A added, C changed, D deleted by the container (as `docker diff`).
 Layer: where the visible version comes from (upper, init, L<n> with 0 the top).
 Nothing is ever written inside the container."""
 
+DU_DELAY = 0.3  # seconds the cursor rests on a directory before its size is measured
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _MARK_STYLE = {"A": "bold green", "C": "bold yellow", "D": "bold red"}
 
@@ -54,28 +60,112 @@ def clean(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+def _shown(name: str) -> str:
+    """escape(), with the common case (printable, no backslash) answered without work."""
+    return name if name.isprintable() and "\\" not in name else escape(name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _owner(user: str, group: str) -> str:
+    return f"{escape(user)}:{escape(group)}"
+
+
 def row_label(row: Row, session: Session, size: int | None = None) -> Text:
     """``M NAME[ -> TARGET]  LAYER MODE OWNER:GROUP SIZE`` for one tree line: the name first,
-    so that it shows on a narrow terminal too."""
-    t = Text(no_wrap=True, overflow="ellipsis")
-    t.append(f"{row.mark or ' '} ", style=_MARK_STYLE.get(row.mark, ""))
-    style = "bold blue" if row.is_dir else ("strike red" if row.deleted else "")
-    name = escape(row.name)
-    t.append(name, style=style)
-    width = len(name)
-    if row.link is not None:
-        link = f" -> {escape(row.link)}"
-        t.append(link, style="magenta")
-        width += len(link)
-    t.append(" " * max(2, 24 - width))
+    so that it shows on a narrow terminal too. Built as one string with spans (a directory of
+    10,000 entries makes 10,000 of these at once; ``Text.append`` would take a second)."""
+    name = _shown(row.name)
+    link = f" -> {_shown(row.link)}" if row.link is not None else ""
     layer = "mnt" if row.mount_point else session.layer_label(row.layer)
-    t.append(f"{layer:<5} ", style="cyan")
-    t.append(f"{row.mode} ", style="dim")
-    owner = f"{escape(row.user)}:{escape(row.group)}" if row.user else ""
-    t.append(f"{owner:<12} ", style="dim")
+    owner = _owner(row.user, row.group) if row.user else ""
     shown = size if size is not None else (row.size if not row.is_dir else None)
-    t.append(f"{human(shown) if shown is not None or row.is_dir else '':>7}")
-    return t
+    amount = human(shown) if shown is not None or row.is_dir else ""
+    head = f"{row.mark or ' '} "
+    pad = " " * max(2, 24 - len(name) - len(link))
+    meta = f"{layer:<5} {row.mode} {owner:<12} {amount:>7}"
+    plain = head + name + link + pad + meta
+    spans = []
+    if row.mark:
+        spans.append(Span(0, 1, _MARK_STYLE[row.mark]))
+    n0 = len(head)
+    style = "bold blue" if row.is_dir else ("strike red" if row.deleted else "")
+    if style:
+        spans.append(Span(n0, n0 + len(name), style))
+    if link:
+        spans.append(Span(n0 + len(name), n0 + len(name) + len(link), "magenta"))
+    m0 = n0 + len(name) + len(link) + len(pad)
+    spans.append(Span(m0, m0 + 5, "cyan"))
+    spans.append(Span(m0 + 6, m0 + 6 + len(row.mode) + 1 + 12, "dim"))
+    return Text(plain, spans=spans, no_wrap=True, overflow="ellipsis")
+
+
+_META_WIDTH = 5 + 1 + 10 + 1 + 12 + 1 + 7  # layer, mode, owner, size columns of row_label
+
+
+def label_width(row: Row) -> int:
+    """The cells ``row_label`` takes (names of wide characters counted as one cell each)."""
+    name = len(row.name) + (len(row.link) + 4 if row.link is not None else 0)
+    owner = len(row.user) + len(row.group) + 1 if row.user else 0
+    return 2 + max(name + 2, 24) + _META_WIDTH + max(0, owner - 12)
+
+
+class FsTree(Tree[Row]):
+    """The filesystem tree, tuned for big directories (textual.widgets.Tree as of Textual 8).
+
+    A node's label is drawn from its Row when its line is shown (a directory of 10,000 entries
+    would otherwise build 10,000 Rich Texts up front), so marks and sizes that arrive later
+    show by a refresh; widths come from the Row; :meth:`bulk` adds many children with one
+    invalidation instead of one per child."""
+
+    _bulk = False
+    _bulk_dirty = False
+
+    def __init__(self, session: Session, sizes: dict[str, int], root: Row, **kwargs: Any) -> None:
+        self.session = session
+        self.sizes = sizes
+        super().__init__(Text(""), data=root, **kwargs)
+
+    def process_label(self, label: TextType) -> Text:
+        return label if isinstance(label, Text) else Text(label)  # never markup: file names
+
+    def label_of(self, node: TreeNode[Row]) -> Text:
+        row = node.data
+        if row is None:
+            return node._label
+        return row_label(row, self.session, self.sizes.get(row.path))
+
+    def render_label(self, node: TreeNode[Row], base_style: Style, style: Style) -> Text:
+        label = self.label_of(node)
+        label.stylize(style)
+        if node._allow_expand:
+            icon = self.ICON_NODE_EXPANDED if node.is_expanded else self.ICON_NODE
+            return Text.assemble((icon, base_style + TOGGLE_STYLE), label)
+        return label
+
+    def get_label_width(self, node: TreeNode[Row]) -> int:
+        row = node.data
+        width = label_width(row) if row is not None else node._label.cell_len
+        return width + (len(self.ICON_NODE) if node._allow_expand else 0)
+
+    def _invalidate(self) -> None:
+        if self._bulk:
+            self._bulk_dirty = True
+            return
+        super()._invalidate()
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        self._bulk, self._bulk_dirty = True, False
+        try:
+            yield
+        finally:
+            self._bulk = False
+            if self._bulk_dirty:
+                self._invalidate()
+
+    def redraw(self) -> None:
+        """Labels changed (marks, sizes): draw the lines again."""
+        self._invalidate()
 
 
 class HelpScreen(ModalScreen[None]):
@@ -103,7 +193,7 @@ class BrowseApp(App[int]):
     #list { height: 1fr; display: none; }
     #listtitle { display: none; background: $boost; width: 100%; }
     #layerstitle { background: $boost; width: 100%; }
-    #layers { height: auto; max-height: 12; }
+    #layers { height: auto; max-height: 30%; }
     #info { height: auto; max-height: 6; background: $boost; width: 100%; }
     #banner { display: none; background: $error; color: $text; width: 100%; }
     #previewbox { height: 1fr; }
@@ -132,7 +222,9 @@ class BrowseApp(App[int]):
         self.following: str | None = None
         self.list_mode = ""  # "layer" or "grep" while #list replaces the tree
         self.list_rows: list[Row | None] = []
-        self.loaded: set[int] = set()  # tree node ids whose directory was listed
+        self.loaded: set[int] = set()  # ids of the tree nodes whose directory was listed
+        self.loading: set[int] = set()  # ... or is being listed
+        self._started = False
         self.sizes: dict[str, int] = {}
         self._prompt_action: Any = None
         self._gone_shown = False
@@ -144,7 +236,7 @@ class BrowseApp(App[int]):
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 root = self.session.row(self.start)
-                tree: Tree[Row] = Tree(row_label(root, self.session), data=root, id="tree")
+                tree = FsTree(self.session, self.sizes, root, id="tree")
                 tree.show_root = True
                 yield tree
                 yield Label("", id="listtitle", markup=False)
@@ -163,11 +255,8 @@ class BrowseApp(App[int]):
         self.title = "ctrfs browse"
         self.sub_title = self.session.title
         tree = self.query_one("#tree", Tree)
-        tree.root.expand()
-        self.load_dir(tree.root)
+        tree.root.expand()  # lists it (on_tree_node_expanded); marks and layers come after
         tree.focus()
-        self.load_marks()
-        self.load_layers()
         self.set_interval(1.0, self._check_alive)
 
     # -- container state ------------------------------------------------------------------
@@ -201,9 +290,13 @@ class BrowseApp(App[int]):
         try:
             listing = self.session.list_dir(row.path, pattern=self.pattern, in_layers=in_layers)
         except CtrfsError as err:
-            self.call_from_thread(self._fail, err)
+            self.call_from_thread(self._failed_listing, node, err)
             return
         self.call_from_thread(self._fill, node, listing)
+
+    def _failed_listing(self, node: TreeNode[Row], err: CtrfsError) -> None:
+        self.loading.discard(id(node))
+        self._fail(err)
 
     @staticmethod
     def _on_other_mount(node: TreeNode[Row]) -> bool:
@@ -215,17 +308,29 @@ class BrowseApp(App[int]):
         return False
 
     def _fill(self, node: TreeNode[Row], listing: Listing) -> None:
-        node.remove_children()
-        for row in listing.rows:
-            label = row_label(row, self.session, self.sizes.get(row.path))
-            node.add(label, data=row, allow_expand=row.is_dir)
-        if listing.more:
-            node.add_leaf(Text(f"… {listing.more} more entries not shown", style="dim"))
+        tree = self.query_one("#tree", FsTree)
+        blank = Text("")
+        with tree.bulk():
+            node.remove_children()
+            for row in listing.rows:
+                node.add(blank, data=row, allow_expand=row.is_dir)
+            if listing.more:
+                node.add_leaf(Text(f"… {listing.more} more entries not shown", style="dim"))
+        self.loading.discard(id(node))
         self.loaded.add(id(node))
+        if not self._started:  # the first screen is up: now the slower facts
+            self._started = True
+            self.load_marks()
+            self.load_layers()
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[Row]) -> None:
-        if id(event.node) not in self.loaded and event.node.data is not None:
-            self.load_dir(event.node)
+        self._list(event.node)
+
+    def _list(self, node: TreeNode[Row]) -> None:
+        key = id(node)
+        if key not in self.loaded and key not in self.loading and node.data is not None:
+            self.loading.add(key)
+            self.load_dir(node)
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[Row]) -> None:
         self._select(event.node.data, event.node)
@@ -242,7 +347,10 @@ class BrowseApp(App[int]):
             return
         if row.is_dir:
             self._set_preview(f"{row.path}: directory")
-            self.measure(row, node)
+            self.workers.cancel_group(self, "du")
+            # measured once the cursor rests there: not for every directory it passes over
+            self.set_timer(DU_DELAY, lambda: self.measure(row, node) if self.selected is row
+                           else None)
         else:
             self.workers.cancel_group(self, "du")
             self.show_preview(row.path)
@@ -285,7 +393,7 @@ class BrowseApp(App[int]):
     def _sized(self, row: Row, node: TreeNode[Row] | None, size: int) -> None:
         self.sizes[row.path] = size
         if node is not None:
-            node.set_label(row_label(row, self.session, size))
+            node.refresh()
         if self.selected is row:
             self._show_info(row, size)
 
@@ -382,16 +490,17 @@ class BrowseApp(App[int]):
 
     def _relabel(self) -> None:
         """Marks arrived after the first listings: redraw the loaded rows."""
-        tree = self.query_one("#tree", Tree)
+        tree = self.query_one("#tree", FsTree)
         stack = [tree.root]
+        marks = self.session.marks
         while stack:
             node = stack.pop()
             for child in node.children:
                 row = child.data
                 if row is not None:
-                    row.mark = self.session.marks.get(row.path, "")
-                    child.set_label(row_label(row, self.session, self.sizes.get(row.path)))
+                    row.mark = marks.get(row.path, "")
                 stack.append(child)
+        tree.redraw()
         for node in list(self._loaded_nodes(tree)):
             self._add_deleted(node)
         if self.selected is not None:
@@ -414,7 +523,7 @@ class BrowseApp(App[int]):
             if ch.path not in have:
                 row = Row(path=ch.path, name=os.path.basename(ch.path), type="-", mode="-" * 10,
                           user="", group="", size=ch.size or 0, mark="D")
-                node.add(row_label(row, self.session), data=row, allow_expand=False)
+                node.add(Text(""), data=row, allow_expand=False)
 
     @work(thread=True, group="layers")
     def load_layers(self) -> None:
@@ -544,11 +653,10 @@ class BrowseApp(App[int]):
         self.pattern = value.strip()
         tree = self.query_one("#tree", Tree)
         for node in self._loaded_nodes(tree):
+            self.loaded.discard(id(node))
             if node.is_expanded or node is tree.root:
-                self.loaded.discard(id(node))
-                self.load_dir(node)
-            else:
-                self.loaded.discard(id(node))  # listed again when expanded
+                self._list(node)
+            # else: listed again when expanded
         self.notify(f"filter: {self.pattern}" if self.pattern else "filter cleared")
 
     def _selected_dir(self) -> str:
