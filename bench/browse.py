@@ -113,7 +113,7 @@ def run(r: Runner) -> None:
     image = build_image(tag)
     with contextlib.ExitStack() as stack:
         c = stack.enter_context(harness.run_docker(image, f"{harness.PREFIX}bench-"))
-        entries = int(subprocess.run(["sh", "-c", f"find /proc/{c.pid}/root -xdev | wc -l"],
+        entries = int(subprocess.run(["sh", "-c", f"find /proc/{c.pid}/root/ -xdev | wc -l"],
                                      capture_output=True, text=True, check=True).stdout)
         r.facts.update(entries=entries, big_dir=BIG)
         samples: dict[str, list[float]] = {"first": [], "expand": []}

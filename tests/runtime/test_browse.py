@@ -333,3 +333,47 @@ def test_browse_in_tmux(browsed: RunningContainer) -> None:
         assert "ctrfs browse —" not in after
     finally:
         subprocess.run([*tmux, "kill-server"], check=False)
+
+
+def test_mouse_expands_and_picks_a_layer(browsed: RunningContainer) -> None:
+    async def body(app: Any, pilot: Any) -> None:
+        tree = app.query_one("#tree")
+        etc = await _until(pilot, lambda: _node(app, "/etc"), "/etc")
+        await _until(pilot, lambda: etc.line >= 0 and tree._tree_lines, "the tree's lines")
+        # a click on a directory's expand icon opens it
+        await pilot.click("#tree", offset=(4 + 1, etc.line - int(tree.scroll_y)))
+        await _until(pilot, lambda: _node(app, "/etc/os-release"), "/etc listed after a click")
+        table = app.query_one("#layers")
+        await _until(pilot, lambda: table.row_count > 2, "the layers panel")
+        # rows start under the header line; row 3 is layer 2 ("*" first)
+        await pilot.click("#layers", offset=(2, 1 + 3))
+        await pilot.click("#layers", offset=(2, 1 + 3))
+        lst = app.query_one("#list")
+        await _until(pilot, lambda: app.list_mode == "layer" and lst.row_count > 0,
+                     "the layer's files after a click")
+
+    _drive(browsed, body)
+
+
+def test_filter_by_name(browsed: RunningContainer) -> None:
+    async def body(app: Any, pilot: Any) -> None:
+        await _goto(app, pilot, "/etc/os-release")
+        await pilot.press("slash")
+        await pilot.press(*"pass")
+        await pilot.press("enter")
+
+        def etc_names() -> list[str] | None:
+            etc = _node(app, "/etc")
+            if etc is None or not etc.children:
+                return None
+            return sorted(c.data.name for c in etc.children if c.data is not None)
+
+        await _until(pilot, lambda: etc_names() == ["passwd"], "only passwd under /etc")
+        root_dirs = {c.data.name for c in app.query_one("#tree").root.children}
+        assert {"etc", "bin", "var"} <= root_dirs and "written.txt" not in root_dirs
+        await pilot.press("slash")
+        app.query_one("#prompt").value = ""
+        await pilot.press("enter")
+        await _until(pilot, lambda: (etc_names() or []).count("os-release") == 1, "all again")
+
+    _drive(browsed, body)

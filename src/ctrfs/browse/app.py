@@ -27,7 +27,17 @@ from textual.widgets._tree import TOGGLE_STYLE
 from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
-from ctrfs.browse.model import PREVIEW_BYTES, Listing, Preview, Row, Session, hexdump, human
+from ctrfs.browse.model import (
+    PREVIEW_BYTES,
+    Listing,
+    Preview,
+    Row,
+    Session,
+    deleted_row,
+    hexdump,
+    human,
+    name_matcher,
+)
 from ctrfs.cli.common import escape
 from ctrfs.errors import CtrfsError, ProcessGone
 from ctrfs.ops.content import GrepFile
@@ -224,6 +234,7 @@ class BrowseApp(App[int]):
         self.list_rows: list[Row | None] = []
         self.loaded: set[int] = set()  # ids of the tree nodes whose directory was listed
         self.loading: set[int] = set()  # ... or is being listed
+        self.listings: dict[int, Listing] = {}  # node id → its directory's rows (unfiltered)
         self._started = False
         self.sizes: dict[str, int] = {}
         self._prompt_action: Any = None
@@ -288,7 +299,7 @@ class BrowseApp(App[int]):
         assert row is not None
         in_layers = not self._on_other_mount(node)
         try:
-            listing = self.session.list_dir(row.path, pattern=self.pattern, in_layers=in_layers)
+            listing = self.session.list_dir(row.path, in_layers=in_layers)
         except CtrfsError as err:
             self.call_from_thread(self._failed_listing, node, err)
             return
@@ -308,20 +319,36 @@ class BrowseApp(App[int]):
         return False
 
     def _fill(self, node: TreeNode[Row], listing: Listing) -> None:
-        tree = self.query_one("#tree", FsTree)
-        blank = Text("")
-        with tree.bulk():
-            node.remove_children()
-            for row in listing.rows:
-                node.add(blank, data=row, allow_expand=row.is_dir)
-            if listing.more:
-                node.add_leaf(Text(f"… {listing.more} more entries not shown", style="dim"))
+        self.listings[id(node)] = listing
+        self._show_children(node, listing)
         self.loading.discard(id(node))
         self.loaded.add(id(node))
         if not self._started:  # the first screen is up: now the slower facts
             self._started = True
             self.load_marks()
             self.load_layers()
+
+    def _show_children(self, node: TreeNode[Row], listing: Listing) -> None:
+        """(Re)add the non-directory children the filter keeps; directories always stay
+        (with what is open below them), to descend into."""
+        tree = self.query_one("#tree", FsTree)
+        match = name_matcher(self.pattern)
+        blank = Text("")
+        with tree.bulk():
+            have_dirs = False
+            for child in list(node.children):
+                if child.data is not None and child.data.is_dir:
+                    have_dirs = True
+                else:
+                    child.remove()
+            for row in listing.rows:
+                if row.is_dir:
+                    if not have_dirs:
+                        node.add(blank, data=row, allow_expand=True)
+                elif match is None or match(row.name):
+                    node.add(blank, data=row, allow_expand=False)
+            if listing.more:
+                node.add_leaf(Text(f"… {listing.more} more entries not shown", style="dim"))
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[Row]) -> None:
         self._list(event.node)
@@ -516,14 +543,15 @@ class BrowseApp(App[int]):
         return out
 
     def _add_deleted(self, node: TreeNode[Row]) -> None:
-        if node.data is None:
+        listing = self.listings.get(id(node))
+        if node.data is None or listing is None:
             return
-        have = {c.data.path for c in node.children if c.data is not None}
-        for ch in self.session.deleted.get(node.data.path, []):
-            if ch.path not in have:
-                row = Row(path=ch.path, name=os.path.basename(ch.path), type="-", mode="-" * 10,
-                          user="", group="", size=ch.size or 0, mark="D")
-                node.add(Text(""), data=row, allow_expand=False)
+        have = {r.path for r in listing.rows}
+        new = [deleted_row(ch) for ch in self.session.deleted.get(node.data.path, [])
+               if ch.path not in have]
+        if new:
+            listing.rows.extend(new)
+            self._show_children(node, listing)
 
     @work(thread=True, group="layers")
     def load_layers(self) -> None:
@@ -651,13 +679,12 @@ class BrowseApp(App[int]):
 
     def _apply_filter(self, value: str) -> None:
         self.pattern = value.strip()
-        tree = self.query_one("#tree", Tree)
+        tree = self.query_one("#tree", FsTree)
         for node in self._loaded_nodes(tree):
-            self.loaded.discard(id(node))
-            if node.is_expanded or node is tree.root:
-                self._list(node)
-            # else: listed again when expanded
-        self.notify(f"filter: {self.pattern}" if self.pattern else "filter cleared")
+            listing = self.listings.get(id(node))
+            if listing is not None:
+                self._show_children(node, listing)
+        self.notify(f"filter: {self.pattern}" if self.pattern else "filter cleared", markup=False)
 
     def _selected_dir(self) -> str:
         row = self.selected

@@ -208,23 +208,20 @@ class Session:
                         out.setdefault(name, idx)
             return out
 
-    def list_dir(self, path: str, *, pattern: str = "", in_layers: bool = True) -> Listing:
-        """The entries of directory ``path``, directories first, then by name. ``pattern``
-        keeps only non-directories whose name matches it (a glob, else a substring; directories
-        stay, to descend into). ``in_layers`` False: the directory is on another mount."""
+    def list_dir(self, path: str, *, in_layers: bool = True) -> Listing:
+        """The entries of directory ``path``, directories first, then by name; entries the
+        container deleted (``D``) included. ``in_layers`` False: the directory is on another
+        mount (its entries come from no layer)."""
         names = self.names
         rows: list[Row] = []
         more = 0
         layers = self._layers_of(path) if in_layers else {}
-        match = _matcher(pattern)
         marks = self.marks
         users: dict[int, str] = {}
         groups: dict[int, str] = {}
         with self._access() as root:
             for name, st, mount_point, readlink in self._entries(root, path):
                 mode = st.st_mode
-                if match is not None and not stat_mod.S_ISDIR(mode) and not match(name):
-                    continue
                 if len(rows) >= MAX_ROWS:
                     more += 1
                     continue
@@ -248,10 +245,7 @@ class Session:
                                 layer=None if mount_point else layers.get(name),
                                 link=link, mount_point=mount_point))
         for ch in self.deleted.get(path, []):
-            name = posixpath.basename(ch.path)
-            if match is None or match(name):
-                rows.append(Row(path=ch.path, name=name, type="-", mode="-" * 10, user="",
-                                group="", size=ch.size or 0, mark="D"))
+            rows.append(deleted_row(ch))
         rows.sort(key=_by_name)
         dirs = [r for r in rows if r.type == "d"]
         if dirs:
@@ -422,7 +416,15 @@ def _readlink_at(name: bytes, dir_fd: int) -> bytes:
     return os.readlink(name, dir_fd=dir_fd)
 
 
-def _matcher(pattern: str) -> Callable[[str], bool] | None:
+def deleted_row(ch: Change) -> Row:
+    """The row of an entry the container deleted (``D`` in its diff)."""
+    return Row(path=ch.path, name=posixpath.basename(ch.path), type="-", mode="-" * 10,
+               user="", group="", size=ch.size or 0, mark="D")
+
+
+def name_matcher(pattern: str) -> Callable[[str], bool] | None:
+    """A name filter: a glob when ``pattern`` has ``*?[``, else a case-insensitive substring;
+    None for an empty pattern."""
     if not pattern:
         return None
     if any(c in pattern for c in "*?["):
