@@ -253,7 +253,7 @@ def render(shell: str, cands: list[Candidate], cur: str) -> str:
             if any(ord(ch) < 0x20 for ch in c.text):
                 continue
             lines.append(c.text + ("" if c.final else "\t-"))  # zsh/fish: "\t-" = no space
-    return "\n".join(lines) + "\n"
+    return "".join(line + "\n" for line in lines)
 
 
 BASH = r"""# ctrfs completion for bash: eval "$(ctrfs completion bash)" (e.g. in ~/.bashrc)
