@@ -9,13 +9,16 @@ import os
 import sys
 from argparse import Namespace
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
 
+from ctrfs.access import open_root
 from ctrfs.cli.app import JSON, State, arg, command, natural
-from ctrfs.cli.common import escape, get_container, split_target_path, stderr_is_tty
+from ctrfs.cli.common import emit_json, escape, get_container, split_target_path, stderr_is_tty
 from ctrfs.errors import CtrfsError, ProcessGone, UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ctrfs.ops.listing import FileInfo
     from ctrfs.rootfs.base import Root, WalkWarning
 
@@ -25,7 +28,7 @@ def _open(state: State, target: str, *, running: bool = False) -> Root:
     c = get_container(state, target)
     if running and not c.running:
         raise ProcessGone(target=c.display_name)
-    root = c.open_root()
+    root = open_root(c)
     root.target = c.display_name
     return root
 
@@ -60,10 +63,6 @@ def _json_stream(items: Iterable[Any]) -> None:
         w(row)
         first = False
     w("[]\n" if first else "\n]\n")
-
-
-def _emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def _mtime(ts: float) -> str:
@@ -218,7 +217,7 @@ def stat_cmd(args: Namespace, state: State) -> None:
         info = stat_path(root, path, follow=args.dereference)
         root.check_alive()
     if args.as_json:
-        _emit(info.to_dict())
+        emit_json(info.to_dict())
         return
     name = escape(info.path)
     if info.link_target is not None:
@@ -463,7 +462,7 @@ def cp_cmd(args: Namespace, state: State) -> None:
             result = copy_out(root, path, dest, follow=follow_link, preserve_all=args.preserve_all,
                               on_warning=_warn, progress=prog)
     if as_json:
-        _emit(result.to_dict())
+        emit_json(result.to_dict())
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -514,7 +513,7 @@ def export_cmd(args: Namespace, state: State) -> None:
         if output is None:
             sys.stderr.write(json.dumps(data) + "\n")
         else:
-            _emit(data)
+            emit_json(data)
 
 
 def _umask() -> int:

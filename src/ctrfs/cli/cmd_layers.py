@@ -7,20 +7,16 @@ from argparse import Namespace
 
 from ctrfs.cli.app import JSON, State, arg, command
 from ctrfs.cli.common import emit_json, escape, get_container, split_target_path, stdout_is_tty, table
+from ctrfs.errors import NotFound
+from ctrfs.mounts import container_mounts
+from ctrfs.ops.du import human
+from ctrfs.overlay.diff import SEMANTICS, container_changes
+from ctrfs.overlay.layers import layer_stack
+from ctrfs.overlay.which import container_which
 
 
 def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "K", "M", "G"):
-        if n < 1024 or unit == "G":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
 
 
 @command("layers", "Show the layers of a container's root filesystem, in overlay order (top first).", """
@@ -33,8 +29,6 @@ Examples:
     arg("--no-count", action="store_true", help="do not walk the layers to count files and bytes"),
     JSON)
 def layers_cmd(args: Namespace, state: State) -> None:
-    from ctrfs.overlay.layers import layer_stack
-
     c = get_container(state, args.target)
     stack = layer_stack(c, counts=not args.no_count)
     if args.as_json:
@@ -50,7 +44,7 @@ def layers_cmd(args: Namespace, state: State) -> None:
     for la in stack.layers:
         ident = la.diff_id or (la.id if la.id else "")
         rows.append([str(la.index), la.role, escape(la.label), escape(ident),
-                     "-" if la.files is None else str(la.files), _size(la.size),
+                     "-" if la.files is None else str(la.files), "-" if la.size is None else human(la.size),
                      escape(la.path) + ("" if la.exists else "  (missing)")])
     table(["#", "ROLE", "LAYER", "ID", "FILES", "SIZE", "DIRECTORY"], rows)
     _say(f"workdir: {escape(stack.workdir or '-')}")
@@ -68,22 +62,9 @@ Examples:
     arg("spec", metavar="TARGET:PATH"),
     JSON)
 def which_cmd(args: Namespace, state: State) -> None:
-    from ctrfs.overlay.layers import layer_stack
-    from ctrfs.overlay.which import which
-
     target, path = split_target_path(args.spec, require_path=True)
     assert path is not None
-    c = get_container(state, target)
-    res = which(layer_stack(c), path)
-    if c.pid is not None:
-        from ctrfs.mounts import container_mounts
-
-        covering = [m for m in container_mounts(c) if m.mount_point != "/" and (
-            res.resolved == m.mount_point or res.resolved.startswith(m.mount_point.rstrip("/") + "/"))]
-        if covering:
-            top = max(covering, key=lambda m: len(m.mount_point))
-            res.mount = {"mount_point": top.mount_point, "kind": top.kind,
-                         "host_path": top.host_path}
+    res = container_which(get_container(state, target), path)
     if args.as_json:
         emit_json(res.to_dict())
         return
@@ -94,8 +75,6 @@ def which_cmd(args: Namespace, state: State) -> None:
             _say(f"{shown}: deleted by a whiteout in layer {deleted.layer.index} "
                        f"({escape(deleted.layer.label)})")
         else:
-            from ctrfs.errors import NotFound
-
             raise NotFound("not present in any layer", target=target, path=path)
     else:
         v = res.visible
@@ -120,21 +99,11 @@ Examples:
   ctrfs diff --semantics podman web
 """,
     arg("target", metavar="TARGET"),
-    arg("--semantics", choices=["auto", "docker", "moby-native", "podman"], default="auto",
+    arg("--semantics", choices=["auto", *SEMANTICS], default="auto",
         help="whose rules to reproduce; auto picks the container's runtime [default: auto]"),
     JSON)
 def diff_cmd(args: Namespace, state: State) -> None:
-    from ctrfs.overlay.diff import changes, default_semantics
-    from ctrfs.overlay.layers import layer_stack
-
-    semantics = args.semantics
-    c = get_container(state, args.target)
-    stack = layer_stack(c)
-    mount_points: list[str] = []
-    if c.pid is not None:
-        mount_points = [m.mount_point for m in c.mounts()]
-    sem = default_semantics(c.runtime) if semantics == "auto" else semantics
-    stream = changes(stack, semantics=sem, mount_points=mount_points)
+    stream = container_changes(get_container(state, args.target), semantics=args.semantics)
     if args.as_json:
         emit_json([ch.to_dict() for ch in stream])
         return
@@ -158,8 +127,6 @@ Examples:
         help="include /proc, /sys, /dev and cgroup mounts"),
     JSON)
 def mounts_cmd(args: Namespace, state: State) -> None:
-    from ctrfs.mounts import container_mounts
-
     show_all = args.show_all
     c = get_container(state, args.target)
     ms = container_mounts(c)

@@ -6,11 +6,13 @@ import json
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Any
 
 from ctrfs.errors import UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ctrfs.cli.app import State
     from ctrfs.container import Container
 
@@ -50,7 +52,7 @@ def _json_default(obj: Any) -> Any:
         return list(obj)
     if hasattr(obj, "to_dict"):
         return obj.to_dict()
-    from dataclasses import asdict, is_dataclass
+    from ctrfs._record import asdict, is_dataclass
 
     if is_dataclass(obj) and not isinstance(obj, type):
         return asdict(obj)

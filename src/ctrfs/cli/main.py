@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from ctrfs._version import __version__
 from ctrfs.errors import CtrfsError, UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ctrfs.cli.app import Parser
 
 # name → module that defines it (with ctrfs.cli.app.command). A command's module is imported only
@@ -105,6 +107,8 @@ def program(args: list[str]) -> int:
     from ctrfs.cli import app
 
     name = command_name(args)
+    if name is not None and not {"-h", "--help"}.isdisjoint(args[:args.index(name)]):
+        name = None  # `ctrfs --help ls` is the top-level help: it lists every command
     if name is not None and name not in COMMANDS:
         raise UsageError(unknown_command(name))
     names = [name] if name is not None else sorted(COMMANDS)
