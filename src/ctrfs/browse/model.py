@@ -23,14 +23,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ctrfs.access import open_root
 from ctrfs.container import Container
 from ctrfs.errors import CtrfsError, NotFound, ProcessGone, Unsupported, from_oserror
 from ctrfs.ops.content import GrepFile, GrepMatch, compile_pattern, grep
 from ctrfs.ops.copy import CopyResult, copy_out
+from ctrfs.ops.du import human as du_human
 from ctrfs.ops.follow import TailEvent, tail
 from ctrfs.ops.listing import type_letter
 from ctrfs.ops.names import Names
-from ctrfs.overlay.diff import Change, diff
+from ctrfs.overlay.diff import Change, container_changes
 from ctrfs.overlay.layerfiles import LayerFile, LayerSummary, layer_files
 from ctrfs.overlay.layers import Layer, LayerStack, count_layer, count_wasted, layer_stack
 from ctrfs.overlay.merge import MergedView
@@ -107,7 +109,7 @@ class Session:
 
     @classmethod
     def open(cls, container: Container) -> Session:
-        root = container.open_root()
+        root = open_root(container)
         try:
             stack: LayerStack | None = layer_stack(container)
         except CtrfsError:
@@ -174,7 +176,7 @@ class Session:
         if self.stack is None or self.stack.upper is None:
             return 0
         try:
-            changes = diff(self.container)
+            changes = list(container_changes(self.container))
         except (Unsupported, NotFound):
             return 0
         marks: dict[str, str] = {}
@@ -455,11 +457,5 @@ def hexdump(data: bytes, width: int = 16) -> str:
 
 
 def human(n: int | None) -> str:
-    if n is None:
-        return "…"
-    value = float(n)
-    for unit in ("B", "K", "M", "G", "T"):
-        if value < 1024 or unit == "T":
-            return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    return str(n)
+    """A size as ``du -h`` writes it (ctrfs's one size formatter); "…" while not known."""
+    return "…" if n is None else du_human(n)

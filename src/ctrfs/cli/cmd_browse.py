@@ -6,6 +6,7 @@ import stat as stat_mod
 import sys
 from argparse import Namespace
 
+from ctrfs.browse.model import Session
 from ctrfs.cli.app import State, arg, command
 from ctrfs.cli.common import get_container, split_target_path
 from ctrfs.errors import CtrfsError, UsageError
@@ -32,8 +33,7 @@ def browse_cmd(args: Namespace, state: State) -> int:
                          "diff, layers --json")
     target, path = split_target_path(args.target)
     container = get_container(state, target)
-    from ctrfs.browse import app as ui  # lazy: Textual is for this command only
-    from ctrfs.browse.model import Session
+    from ctrfs.browse import app as ui  # Textual (heavy): imported once a terminal is there
 
     session = Session.open(container)
     try:

@@ -6,6 +6,7 @@ import sys
 from argparse import SUPPRESS, Namespace
 
 from ctrfs.cli.app import State, arg, command
+from ctrfs.cli.complete import SCRIPTS, complete_line
 
 
 @command("completion", "Print a shell completion script (commands, options, containers, paths).",
@@ -21,8 +22,6 @@ Examples:
 """,
     arg("shell", choices=("bash", "zsh", "fish"), help="the shell to complete for"))
 def completion_cmd(args: Namespace, state: State) -> None:
-    from ctrfs.cli.complete import SCRIPTS
-
     sys.stdout.write(SCRIPTS[args.shell])
 
 
@@ -36,6 +35,4 @@ Examples:
     arg("--line", default=None, help=SUPPRESS),
     arg("words", nargs="*", help=SUPPRESS))
 def complete_cmd(args: Namespace, state: State) -> None:
-    from ctrfs.cli.complete import complete_line
-
     sys.stdout.write(complete_line(args.shell, args.line, list(args.words), state.roots))

@@ -10,15 +10,20 @@ the container root as ``/``, as every command does).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shlex
-from dataclasses import dataclass
+import stat as stat_mod
 
+from ctrfs._record import dataclass
+from ctrfs.access import open_root
 from ctrfs.cli import app
 from ctrfs.cli.main import COMMANDS, GLOBAL_OPTIONS, build_parser
 from ctrfs.container import Container
+from ctrfs.discovery import discover
 from ctrfs.errors import CtrfsError
 from ctrfs.runtimes.base import Roots
+from ctrfs.targets import resolve
 
 MAX_CANDIDATES = 2000
 SCHEMES = ("docker://", "podman://", "containerd://", "cri-o://", "runc://", "k8s://", "pid://")
@@ -79,8 +84,6 @@ def candidates(words: list[str], roots: Roots) -> list[Candidate]:
 
 
 def _command_parser(name: str) -> argparse.ArgumentParser | None:
-    import importlib
-
     module = COMMANDS.get(name)
     if module is None:
         return None
@@ -129,8 +132,6 @@ def complete_target(cur: str, roots: Roots, *, with_path: bool = False) -> list[
     if ":" in rest:
         target, _, path = rest.partition(":")
         return _paths(scheme + target, path, roots)
-    from ctrfs.discovery import discover
-
     try:
         found = discover(roots, include_stopped=True)
     except CtrfsError:
@@ -181,15 +182,13 @@ def _pods(rest: str, found: list[Container]) -> list[Candidate]:
 
 
 def _paths(target: str, path: str, roots: Roots) -> list[Candidate]:
-    from ctrfs.targets import resolve
-
     if not path:
         path = "/"
     directory, _, prefix = path.rpartition("/")
     directory = directory or "/"
     try:
         container = resolve(target, roots)
-        with container.open_root() as root:
+        with open_root(container) as root:
             out = []
             for e in root.scandir(directory):
                 if not e.name.startswith(prefix) or (e.name.startswith(".") and not prefix):
@@ -197,8 +196,6 @@ def _paths(target: str, path: str, roots: Roots) -> list[Candidate]:
                 is_dir = e.is_dir()
                 if e.is_symlink():
                     try:
-                        import stat as stat_mod
-
                         is_dir = stat_mod.S_ISDIR(root.stat(e.path).st_mode)
                     except CtrfsError:
                         is_dir = False

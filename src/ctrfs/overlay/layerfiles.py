@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 import stat as st_mod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
 from typing import Any
 
+from ctrfs._record import dataclass, replace
 from ctrfs.errors import CtrfsError, NotFound, translate_oserror
 from ctrfs.overlay import _fs
-from ctrfs.overlay.diff import file_type
 from ctrfs.overlay.layers import LayerStack
 from ctrfs.overlay.merge import MergedView
+from ctrfs.rootfs.base import file_type
 
 
 @dataclass
