@@ -323,6 +323,9 @@ class BrowseApp(App[int]):
         self._show_children(node, listing)
         self.loading.discard(id(node))
         self.loaded.add(id(node))
+        row = self.selected
+        if row is not None and row.is_dir and row.path not in self.sizes and not self.loading:
+            self._measure_later(row, self._cursor_node())
         if not self._started:  # the first screen is up: now the slower facts
             self._started = True
             self.load_marks()
@@ -357,6 +360,8 @@ class BrowseApp(App[int]):
         key = id(node)
         if key not in self.loaded and key not in self.loading and node.data is not None:
             self.loading.add(key)
+            # the listing first: a size walk of the same directory would only slow it down
+            self.workers.cancel_group(self, "du")
             self.load_dir(node)
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[Row]) -> None:
@@ -374,10 +379,7 @@ class BrowseApp(App[int]):
             return
         if row.is_dir:
             self._set_preview(f"{row.path}: directory")
-            self.workers.cancel_group(self, "du")
-            # measured once the cursor rests there: not for every directory it passes over
-            self.set_timer(DU_DELAY, lambda: self.measure(row, node) if self.selected is row
-                           else None)
+            self._measure_later(row, node)
         else:
             self.workers.cancel_group(self, "du")
             self.show_preview(row.path)
@@ -405,6 +407,17 @@ class BrowseApp(App[int]):
             parts.append(", ".join(where))
         self.info_text = "\n".join(parts)
         self.query_one("#info", Static).update(self.info_text)
+
+    def _measure_later(self, row: Row, node: TreeNode[Row] | None) -> None:
+        """Measure ``row``'s size once the cursor rests there (not for every directory it
+        passes over) and no directory is being listed."""
+        self.workers.cancel_group(self, "du")
+        self.set_timer(DU_DELAY, lambda: self.measure(row, node)
+                       if self.selected is row and not self.loading else None)
+
+    def _cursor_node(self) -> TreeNode[Row] | None:
+        tree = self.query_one("#tree", FsTree)
+        return tree.cursor_node if tree.display else None
 
     @work(thread=True, exclusive=True, group="du")
     def measure(self, row: Row, node: TreeNode[Row] | None) -> None:
