@@ -49,6 +49,9 @@ REQUIREMENTS=(
   "setpriv:util-linux"
   "unshare:util-linux"
   "tar:tar"
+  # kubectl ctrfs: the real kubectl finds and runs the plugin (Debian's kubectl is kubernetes-client)
+  "kubectl:kubernetes-client"
+  # ctrfs browse's terminal test (tmux) and the completion scripts' shells
   "tmux:tmux"
   "zsh:zsh"
   "fish:fish"
