@@ -377,3 +377,21 @@ def test_filter_by_name(browsed: RunningContainer) -> None:
         await _until(pilot, lambda: (etc_names() or []).count("os-release") == 1, "all again")
 
     _drive(browsed, body)
+
+
+def test_json_and_no_terminal(browsed: RunningContainer) -> None:
+    import json
+
+    doc = json.loads(harness.ctrfs("browse", "--json", browsed.name).stdout)
+    rows = {e["path"]: e for e in doc["entries"]}
+    assert rows["/written.txt"]["mark"] == "A" and rows["/written.txt"]["layer_label"] == "upper"
+    assert rows["/etc"]["type"] == "d" and rows["/proc"]["mount_point"] is True
+    assert doc["wasted"] == sum(la["wasted"] for la in doc["layers"]) > 0
+    etc = json.loads(harness.ctrfs("browse", "--json", f"{browsed.name}:/etc").stdout)
+    assert {e["name"] for e in etc["entries"]} >= {"os-release", "passwd", "group"}
+    # without a terminal and without --json: a one-line usage error, exit 2
+    res = harness.ctrfs("browse", browsed.name, check=False)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.count("\n") == 1 and "needs a terminal" in res.stderr
+    res = harness.ctrfs("browse", f"{browsed.name}:/etc/passwd", "--json", check=False)
+    assert res.returncode == 1 and "not a directory" in res.stderr

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from ctrfs.access import open_root
 from ctrfs.container import Container
@@ -30,7 +31,7 @@ from ctrfs.ops.content import GrepFile, GrepMatch, compile_pattern, grep
 from ctrfs.ops.copy import CopyResult, copy_out
 from ctrfs.ops.du import human as du_human
 from ctrfs.ops.follow import TailEvent, tail
-from ctrfs.ops.listing import type_letter
+from ctrfs.ops.listing import text, type_letter
 from ctrfs.ops.names import Names
 from ctrfs.overlay.diff import Change, container_changes
 from ctrfs.overlay.layerfiles import LayerFile, LayerSummary, layer_files
@@ -65,6 +66,14 @@ class Row:
     def is_dir(self) -> bool:
         return self.type == "d"
 
+    def to_dict(self, session: Session | None = None) -> dict[str, Any]:
+        return {"path": text(self.path), "name": text(self.name), "type": self.type,
+                "mode": self.mode, "user": self.user, "group": self.group, "size": self.size,
+                "mark": self.mark or None, "layer": self.layer,
+                "layer_label": session.layer_label(self.layer) if session else None,
+                "link_target": text(self.link) if self.link is not None else None,
+                "mount_point": self.mount_point}
+
     @property
     def deleted(self) -> bool:
         return self.mark == "D" and self.type == "-"
@@ -91,6 +100,13 @@ class Preview:
 class LayerRow:
     layer: Layer
     summary: LayerSummary | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.layer.to_dict()
+        if self.summary is not None:
+            out.update(added=self.summary.added, changed=self.summary.changed,
+                       deleted=self.summary.deleted)
+        return out
 
 
 @dataclass

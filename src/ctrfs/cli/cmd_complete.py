@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from argparse import SUPPRESS, Namespace
 
-from ctrfs.cli.app import State, arg, command
+from ctrfs.cli.app import JSON, State, arg, command
+from ctrfs.cli.common import emit_json
 from ctrfs.cli.complete import SCRIPTS, complete_line
 
 
@@ -19,9 +20,14 @@ Examples:
   ctrfs completion bash > /etc/bash_completion.d/ctrfs   or eval "$(ctrfs completion bash)"
   ctrfs completion zsh > ~/.zfunc/_ctrfs                 or eval it in ~/.zshrc after compinit
   ctrfs completion fish > ~/.config/fish/completions/ctrfs.fish
+  ctrfs completion --json bash                          {"shell": "bash", "script": "..."}
 """,
-    arg("shell", choices=("bash", "zsh", "fish"), help="the shell to complete for"))
+    arg("shell", choices=("bash", "zsh", "fish"), help="the shell to complete for"),
+    JSON)
 def completion_cmd(args: Namespace, state: State) -> None:
+    if args.as_json:
+        emit_json({"shell": args.shell, "script": SCRIPTS[args.shell]})
+        return
     sys.stdout.write(SCRIPTS[args.shell])
 
 
