@@ -91,6 +91,7 @@ def first_screen(name: str) -> float:
             time.sleep(0.01)
     finally:
         subprocess.run([*tmux, "kill-server"], check=False, stderr=subprocess.DEVNULL)
+        harness.remove_tmux_socket(sock)
 
 
 def expand_big(name: str) -> float:

@@ -73,7 +73,8 @@ def shell(cmd: str) -> None:
 def browse_screenshot(name: str) -> None:
     """`ctrfs browse` in a detached tmux: open /etc, select os-release, print the screen."""
     print(f"\n$ ctrfs browse {name}      (in tmux; /etc opened, os-release selected)", flush=True)
-    tmux = ["tmux", "-L", f"ctrfs-demo-{os.getpid()}", "-f", "/dev/null"]
+    sock = f"ctrfs-demo-{os.getpid()}"
+    tmux = ["tmux", "-L", sock, "-f", "/dev/null"]
 
     def screen() -> str:
         return subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True,
@@ -102,6 +103,7 @@ def browse_screenshot(name: str) -> None:
         keys("q")
     finally:
         subprocess.run([*tmux, "kill-server"], check=False, stderr=subprocess.DEVNULL)
+        harness.remove_tmux_socket(sock)
 
 
 if __name__ == "__main__":

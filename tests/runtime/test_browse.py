@@ -333,6 +333,7 @@ def test_browse_in_tmux(browsed: RunningContainer) -> None:
         assert "ctrfs browse —" not in after
     finally:
         subprocess.run([*tmux, "kill-server"], check=False)
+        harness.remove_tmux_socket(sock)
 
 
 def test_mouse_expands_and_picks_a_layer(browsed: RunningContainer) -> None:
