@@ -2,7 +2,8 @@
 
 Starts a throwaway Docker container from the test harness's shell-less image (one static binary
 that appends to /var/log/app.log), shows that `docker exec … sh` cannot get in, then runs ctrfs
-commands against it. The container and image are removed however the demo ends.
+commands against it, `ctrfs exec` among them. The container and image are removed however the
+demo ends.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def main() -> None:
             shell(f"tar -tf {shlex.quote(out)} | head -n 8")
         step([CTRFS, "libs", name])
         step([CTRFS, "probe", name, "--exe", "--symbol", "main"])
+        print("\nNo shell in the image, yet a toolbox (the host's static busybox, copied into a private")
+        print("read-only mount at /.ctrfs/bin) runs in the container's namespaces, target untouched:")
+        step([CTRFS, "exec", name, "--", "ls", "-l", "/"])
+        step([CTRFS, "exec", name, "--", "ps"])
+        step(["docker", "diff", name])
         browse_screenshot(name)
     print("\nDemo container removed.")
 
