@@ -11,10 +11,12 @@ cache and stays).
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,12 +54,24 @@ def main() -> None:
         follow.send_signal(signal.SIGINT)
         if follow.wait(10) != 130:
             raise SystemExit("demo: ctrfs tail -f did not stop cleanly on Ctrl-C")
+        step([CTRFS, "diff", name])
+        step([CTRFS, "layers", name])
+        step([CTRFS, "which", f"{name}:/etc/os-release"])
+        step([CTRFS, "mounts", name])
+        step([CTRFS, "find", f"{name}:/", "--xdev", "--type", "f", "--name", "*.log"])
+        step([CTRFS, "grep", "-n", "ID=", f"{name}:/etc/os-release"])
+        with tempfile.TemporaryDirectory(prefix="ctrfs-demo-") as tmp:
+            out = os.path.join(tmp, "rootfs.tar")
+            step([CTRFS, "export", name, "-o", out])
+            shell(f"tar -tf {shlex.quote(out)} | head -n 8")
         step([CTRFS, "libs", name])
+        step([CTRFS, "probe", name, "--exe", "--symbol", "main"])
         print("\nNo shell in the image, yet a toolbox (the host's static busybox, copied into a private")
         print("read-only mount at /.ctrfs/bin) runs in the container's namespaces, target untouched:")
         step([CTRFS, "exec", name, "--", "ls", "-l", "/"])
         step([CTRFS, "exec", name, "--", "ps"])
         step(["docker", "diff", name])
+        browse_screenshot(name)
         pod_view(name)
     print("\nDemo containers removed.")
 
@@ -81,6 +95,47 @@ def pod_view(name: str) -> None:
             if res.returncode != 0:
                 raise SystemExit(f"demo: in-pod `{shlex.join(shown)}` exited {res.returncode}: "
                                  f"{res.stderr.decode(errors='replace').strip()}")
+
+
+def shell(cmd: str) -> None:
+    print(f"\n$ {cmd.replace(tempfile.gettempdir() + '/', '')}", flush=True)
+    subprocess.run(cmd, shell=True, check=True)
+
+
+def browse_screenshot(name: str) -> None:
+    """`ctrfs browse` in a detached tmux: open /etc, select os-release, print the screen."""
+    print(f"\n$ ctrfs browse {name}      (in tmux; /etc opened, os-release selected)", flush=True)
+    sock = f"ctrfs-demo-{os.getpid()}"
+    tmux = ["tmux", "-L", sock, "-f", "/dev/null"]
+
+    def screen() -> str:
+        return subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True,
+                              text=True).stdout
+
+    def keys(*k: str) -> None:
+        subprocess.run([*tmux, "send-keys", *k], check=True)
+
+    subprocess.run([*tmux, "new-session", "-d", "-x", "130", "-y", "34", CTRFS, "browse", name],
+                   check=True)
+    try:
+        harness.wait_until(lambda: " etc " in screen() and "wasted space" in screen(),
+                           "the browse screen", timeout=30)
+        keys("Down", "Down", "Enter")  # / → dev → etc, expanded
+        harness.wait_until(lambda: "os-release" in screen(), "/etc listed")
+        for _ in range(12):
+            keys("Down")
+            time.sleep(0.5)  # the info pane follows the cursor
+            if "/etc/os-release" in screen():
+                break
+        try:
+            harness.wait_until(lambda: "PRETTY_NAME" in screen(), "the preview", timeout=10)
+        except TimeoutError:
+            pass  # print what there is
+        print(screen().rstrip("\n"))
+        keys("q")
+    finally:
+        subprocess.run([*tmux, "kill-server"], check=False, stderr=subprocess.DEVNULL)
+        harness.remove_tmux_socket(sock)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,10 @@ REQUIREMENTS=(
   "mmdebstrap:mmdebstrap"
   # kubectl ctrfs: the real kubectl finds and runs the plugin (Debian's kubectl is kubernetes-client)
   "kubectl:kubernetes-client"
+  # ctrfs browse's terminal test (tmux) and the completion scripts' shells
+  "tmux:tmux"
+  "zsh:zsh"
+  "fish:fish"
 )
 
 have() {

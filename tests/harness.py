@@ -160,6 +160,13 @@ def wait_until(pred: Callable[[], Any], what: str, timeout: float = 20, step: fl
         time.sleep(step)
 
 
+def remove_tmux_socket(sock: str) -> None:
+    """kill-server leaves the socket file (tmux 3.3): remove it, it is ours."""
+    path = os.path.join(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}", sock)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 def pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:

@@ -27,6 +27,8 @@ def test_argument_table_matches_the_cli() -> None:
         if name in plugin.LOCAL_ONLY:  # exec, shell: refused by the plugin, not run on a node
             assert name not in plugin.TARGET_AT, name
             continue
+        if name.startswith("_"):  # hidden: the completion scripts' helper
+            continue
         cmd = app.REGISTRY[name]
         args = [m for a in cmd.args for m in (a.args if isinstance(a, app.Group) else (a,))]
         values = {f for a in args if a.flags[0].startswith("-")

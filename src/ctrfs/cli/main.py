@@ -13,12 +13,17 @@ from ctrfs.errors import CtrfsError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ctrfs.cli.app import Parser
 
 # name → module that defines it (with ctrfs.cli.app.command). A command's module is imported only
 # when it runs, so `ctrfs cat` pays for neither rich nor pyelftools. Sorted; one line per command.
 COMMANDS: dict[str, str] = {
+    "__complete": "ctrfs.cli.cmd_complete",
+    "browse": "ctrfs.cli.cmd_browse",
     "cat": "ctrfs.cli.cmd_files",
+    "completion": "ctrfs.cli.cmd_complete",
     "cp": "ctrfs.cli.cmd_files",
     "diff": "ctrfs.cli.cmd_layers",
     "du": "ctrfs.cli.cmd_files",
@@ -142,8 +147,12 @@ def build_parser(names: Sequence[str]) -> Parser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for n in names:
         cmd = app.REGISTRY[n]
-        p = sub.add_parser(n, help=cmd.summary, description=cmd.help, epilog=cmd.epilog,
-                           formatter_class=parser.formatter_class, add_help=cmd.add_help)
+        kwargs: dict[str, Any] = {"description": cmd.help, "epilog": cmd.epilog,
+                                  "formatter_class": parser.formatter_class,
+                                  "add_help": cmd.add_help}
+        if not n.startswith("_"):  # "_name" (the completion scripts' helper): hidden from --help
+            kwargs["help"] = cmd.summary
+        p = sub.add_parser(n, **kwargs)
         cmd.build(p)
         parser.commands[n] = p
     return parser
@@ -152,8 +161,9 @@ def build_parser(names: Sequence[str]) -> Parser:
 def unknown_command(name: str) -> str:
     import difflib
 
-    close = difflib.get_close_matches(name, COMMANDS, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else f"; commands: {', '.join(sorted(COMMANDS))}"
+    shown = sorted(n for n in COMMANDS if not n.startswith("_"))  # "_name": hidden
+    close = difflib.get_close_matches(name, shown, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; commands: {', '.join(shown)}"
     return f"unknown command {name!r}{hint} (see 'ctrfs --help')"
 
 
