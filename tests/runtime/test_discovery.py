@@ -68,7 +68,10 @@ def test_ps_docker_matches_docker_inspect(docker_shellless: RunningContainer) ->
         "cgroup": row["cgroup"], "pod": None,
         "rootfs_kind": {"overlay2": "overlay"}[info["GraphDriver"]["Name"]],
         "created": info["Created"],
+        # rootful Docker: the container's processes live in the host's user namespace, root's
+        "user": "root", "uid": 0,
     }
+    assert os.readlink(f"/proc/{docker_shellless.pid}/ns/user") == os.readlink("/proc/self/ns/user")
     assert row["cgroup"] in cgroup_v1 and row["cgroup"].endswith(info["Id"])
     assert (row["name"], row["pid"], row["image"]) == (docker_shellless.name, docker_shellless.pid,
                                                        docker_shellless.image)
