@@ -14,7 +14,7 @@ import os
 
 from ctrfs._record import dataclass, field
 from ctrfs.container import LAZY, Container, RootFS
-from ctrfs.errors import AccessDenied
+from ctrfs.errors import AccessDenied, UsageError
 from ctrfs.hostmounts import HostMounts, host_pid, ns_inode, read_bytes
 from ctrfs.proc.cgroup import (
     ContainerRef,
@@ -64,6 +64,8 @@ def scan_proc(roots: Roots) -> dict[str, _Group]:
         entries = os.listdir(proc)
     except PermissionError as err:
         raise AccessDenied(path=proc) from err
+    except OSError as err:  # a --host-root or --proc that names no procfs
+        raise UsageError(f"no procfs at {proc} (check --host-root / --proc)") from err
     hp = host_pid(roots)
     host_mnt = ns_inode(proc, hp)
     host_root = _root_id(proc, hp)

@@ -173,3 +173,11 @@ def test_option_values_may_start_with_a_dash(tmp_path: Path) -> None:
         assert found == gnu(*theirs) and found, (ours, found)
     assert [Path(p).name for p in ctrfs("find", target, "--size", "-2M", "--type", "f").stdout.split()] \
         == ["small"]
+
+
+@pytest.mark.parametrize("option", ["--host-root", "--proc"])
+def test_a_root_option_naming_no_procfs_is_a_usage_error(tmp_path: Path, option: str) -> None:
+    """Not an internal error with a FileNotFoundError: one line that names the option to check."""
+    res = ctrfs(option, str(tmp_path / "missing"), "ps", check=False)
+    msg = _one_line_usage_error(res, "")
+    assert "no procfs at" in msg and "--host-root" in msg
