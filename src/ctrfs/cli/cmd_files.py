@@ -30,6 +30,13 @@ def _open(ctx: click.Context, target: str, *, running: bool = False) -> Root:
     return root
 
 
+def _open_view(ctx: click.Context, target: str) -> Root:
+    """The container's Root as walks of export, cp, du, find and grep see it (ctrfs.views)."""
+    from ctrfs.views import container_view
+
+    return container_view(_open(ctx, target))
+
+
 def _target_path(spec: str, *, default: str | None = None) -> tuple[str, str]:
     target, path = split_target_path(spec, require_path=default is None)
     return target, path if path is not None else (default or "/")
@@ -254,14 +261,18 @@ Examples:
 @click.option("--newer", metavar="PATH", help="Modified more recently than PATH (inside the container).")
 @click.option("--mmin", metavar="[+-]N", help="Modified more (+), less (-) than or exactly N minutes ago.")
 @click.option("--maxdepth", type=click.IntRange(min=0), help="Descend at most N levels.")
-@click.option("--xdev", is_flag=True, help="Stay on the starting mount (like find -xdev).")
+@click.option("--xdev", is_flag=True, help="Stay on the starting mount (like find -xdev); from "
+              "the root mount, the root filesystem alone, beneath mount points included.")
 @json_option
 @click.argument("spec", metavar="TARGET[:PATH]")
 @click.pass_context
 def find_cmd(ctx: click.Context, glob: str | None, types: str | None, size: str | None,
              newer: str | None, mmin: str | None, maxdepth: int | None, xdev: bool,
              as_json: bool, spec: str) -> None:
-    """Search for files inside a container (symlinks are not followed)."""
+    """Search for files inside a container (symlinks are not followed).
+
+    Walks the container's view as cp copies it: volumes, binds and tmpfs mounts included,
+    kernel interfaces (/proc, /sys, the runtime's /dev) as the root filesystem holds them."""
     from ctrfs.ops.find import FindQuery, find, parse_mmin, parse_size
 
     target, path = _target_path(spec, default="/")
@@ -272,7 +283,7 @@ def find_cmd(ctx: click.Context, glob: str | None, types: str | None, size: str 
         raise UsageError("use either --newer or --mmin")
     q = FindQuery(name=glob, types=letters, size=parse_size(size) if size else None,
                   mmin=parse_mmin(mmin) if mmin else None, max_depth=maxdepth)
-    with _open(ctx, target) as root:
+    with _open_view(ctx, target) as root:
         if newer:
             q.newer_than = root.stat(newer).st_mtime
         results = find(root, path, q, one_filesystem=xdev, on_warning=_warn)
@@ -304,13 +315,14 @@ def grep_cmd(ctx: click.Context, ignore_case: bool, files_only: bool, line_numbe
     """Print lines matching PATTERN in files inside a container. Exit 1 if nothing matched.
 
     Binary files (a NUL byte in the first 32 KiB, as GNU grep decides) are reported, not
-    printed; FIFOs, sockets and devices are never read."""
+    printed; FIFOs, sockets and devices are never read. -r walks the container's view as cp
+    copies it: volumes, binds and tmpfs mounts included, kernel interfaces left out."""
     from ctrfs.ops.content import GrepFile, compile_pattern, grep
 
     target, path = _target_path(spec, default="/" if recursive else None)
     rx = compile_pattern(pattern, ignore_case=ignore_case, extended=extended)
     matched = False
-    with _open(ctx, target) as root:
+    with _open_view(ctx, target) as root:
         prefix = recursive
         results = grep(root, rx, path, recursive=recursive, files_only=files_only,
                        on_warning=_warn)
@@ -406,17 +418,21 @@ Examples:
 @click.option("-s", "--summarize", is_flag=True, help="Only the total.")
 @click.option("-h", "--human-readable", "human_readable", is_flag=True, help="Sizes like 1.5K 234M 2G.")
 @click.option("--apparent-size", is_flag=True, help="Sum file sizes, not disk blocks.")
-@click.option("--all-mounts", is_flag=True, help="Also count other mounts (volumes, /proc...).")
+@click.option("--all-mounts", is_flag=True, help="Count the container's view as cp copies it: "
+              "volumes, binds and tmpfs mounts too (kernel interfaces never).")
 @json_option
 @click.argument("spec", metavar="TARGET[:PATH]")
 @click.pass_context
 def du_cmd(ctx: click.Context, summarize: bool, human_readable: bool, apparent_size: bool,
            all_mounts: bool, as_json: bool, spec: str) -> None:
-    """Disk usage inside a container; hardlinked files count once."""
+    """Disk usage inside a container; hardlinked files count once.
+
+    From the root mount, counts the root filesystem alone (what docker export would hold,
+    beneath mount points included) unless --all-mounts."""
     from ctrfs.ops.du import du, human
 
     target, path = _target_path(spec, default="/")
-    with _open(ctx, target) as root:
+    with _open_view(ctx, target) as root:
         usages = du(root, path, summarize=summarize, apparent=apparent_size,
                     all_mounts=all_mounts, on_warning=_warn)
         if as_json:
@@ -433,8 +449,12 @@ Examples:
   ctrfs cp web:/etc/nginx ./nginx-conf       a directory tree to the host
   ctrfs cp web:/var/log/app.log /tmp/        into an existing directory
   ctrfs cp web:/app - | tar -tvf -           a tar stream, like docker cp
+  ctrfs cp -x web:/ ./rootfs                 the root filesystem only, no volumes or binds
 """)
 @click.option("-L", "--follow-link", is_flag=True, help="Copy what a symlink SRC leads to.")
+@click.option("-x", "--one-file-system", is_flag=True,
+              help="Keep to SRC's own mount: from the root mount, the root filesystem alone "
+                   "(what lies beneath mount points included), as export shows it.")
 @click.option("--preserve-all", is_flag=True,
               help="Keep setuid/setgid bits, extended attributes (file capabilities) and "
                    "device nodes (dropped by default).")
@@ -442,24 +462,30 @@ Examples:
 @click.argument("spec", metavar="TARGET:PATH")
 @click.argument("dest", metavar="DEST")
 @click.pass_context
-def cp_cmd(ctx: click.Context, follow_link: bool, preserve_all: bool, as_json: bool, spec: str,
-           dest: str) -> None:
+def cp_cmd(ctx: click.Context, follow_link: bool, one_file_system: bool, preserve_all: bool,
+           as_json: bool, spec: str, dest: str) -> None:
     """Copy a file or directory out of a container. DEST '-' writes a tar stream to stdout.
 
     Modes, mtimes, symlinks, hardlinks and (as root) ownership are kept; the copy is built
-    under a temporary name next to DEST and renamed when complete."""
+    under a temporary name next to DEST and renamed when complete.
+
+    What is below SRC is copied as the container sees it, as docker cp does: files on other
+    mounts (volumes, binds, tmpfs, the runtime's /etc/hosts, /etc/hostname, /etc/resolv.conf)
+    with their content. Kernel interfaces are not followed: below /proc, /sys,
+    cgroupfs, devpts, mqueue and the runtime's /dev, the root filesystem's own entries are
+    copied. -x keeps to SRC's own mount."""
     from ctrfs.ops.archive import write_tar
     from ctrfs.ops.copy import copy_out
 
     target, path = _target_path(spec)
     show = stderr_is_tty() and not as_json
-    with _open(ctx, target) as root:
+    with _open_view(ctx, target) as root:
         if dest == "-":
             if sys.stdout.isatty():
                 raise UsageError("refusing to write a tar stream to a terminal; redirect stdout")
             with _progress(show, "copying") as prog:
                 stats = write_tar(root, _out(), path, follow=follow_link, on_warning=_warn,
-                                  progress=prog)
+                                  progress=prog, include_mounts=not one_file_system)
             _out().flush()
             if as_json:
                 click.echo(json.dumps({"entries": stats.entries, "bytes": stats.bytes,
@@ -467,7 +493,7 @@ def cp_cmd(ctx: click.Context, follow_link: bool, preserve_all: bool, as_json: b
             return
         with _progress(show, "copying") as prog:
             result = copy_out(root, path, dest, follow=follow_link, preserve_all=preserve_all,
-                              on_warning=_warn, progress=prog)
+                              one_filesystem=one_file_system, on_warning=_warn, progress=prog)
     if as_json:
         _emit(result.to_dict())
 
@@ -481,13 +507,18 @@ Examples:
 """)
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE (via a temporary name).")
 @click.option("--include-mounts", is_flag=True,
-              help="Include other mounts' content (default: only their empty mount points).")
+              help="The container's view, as cp copies it: volumes, binds and tmpfs mounts "
+                   "with their content (default: the root filesystem alone).")
 @json_option
 @click.argument("target")
 @click.pass_context
 def export_cmd(ctx: click.Context, output: str | None, include_mounts: bool, as_json: bool,
                target: str) -> None:
-    """Write a container's root filesystem as a tar archive (to stdout or -o FILE)."""
+    """Write a container's root filesystem as a tar archive (to stdout or -o FILE).
+
+    As docker export: the root filesystem alone, what it holds beneath mount points included
+    (the runtime's /dev entries, the placeholder files under /etc/hosts and the like, with
+    the root filesystem's modes), nothing of other mounts unless --include-mounts."""
     import tempfile
 
     from ctrfs.ops.archive import write_tar
@@ -495,7 +526,7 @@ def export_cmd(ctx: click.Context, output: str | None, include_mounts: bool, as_
     if output is None and sys.stdout.isatty():
         raise UsageError("refusing to write a tar archive to a terminal; use -o FILE or redirect")
     show = stderr_is_tty() and not as_json
-    with _open(ctx, target) as root:
+    with _open_view(ctx, target) as root:
         if output is None:
             with _progress(show, "exporting") as prog:
                 stats = write_tar(root, _out(), "/", include_mounts=include_mounts,

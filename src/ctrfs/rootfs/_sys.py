@@ -40,6 +40,20 @@ IN_Q_OVERFLOW = 0x00004000
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 
+# The mount API (Linux 5.2: open_tree; 5.12: mount_setattr). Numbers from the unified table of
+# syscalls added after 5.1 (include/uapi/asm-generic/unistd.h), the same on every architecture.
+SYS_open_tree = 428
+SYS_mount_setattr = 442
+OPEN_TREE_CLONE = 0x1  # include/uapi/linux/mount.h
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MS_PRIVATE = 1 << 18  # include/uapi/linux/mount.h (MS_PRIVATE), a mount_attr propagation
+CLONE_NEWNS = 0x00020000
+
 # How many times openat2 is retried when it reports EAGAIN (a concurrent rename or mount
 # changed the tree while RESOLVE_IN_ROOT was resolving "..", see openat2(2) ERRORS).
 EAGAIN_RETRIES = 128
@@ -50,6 +64,12 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
+class _MountAttr(ctypes.Structure):
+    # struct mount_attr { __u64 attr_set, attr_clr, propagation, userns_fd; } (linux/mount.h)
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 # CDLL.__getitem__ returns a fresh function object each time, so the variadic syscall(2) gets
@@ -58,6 +78,17 @@ _syscall_openat2 = _libc["syscall"]
 _syscall_openat2.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p,
                              ctypes.POINTER(_OpenHow), ctypes.c_size_t]
 _syscall_openat2.restype = ctypes.c_long
+
+_syscall_open_tree = _libc["syscall"]
+_syscall_open_tree.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+_syscall_open_tree.restype = ctypes.c_long
+_syscall_mount_setattr = _libc["syscall"]
+_syscall_mount_setattr.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint,
+                                   ctypes.POINTER(_MountAttr), ctypes.c_size_t]
+_syscall_mount_setattr.restype = ctypes.c_long
+_setns = _libc.setns
+_setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_setns.restype = ctypes.c_int
 
 _statx = getattr(_libc, "statx", None)
 if _statx is not None:
@@ -104,6 +135,30 @@ def openat2(dirfd: int, path: bytes, flags: int, resolve: int, mode: int = 0) ->
             raise OSError(err, os.strerror(err), os.fsdecode(path))
     raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN) + " (gave up after retries)",
                   os.fsdecode(path))
+
+
+def open_tree(dirfd: int, path: bytes, flags: int) -> int:
+    """open_tree(2): an fd on the mount at ``path`` under ``dirfd``; with OPEN_TREE_CLONE a new
+    detached copy of it (with AT_RECURSIVE, of its submounts too), unmounted when the fd closes."""
+    fd = _syscall_open_tree(SYS_open_tree, dirfd, path, flags)
+    if fd < 0:
+        _raise(path)
+    return int(fd)
+
+
+def mount_setattr(dirfd: int, path: bytes, flags: int, attr_set: int, *, attr_clr: int = 0,
+                  propagation: int = 0) -> None:
+    """mount_setattr(2): change per-mount flags (MOUNT_ATTR_*) and propagation of a mount."""
+    attr = _MountAttr(attr_set, attr_clr, propagation, 0)
+    if _syscall_mount_setattr(SYS_mount_setattr, dirfd, path, flags, ctypes.byref(attr),
+                              ctypes.sizeof(attr)) != 0:
+        _raise(path)
+
+
+def setns(fd: int, nstype: int) -> None:
+    """setns(2). Joining a mount namespace needs a single-threaded caller (EINVAL otherwise)."""
+    if _setns(fd, nstype) != 0:
+        _raise()
 
 
 # struct statx (include/uapi/linux/stat.h): stx_mask u32 @0, ... stx_mnt_id u64 @0x90.
