@@ -43,7 +43,7 @@ def rootfs_view(root: Root) -> Root:
     if mount_api_enabled():
         fd = _clone(root)
         if fd is not None:
-            return BoundRoot(FdRoot(fd, target=root.target), root, "clone")
+            return BoundRoot(FdRoot(fd, target=root.target, direct_open=True), root, "clone")
     merged = _merged(root)
     if merged is not None:
         return BoundRoot(merged, root, "merged")

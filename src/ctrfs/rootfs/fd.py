@@ -203,6 +203,8 @@ class FdEntry(Entry):
         try:
             if not stat_mod.S_ISREG(self.stat.st_mode):
                 raise NotRegularFile(self.kind, path=self.path, target=self._root_target())
+            if self._fd < 0 and self._root is not None and self._root.direct_open:
+                return self._open_direct()
             if self._fd >= 0:
                 fd = os.dup(self._fd)
             else:
@@ -217,6 +219,21 @@ class FdEntry(Entry):
         except (OSError, CtrfsError):
             with self._errors():
                 raise
+
+    def _open_direct(self) -> int:
+        """One openat for reading, on a Root whose mount cannot open devices (see FdRoot)."""
+        fd = os.open(self.name, _O_READ | os.O_NOFOLLOW, dir_fd=self._dirfd)
+        try:
+            st = os.fstat(fd)
+            if not stat_mod.S_ISREG(st.st_mode):
+                raise NotRegularFile(file_kind(st.st_mode), path=self.path,
+                                     target=self._root_target())
+            if st.st_ino != self.stat.st_ino or st.st_dev != self.stat.st_dev:
+                raise OSError(errno.ENOENT, "replaced since it was listed", self.path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def readlink(self) -> bytes:
         with self._errors():
@@ -258,13 +275,22 @@ class _Frame:
 
 
 class FdRoot(Root):
-    """A Root over an open directory fd. ``fallback`` forces the user-space resolver."""
+    """A Root over an open directory fd. ``fallback`` forces the user-space resolver.
+
+    ``direct_open`` says the fd is on a mount made ``nodev`` (a private clone, see
+    ctrfs.rootfs.clone): a walk then opens a listed regular file with one
+    ``openat(O_RDONLY|O_NOFOLLOW|O_NONBLOCK|O_NOCTTY)`` and checks it with fstat, instead of
+    an ``O_PATH`` open and a re-open through ``/proc/self/fd``. The kernel refuses device
+    nodes on such a mount (EACCES), sockets cannot be opened (ENXIO), a symlink is refused
+    (ELOOP); only a FIFO swapped in since the listing could be opened, without blocking, and
+    is closed at once."""
 
     def __init__(self, rootfd: int, *, target: str | None = None,
-                 fallback: bool | None = None) -> None:
+                 fallback: bool | None = None, direct_open: bool = False) -> None:
         self._rootfd = rootfd
         self.target = target
         self.fallback = fallback
+        self.direct_open = direct_open
 
     def _translate(self, err: OSError, shown: str | None) -> CtrfsError:
         # A container that went away makes every lookup fail; say so rather than
