@@ -283,3 +283,26 @@ def test_diff_equals_docker_diff(debian_docker: RunningContainer) -> None:
     peer = _diff_lines(harness.out("docker", "diff", debian_docker.name))
     assert "D /usr/share/doc/tar" in peer
     assert _diff_lines(harness.ctrfs("diff", debian_docker.name).stdout) == peer
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_du_find_grep_say_which_view(mounted: RunningContainer, mode: str) -> None:
+    """du and find --xdev from / walk the root filesystem alone (what lies beneath /data
+    included); find, grep -r and du --all-mounts the container's view (volumes, binds, tmpfs)."""
+    env = MODES[mode]
+    name = mounted.name
+    xdev = harness.ctrfs("find", "--xdev", f"{name}:/", "--type", "f", env=env).stdout.split()
+    assert "/data/hidden" not in xdev  # nothing by that name in the image
+    assert "/etc/hosts" in xdev and "/data/v.txt" not in xdev and "/vol/f.txt" not in xdev
+    view = harness.ctrfs("find", f"{name}:/", "--type", "f", env=env).stdout.split()
+    assert {"/data/v.txt", "/data/sub/y", "/vol/f.txt", "/mnt/t.txt", "/etc/hosts"} <= set(view)
+    assert not [p for p in view if p.startswith(("/proc/", "/sys/"))]
+    grep = harness.ctrfs("grep", "-rl", "volfile", f"{name}:/", env=env).stdout.split()
+    assert grep == ["/vol/f.txt"]
+    # a start on another mount keeps to that mount: its own content
+    on_bind = harness.ctrfs("du", "--apparent-size", f"{name}:/data", env=env).stdout
+    assert "/data/sub" in on_bind
+    total = int(harness.ctrfs("du", "-s", "--apparent-size", "--all-mounts", f"{name}",
+                              env=env).stdout.split()[0])
+    base = int(harness.ctrfs("du", "-s", "--apparent-size", f"{name}", env=env).stdout.split()[0])
+    assert total > base
