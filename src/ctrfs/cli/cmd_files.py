@@ -519,9 +519,8 @@ def export_cmd(ctx: click.Context, output: str | None, include_mounts: bool, as_
     As docker export: the root filesystem alone, what it holds beneath mount points included
     (the runtime's /dev entries, the placeholder files under /etc/hosts and the like, with
     the root filesystem's modes), nothing of other mounts unless --include-mounts."""
-    import tempfile
-
     from ctrfs.ops.archive import write_tar
+    from ctrfs.ops.outfile import replace_when_done
 
     if output is None and sys.stdout.isatty():
         raise UsageError("refusing to write a tar archive to a terminal; use -o FILE or redirect")
@@ -533,20 +532,10 @@ def export_cmd(ctx: click.Context, output: str | None, include_mounts: bool, as_
                                   on_warning=_warn, progress=prog)
             _out().flush()
         else:
-            d = os.path.dirname(os.path.abspath(output))
-            fd, tmp = tempfile.mkstemp(prefix=".ctrfs-export-", suffix=".tar", dir=d)
-            try:
-                with open(fd, "wb") as f, _progress(show, "exporting") as prog:
-                    stats = write_tar(root, f, "/", include_mounts=include_mounts,
-                                      on_warning=_warn, progress=prog)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, 0o644 & ~_umask())
-                os.rename(tmp, output)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+            with replace_when_done(output, prefix=".ctrfs-export-", suffix=".tar") as f, \
+                    _progress(show, "exporting") as prog:
+                stats = write_tar(root, f, "/", include_mounts=include_mounts,
+                                  on_warning=_warn, progress=prog)
     if as_json:
         data = {"entries": stats.entries, "bytes": stats.bytes, "warnings": stats.warnings,
                 "output": output}
@@ -554,9 +543,3 @@ def export_cmd(ctx: click.Context, output: str | None, include_mounts: bool, as_
             click.echo(json.dumps(data), err=True)
         else:
             _emit(data)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
