@@ -14,7 +14,7 @@ help:
 	@echo "make demo        start a shell-less container and look inside it with ctrfs"
 	@echo "make test        install what is missing, start services, run the whole test suite"
 	@echo "make bench       benchmarks (ratios against docker measured in the same run)"
-	@echo "make lint        ruff + mypy"
+	@echo "make lint        ruff + mypy + import-linter (the one-way import graph)"
 	@echo "make venv        .venv with ctrfs installed editable, with test tools"
 	@echo "make services    install and start dockerd/containerd/tracefs (services-stop undoes it)"
 
@@ -54,6 +54,7 @@ bench: deps venv
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 # ctrfs diff vs docker diff over a 200k-file image (CTRFS_BENCH_DIFF_FILES to change)
 bench-diff: deps venv

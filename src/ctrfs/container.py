@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
+from ctrfs._record import asdict, dataclass, field
 from ctrfs.errors import ProcessGone, Unsupported, translate_oserror
-from ctrfs.proc.mountinfo import Mount
+from ctrfs.proc.mountinfo import Mount, parse_mountinfo
+from ctrfs.proc.stat import parse_stat
 from ctrfs.runtimes.base import ContainerRecord, Pod, Roots
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ctrfs.rootfs import Root
+    from typing import Any, Protocol
+
+    class Loader(Protocol):
+        """What builds a Container's deferred facts (discovery passes one in)."""
+
+        def rootfs(self, c: Container) -> RootFS | None: ...
+        def namespaces(self, c: Container) -> dict[str, int]: ...
 
 
 @dataclass
@@ -35,12 +42,15 @@ class RootFS:
         return self.fstype == "overlay"
 
 
-LAZY: Any = object()  # Container(rootfs=LAZY, …): loaded on first access, see _lazy_field
+LAZY: Any = object()  # Container(rootfs=LAZY, …): loaded on first access by its loader
 
 
 @dataclass
 class Container:
-    """A container found on this host. Built by :func:`ctrfs.containers` / :func:`ctrfs.container`."""
+    """A container found on this host: a record of facts. Built by discovery
+    (:func:`ctrfs.containers` / :func:`ctrfs.container`); it reads nothing but its own process's
+    /proc entries. ``rootfs`` and ``namespaces`` may be given as LAZY, with a ``loader`` that
+    builds them on first access."""
 
     id: str
     runtime: str
@@ -56,7 +66,7 @@ class Container:
     rootfs: RootFS | None
     record: ContainerRecord
     roots: Roots = field(default_factory=Roots)
-    _host_mounts: Any = field(default=None, repr=False, compare=False)  # shared by one discovery
+    loader: Loader | None = field(default=None, repr=False, compare=False)
 
     @property
     def short_id(self) -> str:
@@ -79,8 +89,6 @@ class Container:
 
     def check_alive(self) -> None:
         """Raise ProcessGone unless the main process is still the one we found (pid + start time)."""
-        from ctrfs.proc.stat import parse_stat
-
         if self.pid is None:
             raise Unsupported("container is not running", target=self.display_name)
         try:
@@ -94,17 +102,9 @@ class Container:
 
     def mounts(self) -> list[Mount]:
         """The container's mount table, from its main process's mountinfo."""
-        from ctrfs.proc.mountinfo import parse_mountinfo
-
         with translate_oserror(target=self.display_name, pid=self.pid, proc_scope=True):
             with open(self.proc_path("mountinfo"), "rb") as f:
                 return parse_mountinfo(f.read())
-
-    def open_root(self) -> Root:
-        """A safe handle on the container's root filesystem (see :mod:`ctrfs.rootfs`)."""
-        from ctrfs.rootfs import open_root
-
-        return open_root(self)
 
     @property
     def rootfs_kind(self) -> str | None:
@@ -119,8 +119,6 @@ class Container:
 
     def summary_dict(self) -> dict[str, Any]:
         """What ``ctrfs ps --json`` lists: identity and state, no layer details (no mountinfo read)."""
-        from dataclasses import asdict
-
         return {
             "id": self.id,
             "short_id": self.short_id,
@@ -138,8 +136,6 @@ class Container:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         rootfs = None
         if self.rootfs is not None:
             rootfs = {k: v for k, v in asdict(self.rootfs).items() if k != "mount"}
@@ -169,18 +165,17 @@ class Container:
         }
 
 
-def _lazy_field(name: str, load: str) -> property:
-    """A Container field that may be given as LAZY and is loaded on first access by
-    ``ctrfs.discovery.<load>(container)``. Discovery lists many containers; reading every one's
-    mountinfo and namespaces costs more than the whole /proc scan, so it waits until asked."""
+def _lazy_field(name: str, empty: Any) -> property:
+    """A Container field that may be given as LAZY: built on first access by the container's
+    loader (``empty`` when it has none)."""
     slot = "_" + name
 
     def get(self: Container) -> Any:
         value = self.__dict__.get(slot)
         if value is LAZY:
-            from ctrfs import discovery
-
-            value = self.__dict__[slot] = getattr(discovery, load)(self)
+            loader = self.loader
+            value = getattr(loader, name)(self) if loader is not None else empty
+            self.__dict__[slot] = value
         return value
 
     def set_(self: Container, value: Any) -> None:
@@ -189,5 +184,5 @@ def _lazy_field(name: str, load: str) -> property:
     return property(get, set_)
 
 
-Container.rootfs = _lazy_field("rootfs", "rootfs_for")  # type: ignore[assignment]
-Container.namespaces = _lazy_field("namespaces", "namespaces_for")  # type: ignore[assignment]
+Container.rootfs = _lazy_field("rootfs", None)  # type: ignore[assignment]
+Container.namespaces = _lazy_field("namespaces", {})  # type: ignore[assignment]

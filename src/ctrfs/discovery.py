@@ -10,12 +10,12 @@ No daemon is called, so this works while dockerd is stopped or hung.
 
 from __future__ import annotations
 
-import functools
 import os
-from dataclasses import dataclass, field
 
+from ctrfs._record import dataclass, field
 from ctrfs.container import LAZY, Container, RootFS
 from ctrfs.errors import AccessDenied
+from ctrfs.hostmounts import HostMounts, host_pid, ns_inode, read_bytes
 from ctrfs.proc.cgroup import (
     ContainerRef,
     cgroup_path,
@@ -23,17 +23,10 @@ from ctrfs.proc.cgroup import (
     container_ref_fast,
     parse_cgroup,
 )
-from ctrfs.proc.mountinfo import (
-    Mount,
-    ParseError,
-    find_root_mount,
-    overlay_dirs,
-    parse_mountinfo_line,
-    unescape,
-)
+from ctrfs.proc.mountinfo import Mount, ParseError, find_root_mount, overlay_dirs
 from ctrfs.proc.stat import ProcStat, parse_stat, parse_status
 from ctrfs.runtimes import REGISTRY
-from ctrfs.runtimes.base import ContainerRecord, Roots
+from ctrfs.runtimes.base import ContainerRecord, Pod, Roots
 from ctrfs.runtimes.overlaydirs import resolve_short_link
 
 NS_TYPES = ("cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "user", "uts")
@@ -49,39 +42,12 @@ class _Group:
     stats: dict[int, ProcStat] = field(default_factory=dict)
 
 
-def _read(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def _ns_inode(proc: str, pid: int | str, kind: str = "mnt") -> int | None:
-    try:
-        link = os.readlink(f"{proc}/{pid}/ns/{kind}")
-    except OSError:
-        return None
-    # "mnt:[4026531840]"
-    start = link.find("[")
-    try:
-        return int(link[start + 1:-1]) if start >= 0 else None
-    except ValueError:
-        return None
-
-
 def _root_id(proc: str, pid: int | str) -> tuple[int, int] | None:
     try:
         st = os.stat(f"{proc}/{pid}/root")
     except OSError:
         return None
     return st.st_dev, st.st_ino
-
-
-def host_pid(roots: Roots) -> int:
-    """A process in the host's initial namespaces: init, or kthreadd when init is not readable
-    (some VM inits hide their /proc entries; kernel threads always live in the initial ones)."""
-    return 1 if _ns_inode(roots.proc, 1) is not None else 2
 
 
 def scan_proc(roots: Roots) -> dict[str, _Group]:
@@ -92,7 +58,7 @@ def scan_proc(roots: Roots) -> dict[str, _Group]:
     except PermissionError as err:
         raise AccessDenied(path=proc) from err
     hp = host_pid(roots)
-    host_mnt = _ns_inode(proc, hp)
+    host_mnt = ns_inode(proc, hp)
     host_root = _root_id(proc, hp)
     groups: dict[str, _Group] = {}
     other_roots: dict[int, bool] = {}  # mnt ns inode → is a separate root fs
@@ -102,7 +68,7 @@ def scan_proc(roots: Roots) -> dict[str, _Group]:
     for name in entries:
         if not name.isdigit():
             continue
-        data = _read(f"{proc}/{name}/cgroup")
+        data = read_bytes(f"{proc}/{name}/cgroup")
         if data is None:
             continue
         known = parsed.get(data)
@@ -121,7 +87,7 @@ def scan_proc(roots: Roots) -> dict[str, _Group]:
             key = ref.id
             mnt = None
         else:
-            mnt = _ns_inode(proc, name)
+            mnt = ns_inode(proc, name)
             if mnt is None or mnt == host_mnt:
                 continue
             separate = other_roots.get(mnt)
@@ -131,7 +97,7 @@ def scan_proc(roots: Roots) -> dict[str, _Group]:
                 separate = other_roots[mnt] = _root_id(proc, name) not in (None, host_root)
             if not separate:
                 continue
-            st_data = _read(f"{proc}/{name}/stat")
+            st_data = read_bytes(f"{proc}/{name}/stat")
             try:
                 if st_data is None or parse_stat(st_data).is_kernel_thread:
                     continue  # kdevtmpfs has a mount namespace of its own
@@ -151,7 +117,7 @@ def _load_stats(g: _Group, proc: str, pids: list[int]) -> None:
     for pid in pids:
         if pid in g.stats:
             continue
-        data = _read(f"{proc}/{pid}/stat")
+        data = read_bytes(f"{proc}/{pid}/stat")
         if data:
             try:
                 g.stats[pid] = parse_stat(data)
@@ -176,7 +142,7 @@ def _main_pid(g: _Group, proc: str, hint: int | None) -> int | None:
         # No runtime names the main process: take PID 1 of the container's own PID namespace.
         # (`unshare --pid --fork` leaves its parent in the new mount namespace, above that init.)
         for p in g.pids[:256]:
-            status = _read(f"{proc}/{p}/status")
+            status = read_bytes(f"{proc}/{p}/status")
             if status:
                 nspid = parse_status(status).get("NSpid", "").split()
                 if len(nspid) > 1 and nspid[-1] == "1":
@@ -198,65 +164,7 @@ def collect_records(roots: Roots) -> list[ContainerRecord]:
     return list(by_id.values())
 
 
-@functools.lru_cache(maxsize=4)
-def _mount_index(data: bytes) -> dict[tuple[bytes, bytes], bytes]:
-    """(device, root) → first raw line of a mount table. Indexed on raw fields: a host with many
-    containers has a long table, and only the lines actually asked for are parsed. Cached on the
-    table's bytes, which stay the same until a mount comes or goes; callers must not mutate it."""
-    index: dict[tuple[bytes, bytes], bytes] = {}
-    for line in data.split(b"\n"):
-        f = line.split(b" ", 5)
-        if len(f) > 5:
-            index.setdefault((f[2], unescape(f[3])), line)
-    return index
-
-
-# A host mount line parsed once per process: every discovery asks again for the same overlays.
-# The line's bytes are the key, so a remount (new options, new layers) is a new entry; Mount is frozen.
-_parse_host_line = functools.lru_cache(maxsize=1024)(parse_mountinfo_line)
-
-
-class _HostMounts:
-    """The host's mount table, read once: where an overlay is mounted on the host, and the
-    overlay mount itself (its options name the layers) for a device number."""
-
-    def __init__(self, roots: Roots) -> None:
-        self._roots = roots
-        self.links: dict[str, str] = {}  # short link → layer dir; image layers are shared
-        self._index: dict[tuple[bytes, bytes], bytes] | None = None
-
-    def line(self, major: int, minor: int, root: str = "/") -> bytes | None:
-        """The raw mountinfo line of the first host mount of device major:minor at ``root``."""
-        if self._index is None:
-            data = _read(f"{self._roots.proc}/{host_pid(self._roots)}/mountinfo") or b""
-            self._index = _mount_index(data)
-        return self._index.get((b"%d:%d" % (major, minor), os.fsencode(root)))
-
-    def find(self, major: int, minor: int, root: str) -> str | None:
-        """Where the host sees directory ``root`` of device major:minor: the mount point of a host
-        mount of exactly that root, else below the host mount whose root holds it (a runtime
-        that bind-mounts a plain rootfs directory, such as runc from an OCI bundle)."""
-        line = self.line(major, minor, root)
-        if line is not None:
-            return os.fsdecode(unescape(line.split(b" ", 5)[4]))
-        from ctrfs.mounts import rel_under
-
-        dev = b"%d:%d" % (major, minor)
-        best: tuple[str, str, bytes] | None = None
-        for (d, host_root), hline in (self._index or {}).items():
-            if d != dev:
-                continue
-            hroot = os.fsdecode(host_root)
-            rel = rel_under(root, hroot)
-            if rel is not None and (best is None or len(hroot) > len(best[0])):
-                best = (hroot, rel, hline)
-        if best is None:
-            return None
-        mount_point = os.fsdecode(unescape(best[2].split(b" ", 5)[4]))
-        return os.path.join(mount_point, best[1]) if best[1] else mount_point
-
-
-def _overlay_from_host(pid: int, roots: Roots, hm: _HostMounts) -> Mount | None:
+def _overlay_from_host(pid: int, roots: Roots, hm: HostMounts) -> Mount | None:
     """The container's root overlay as the host's mount table shows it, or None.
 
     Every overlay mount is a superblock of its own (an anonymous device), so the device of
@@ -271,18 +179,15 @@ def _overlay_from_host(pid: int, roots: Roots, hm: _HostMounts) -> Mount | None:
     line = hm.line(os.major(dev), os.minor(dev))
     if line is None or b" - overlay " not in line:
         return None
-    try:
-        return _parse_host_line(line)
-    except ParseError:
-        return None
+    return hm.mount(os.major(dev), os.minor(dev))
 
 
-def rootfs_of(pid: int, roots: Roots, host_mounts: _HostMounts | None = None) -> RootFS | None:
-    hm = host_mounts or _HostMounts(roots)
+def rootfs_of(pid: int, roots: Roots, host_mounts: HostMounts | None = None) -> RootFS | None:
+    hm = host_mounts or HostMounts(roots)
     m = _overlay_from_host(pid, roots, hm)
     merged = m.mount_point if m is not None else None
     if m is None:
-        data = _read(f"{roots.proc}/{pid}/mountinfo")
+        data = read_bytes(f"{roots.proc}/{pid}/mountinfo")
         if data is None:
             return None
         try:
@@ -291,7 +196,7 @@ def rootfs_of(pid: int, roots: Roots, host_mounts: _HostMounts | None = None) ->
             return None
         if m is None:
             return None
-        merged = hm.find(m.major, m.minor, m.root)
+        merged = hm.find_mount(m)[0]
     fs = RootFS(fstype=m.fstype, source=m.source, options=m.super_options, mount=m)
     if m.fstype == "overlay":
         lowers, upper, work = overlay_dirs(m)
@@ -307,13 +212,22 @@ def rootfs_of(pid: int, roots: Roots, host_mounts: _HostMounts | None = None) ->
     return fs
 
 
-def rootfs_for(c: Container) -> RootFS | None:
-    """The root filesystem of a container: its live root mount, else what its runtime records."""
-    fs = None
-    if c.pid is not None:
-        hm = c._host_mounts if isinstance(c._host_mounts, _HostMounts) else None
-        fs = rootfs_of(c.pid, c.roots, hm)
-    return fs or _rootfs_from_record(c.record)
+class _Loader:
+    """Loads the facts a Container defers (its root mount, its namespaces) when first asked.
+    Discovery lists many containers; reading every one's mountinfo and namespaces costs more than
+    the whole /proc scan, so it waits. One loader serves one discovery: the host mount table is
+    read once for all of its containers."""
+
+    def __init__(self, host_mounts: HostMounts) -> None:
+        self.host_mounts = host_mounts
+
+    def rootfs(self, c: Container) -> RootFS | None:
+        """The root filesystem of a container: its live root mount, else what its runtime records."""
+        fs = rootfs_of(c.pid, c.roots, self.host_mounts) if c.pid is not None else None
+        return fs or _rootfs_from_record(c.record)
+
+    def namespaces(self, c: Container) -> dict[str, int]:
+        return namespaces_of(c.pid, c.roots) if c.pid is not None else {}
 
 
 def _rootfs_from_record(rec: ContainerRecord) -> RootFS | None:
@@ -323,14 +237,10 @@ def _rootfs_from_record(rec: ContainerRecord) -> RootFS | None:
                   upperdir=rec.upperdir, workdir=rec.workdir)
 
 
-def namespaces_for(c: Container) -> dict[str, int]:
-    return namespaces_of(c.pid, c.roots) if c.pid is not None else {}
-
-
 def namespaces_of(pid: int, roots: Roots) -> dict[str, int]:
     out = {}
     for kind in NS_TYPES:
-        ino = _ns_inode(roots.proc, pid, kind)
+        ino = ns_inode(roots.proc, pid, kind)
         if ino is not None:
             out[kind] = ino
     return out
@@ -361,7 +271,7 @@ def discover(roots: Roots | None = None, *, include_stopped: bool = False,
     check_privileges()
     groups = scan_proc(roots)
     records = collect_records(roots)
-    host_mounts = _HostMounts(roots)
+    loader = _Loader(HostMounts(roots))
     pid_to_group = {pid: g for g in groups.values() for pid in g.pids}
     used: set[str] = set()
     out: list[Container] = []
@@ -385,7 +295,7 @@ def discover(roots: Roots | None = None, *, include_stopped: bool = False,
             ))
             continue
         used.add(g.key)
-        c = _build(rec, g, roots, host_mounts, details)
+        c = _build(rec, g, roots, loader, details)
         if c is not None:
             out.append(c)
 
@@ -396,14 +306,14 @@ def discover(roots: Roots | None = None, *, include_stopped: bool = False,
         runtime = (ref.runtime if ref else None) or ("unknown" if ref else "none")
         rec = ContainerRecord(id=ref.id if ref else g.key, runtime=runtime, state="running",
                               sources=["/proc"])
-        c = _build(rec, g, roots, host_mounts, details)
+        c = _build(rec, g, roots, loader, details)
         if c is not None:
             out.append(c)
     out.sort(key=lambda c: (c.runtime, c.name or "", c.id))
     return out
 
 
-def _build(rec: ContainerRecord, g: _Group, roots: Roots, host_mounts: _HostMounts,
+def _build(rec: ContainerRecord, g: _Group, roots: Roots, loader: _Loader,
            details: bool) -> Container | None:
     main = _main_pid(g, roots.proc, rec.pid)
     if main is None:
@@ -414,13 +324,10 @@ def _build(rec: ContainerRecord, g: _Group, roots: Roots, host_mounts: _HostMoun
         state = "paused"
     pod = rec.pod
     if pod is None and g.ref and g.ref.pod_uid:
-        from ctrfs.runtimes.base import Pod
-
         pod = Pod(namespace=None, name=None, uid=g.ref.pod_uid, container=None)
     return Container(
         id=rec.id, runtime=rec.runtime, name=rec.name, image=rec.image, state=state,
         pid=main, start_time=st.start_time if st else None, pids=list(g.pids),
         namespaces=namespaces_of(main, roots) if details else LAZY,
-        cgroup=g.cgroup, pod=pod, rootfs=LAZY, record=rec, roots=roots,
-        _host_mounts=host_mounts,
+        cgroup=g.cgroup, pod=pod, rootfs=LAZY, record=rec, roots=roots, loader=loader,
     )

@@ -1,7 +1,7 @@
 """One exception tree for everything ctrfs reports to a user.
 
 Each error carries structured fields (target, pid, path) and builds its message from them;
-``exit_code`` is what the CLI returns for it (DESIGN.md: 1 failed, 2 usage, 3 target not
+``exit_code`` is what the CLI returns for it (docs/design.md: 1 failed, 2 usage, 3 target not
 found/ambiguous, 4 permission, 5 target gone).
 """
 
@@ -137,7 +137,7 @@ def from_oserror(
     err: OSError, *, target: str | None = None, pid: int | None = None, path: str | None = None,
     proc_scope: bool = False,
 ) -> CtrfsError:
-    """Translate an OSError into the error tree (STYLE.md rule 3).
+    """Translate an OSError into the error tree (docs/conventions.md rule 4).
 
     With ``proc_scope`` the OSError came from ``/proc/<pid>``: ENOENT/ESRCH there means the
     process is gone, not that a file is missing.

@@ -10,15 +10,17 @@ mount's root relative to the host mount's root (proc(5), "mountinfo"; the techni
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
-from ctrfs.errors import translate_oserror
-from ctrfs.proc.mountinfo import Mount, ParseError, parse_mountinfo
+from ctrfs._record import dataclass, field
+from ctrfs.hostmounts import HostMounts, rel_under
+from ctrfs.proc.mountinfo import Mount
+from ctrfs.runtimes.base import Roots, read_json
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ctrfs.container import Container
-    from ctrfs.runtimes.base import Roots
 
 # Filesystems that are never a host directory: the kind is the fstype itself.
 _VIRTUAL = {"proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2", "securityfs", "debugfs",
@@ -54,38 +56,6 @@ class ContainerMount:
         }
 
 
-def rel_under(path: str, root: str) -> str | None:
-    """``path`` relative to ``root`` when it is ``root`` or below it (component-wise)."""
-    if root == "/":
-        return path.lstrip("/")
-    if path == root:
-        return ""
-    if path.startswith(root.rstrip("/") + "/"):
-        return path[len(root.rstrip("/")) + 1:]
-    return None
-
-
-def host_source(m: Mount, host_mounts: list[Mount]) -> tuple[str | None, str | None]:
-    """(host path, host mount point) of a container mount, or (None, None) when the filesystem
-    is not mounted on the host (tmpfs, proc, a private overlay…)."""
-    best: Mount | None = None
-    best_rel: str | None = None
-    for h in host_mounts:
-        if (h.major, h.minor) != (m.major, m.minor):
-            continue
-        rel = rel_under(m.root, h.root)
-        if rel is None:
-            continue
-        # The host mount whose root is the longest prefix needs the fewest path components
-        # appended; among equals the first (the original, not a later bind) wins.
-        if best is None or len(h.root) > len(best.root):
-            best, best_rel = h, rel
-    if best is None or best_rel is None:
-        return None, None
-    path = best.mount_point if not best_rel else os.path.join(best.mount_point, best_rel)
-    return path, best.mount_point
-
-
 def _volume(host_path: str | None, roots: Roots) -> str | None:
     """Named volume of a host path under Docker's or containers/storage's volumes dir."""
     if not host_path:
@@ -99,24 +69,11 @@ def _volume(host_path: str | None, roots: Roots) -> str | None:
     return None
 
 
-def read_host_mounts(roots: Roots) -> list[Mount]:
-    from ctrfs.discovery import host_pid
-
-    path = os.path.join(roots.proc, str(host_pid(roots)), "mountinfo")
-    with translate_oserror(path=path):
-        with open(path, "rb") as f:
-            data = f.read()
-    try:
-        return parse_mountinfo(data)
-    except ParseError:
-        return []
-
-
-def classify(mounts: list[Mount], host_mounts: list[Mount], roots: Roots) -> list[ContainerMount]:
+def classify(mounts: list[Mount], host: HostMounts) -> list[ContainerMount]:
     out = []
     for m in mounts:
-        host_path, host_mount = host_source(m, host_mounts)
-        volume = _volume(host_path, roots)
+        host_path, host_mount = host.find_mount(m)
+        volume = _volume(host_path, host.roots)
         if m.mount_point == "/":
             kind = "root"
         elif m.fstype in _VIRTUAL:
@@ -143,16 +100,12 @@ def container_mounts(container: Container) -> list[ContainerMount]:
     mounts its runtime recorded (a stopped container has no mount table)."""
     if container.pid is None:
         return recorded_mounts(container)
-    mounts = container.mounts()
-    host = read_host_mounts(container.roots)
-    return classify(mounts, host, container.roots)
+    return classify(container.mounts(), HostMounts(container.roots))
 
 
 def recorded_mounts(container: Container) -> list[ContainerMount]:
     """Binds and volumes a stopped container will get, from runtime state on disk: Docker's
     ``config.v2.json`` ``MountPoints``, else the OCI spec (``config.json``) of podman/CRI-O."""
-    from ctrfs.runtimes.base import read_json
-
     roots = container.roots
     out: list[ContainerMount] = []
     if container.runtime == "docker":

@@ -1,14 +1,17 @@
-"""TARGET strings (DESIGN.md "Targets") → exactly one Container, or a clear error. Never guess."""
+"""TARGET strings (docs/design.md, "Targets") → exactly one Container, or a clear error. Never guess."""
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ctrfs._record import dataclass
 from ctrfs.container import Container
+from ctrfs.discovery import discover, namespaces_of, rootfs_of
 from ctrfs.errors import Ambiguous, TargetNotFound, UsageError
-from ctrfs.runtimes.base import Roots
+from ctrfs.proc.stat import parse_stat
+from ctrfs.runtimes.base import ContainerRecord, Roots
 
 SCHEMES = ("docker", "podman", "containerd", "cri-o", "crio", "runc", "k8s", "pid")
 
@@ -76,8 +79,6 @@ def _labels(cs: list[Container]) -> list[str]:
 
 def _nearest(ref: str, pool: list[Container]) -> list[str]:
     names = {c.name for c in pool if c.name} | {c.short_id for c in pool}
-    import difflib  # lazy: only error messages need it
-
     return difflib.get_close_matches(ref, sorted(names), n=3, cutoff=0.5)
 
 
@@ -93,8 +94,6 @@ def _choose(t: Target, found: list[Container], pool: list[Container]) -> Contain
 
 
 def resolve(target: str, roots: Roots | None = None) -> Container:
-    from ctrfs.discovery import discover, namespaces_of
-
     roots = roots or Roots()
     t = parse_target(target)
     if t.scheme == "pid":
@@ -125,18 +124,12 @@ def _resolve_k8s(t: Target, pool: list[Container]) -> Container:
         return running[0]
     if not in_pod:
         pods = sorted({f"{c.pod.namespace}/{c.pod.name}" for c in pool if c.pod and c.pod.name})
-        import difflib
-
         raise TargetNotFound(target=t.text, candidates=difflib.get_close_matches(
             f"{ns}/{pod}", pods, n=3, cutoff=0.4))
     return _choose(t, running or in_pod, pool)
 
 
 def _resolve_pid(pid: int, roots: Roots) -> Container:
-    from ctrfs.discovery import discover, namespaces_of, rootfs_of
-    from ctrfs.proc.stat import parse_stat
-    from ctrfs.runtimes.base import ContainerRecord
-
     for c in discover(roots, include_stopped=False):
         if pid in c.pids:
             c.namespaces = namespaces_of(c.pid or pid, roots) or c.namespaces

@@ -1,4 +1,4 @@
-"""SECURITY.md cases 1-11 for every command that opens or walks files, as a user runs them.
+"""docs/security.md cases 1-11 for every command that opens or walks files, as a user runs them.
 
 tests/security's per-case files check each case on the file layer; this module runs the same
 hostile paths through every command (the CLI, a separate process each time) so that no command

@@ -1,4 +1,4 @@
-"""SECURITY.md case 19 (and the runc CVE-2024-21626 lesson): no fd leaks, every fd close-on-exec.
+"""docs/security.md case 19 (and the runc CVE-2024-21626 lesson): no fd leaks, every fd close-on-exec.
 
 Each library operation runs twice in this process against a real container; the set of open
 fds (``/proc/self/fd``) must be the same before the first run and after the second. While an
@@ -211,7 +211,7 @@ def test_no_fd_leak_and_all_cloexec(target: str, op: str) -> None:
             sys.setprofile(watch.profile)
             try:
                 # Opening and closing the root is part of every operation.
-                with ctrfs.container(target).open_root() as root:
+                with ctrfs.open_root(ctrfs.container(target)) as root:
                     OPERATIONS[op](root, tmp)
             finally:
                 sys.setprofile(None)

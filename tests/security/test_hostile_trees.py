@@ -1,4 +1,4 @@
-"""SECURITY.md cases 12-15: trees built to exhaust a naive tool, inside a real container.
+"""docs/security.md cases 12-15: trees built to exhaust a naive tool, inside a real container.
 
 Each command runs as its own process, as a user runs it, with RLIMIT_NOFILE=64 (fd exhaustion
 would fail it) and its peak RSS taken from wait4 (memory must stay bounded however big the

@@ -1,4 +1,4 @@
-"""SECURITY.md case 18: the CVE-2018-15664 race, against cat, cp and export.
+"""docs/security.md case 18: the CVE-2018-15664 race, against cat, cp and export.
 
 Inside a real container, ``swapper`` exchanges ``/race/d`` (a real directory holding
 ``<canary>/secret`` = "legit") with ``/race/a`` (a symlink to ``/``) in a tight

@@ -1,4 +1,4 @@
-"""SECURITY.md cases 1-11, 16 and 17 against real containers, on both resolvers.
+"""docs/security.md cases 1-11, 16 and 17 against real containers, on both resolvers.
 
 Every case runs twice: with openat2 (the kernel resolves in the container root) and with the
 user-space walker forced (CTRFS_FORCE_FALLBACK=1), which is what kernels without openat2 get.

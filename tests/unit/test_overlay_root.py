@@ -1,4 +1,4 @@
-"""OverlayRoot (offline merged view) against SECURITY.md's path cases and the Root contract."""
+"""OverlayRoot (offline merged view) against docs/security.md's path cases and the Root contract."""
 
 from __future__ import annotations
 

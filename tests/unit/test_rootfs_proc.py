@@ -10,10 +10,10 @@ import time
 
 import pytest
 
+from ctrfs.access import open_root
 from ctrfs.container import Container
 from ctrfs.errors import ProcessGone
 from ctrfs.proc.stat import parse_stat
-from ctrfs.rootfs import open_root
 from ctrfs.rootfs.proc import ProcRoot
 from ctrfs.runtimes.base import ContainerRecord
 

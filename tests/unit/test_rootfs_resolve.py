@@ -1,6 +1,6 @@
 """Path resolution inside a root: openat2 and the user-space walker must behave the same.
 
-The root is a directory under tmp_path (DirRoot); SECURITY.md's cases that do not need a real
+The root is a directory under tmp_path (DirRoot); docs/security.md's cases that do not need a real
 container run here on both resolvers. The same cases against real containers are in
 tests/security/.
 """
@@ -64,7 +64,7 @@ def test_plain_read_and_stat(tree, mode):
 
 
 def test_case1_etc_symlinked_to_root(tree, mode):
-    # SECURITY.md 1: /etc -> / then /etc/shadow → the container's own /shadow
+    # docs/security.md 1: /etc -> / then /etc/shadow → the container's own /shadow
     (tree / "etc" / "shadow").unlink()
     (tree / "etc" / "passwd").unlink()
     (tree / "etc").rmdir()

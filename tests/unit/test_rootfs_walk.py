@@ -116,7 +116,7 @@ def test_deep_tree_bounded_fds(tmp_path, mode, monkeypatch):
 
 
 def test_directory_moved_out_mid_walk_stays_inside(tmp_path, mode, monkeypatch):
-    # SECURITY.md 13: a directory moved out of the root while the walk stands in it must not
+    # docs/security.md 13: a directory moved out of the root while the walk stands in it must not
     # lead the walk (via "..") into what lies outside.
     monkeypatch.setattr(fdmod, "STREAM_LEVELS", 2)
     outside = tmp_path / "outside"

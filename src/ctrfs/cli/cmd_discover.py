@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import click
+from argparse import Namespace
 
-from ctrfs.cli.common import emit_json, escape, get_container, json_option, roots, table
+from ctrfs.cli.app import JSON, State, arg, command
+from ctrfs.cli.common import emit_json, escape, get_container, table
 
 
 def _pod_label(c) -> str:  # type: ignore[no-untyped-def]
@@ -16,22 +17,20 @@ def _pod_label(c) -> str:  # type: ignore[no-untyped-def]
     return f"uid:{p.uid}" if p.uid else ""
 
 
-@click.command("ps", epilog="""\b
+@command("ps", "List containers on this host, of every runtime, without calling any daemon.", """
 Examples:
   ctrfs ps                 running containers of Docker, podman, containerd, CRI-O, runc, bare
   ctrfs ps -a              also stopped containers known from runtime state on disk
   ctrfs ps --json | jq '.[] | select(.runtime=="containerd") | .pid'
   (ps --json lists identity and state; `ctrfs inspect --json` adds layers and namespaces)
-""")
-@click.option("-a", "--all", "show_all", is_flag=True, help="Include stopped containers.")
-@json_option
-@click.pass_context
-def ps_cmd(ctx: click.Context, show_all: bool, as_json: bool) -> None:
-    """List containers on this host, of every runtime, without calling any daemon."""
+""",
+    arg("-a", "--all", dest="show_all", action="store_true", help="include stopped containers"),
+    JSON)
+def ps_cmd(args: Namespace, state: State) -> None:
     from ctrfs.discovery import discover
 
-    found = discover(roots(ctx), include_stopped=show_all)
-    if as_json:
+    found = discover(state.roots, include_stopped=args.show_all)
+    if args.as_json:
         emit_json([c.summary_dict() for c in found])
         return
     rows = [[
@@ -43,20 +42,18 @@ def ps_cmd(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     table(["CONTAINER ID", "NAME", "RUNTIME", "IMAGE", "STATE", "PID", "PROCS", "POD", "ROOTFS"], rows)
 
 
-@click.command("inspect", epilog="""\b
+@command("inspect", "Show everything ctrfs knows about one container.", """
 Examples:
   ctrfs inspect web                      identity, pids, namespaces, root mount, layers
   ctrfs inspect k8s://default/nginx/app --json
   ctrfs inspect pid://4242               the container PID 4242 lives in
-""")
-@click.argument("target")
-@json_option
-@click.pass_context
-def inspect_cmd(ctx: click.Context, target: str, as_json: bool) -> None:
-    """Show everything ctrfs knows about one container."""
-    c = get_container(ctx, target)
+""",
+    arg("target", metavar="TARGET"),
+    JSON)
+def inspect_cmd(args: Namespace, state: State) -> None:
+    c = get_container(state, args.target)
     data = c.to_dict()
-    if as_json:
+    if args.as_json:
         emit_json(data)
         return
     out = []
@@ -85,4 +82,4 @@ def inspect_cmd(ctx: click.Context, target: str, as_json: bool) -> None:
             add("WorkDir", fs.workdir)
         if fs.merged:
             add("MergedDir", fs.merged)
-    click.echo("\n".join(out))
+    print("\n".join(out))

@@ -7,34 +7,36 @@ import contextlib
 import json
 import os
 import sys
+from argparse import Namespace
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
 
-import click
-
-from ctrfs.cli.common import escape, get_container, json_option, split_target_path, stderr_is_tty
+from ctrfs.access import open_root
+from ctrfs.cli.app import JSON, State, arg, command, natural
+from ctrfs.cli.common import emit_json, escape, get_container, split_target_path, stderr_is_tty
 from ctrfs.errors import CtrfsError, ProcessGone, UsageError
+from ctrfs.views import container_view
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ctrfs.ops.listing import FileInfo
     from ctrfs.rootfs.base import Root, WalkWarning
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _open(ctx: click.Context, target: str, *, running: bool = False) -> Root:
-    c = get_container(ctx, target)
+def _open(state: State, target: str, *, running: bool = False) -> Root:
+    c = get_container(state, target)
     if running and not c.running:
         raise ProcessGone(target=c.display_name)
-    root = c.open_root()
+    root = open_root(c)
     root.target = c.display_name
     return root
 
 
-def _open_view(ctx: click.Context, target: str) -> Root:
+def _open_view(state: State, target: str) -> Root:
     """The container's Root as walks of export, cp, du, find and grep see it (ctrfs.views)."""
-    from ctrfs.views import container_view
-
-    return container_view(_open(ctx, target))
+    return container_view(_open(state, target))
 
 
 def _target_path(spec: str, *, default: str | None = None) -> tuple[str, str]:
@@ -43,11 +45,11 @@ def _target_path(spec: str, *, default: str | None = None) -> tuple[str, str]:
 
 
 def _warn(w: WalkWarning) -> None:
-    click.echo(f"ctrfs: warning: {escape(w.path)}: {escape(w.message)}", err=True)
+    sys.stderr.write(f"ctrfs: warning: {escape(w.path)}: {escape(w.message)}\n")
 
 
 def _error(err: CtrfsError) -> None:
-    click.echo(f"ctrfs: {escape(str(err))}", err=True)
+    sys.stderr.write(f"ctrfs: {escape(str(err))}\n")
 
 
 def _out() -> Any:
@@ -67,10 +69,6 @@ def _json_stream(items: Iterable[Any]) -> None:
         w(row)
         first = False
     w("[]\n" if first else "\n]\n")
-
-
-def _emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def _mtime(ts: float) -> str:
@@ -126,25 +124,24 @@ def _progress(enabled: bool, what: str) -> Iterator[Any]:
 
 
 # -- ls --------------------------------------------------------------------------------------
-@click.command("ls", epilog="""\b
+@command("ls", "List a directory inside a container (default: its root).", """
 Examples:
   ctrfs ls web:/etc                 names in /etc of container 'web'
   ctrfs ls -la web:/var/log         long listing; owners from the container's /etc/passwd
   ctrfs ls -R web:/app --json       every directory below /app, as JSON
-""")
-@click.option("-l", "long", is_flag=True, help="Long listing: mode, links, owner, group, size, mtime.")
-@click.option("-a", "--all", "show_all", is_flag=True, help="Include names starting with '.'.")
-@click.option("-R", "--recursive", is_flag=True, help="List subdirectories too (same mount only).")
-@json_option
-@click.argument("spec", metavar="TARGET[:PATH]")
-@click.pass_context
-def ls_cmd(ctx: click.Context, long: bool, show_all: bool, recursive: bool, as_json: bool,
-           spec: str) -> None:
-    """List a directory inside a container (default: its root)."""
+""",
+    arg("-l", dest="long", action="store_true",
+        help="long listing: mode, links, owner, group, size, mtime"),
+    arg("-a", "--all", dest="show_all", action="store_true", help="include names starting with '.'"),
+    arg("-R", "--recursive", action="store_true", help="list subdirectories too (same mount only)"),
+    JSON,
+    arg("spec", metavar="TARGET[:PATH]"))
+def ls_cmd(args: Namespace, state: State) -> None:
     from ctrfs.ops.listing import ls
 
-    target, path = _target_path(spec, default="/")
-    with _open(ctx, target) as root:
+    long, show_all, recursive, as_json = args.long, args.show_all, args.recursive, args.as_json
+    target, path = _target_path(args.spec, default="/")
+    with _open(state, target) as root:
         # like GNU ls: -l shows a symlink given as PATH itself, unless PATH ends with '/'
         follow = not long or path.endswith("/")
         listings = ls(root, path, all=show_all, recursive=recursive, follow=follow,
@@ -153,36 +150,35 @@ def ls_cmd(ctx: click.Context, long: bool, show_all: bool, recursive: bool, as_j
             _json_stream(listings)
             root.check_alive()
             return
+        w = sys.stdout.write
         first = True
         for lst in listings:
             if recursive:
                 if not first:
-                    click.echo("")
-                click.echo(escape(lst.path) + ":")
+                    w("\n")
+                w(escape(lst.path) + ":\n")
             first = False
             if long:
                 lines = _long_lines(lst.entries, full_path=not lst.is_dir)
             else:
                 lines = [escape(i.path if not lst.is_dir else i.name) for i in lst.entries]
             if lines:
-                click.echo("\n".join(lines))
+                w("\n".join(lines) + "\n")
         root.check_alive()
 
 
 # -- cat -------------------------------------------------------------------------------------
-@click.command("cat", epilog="""\b
+@command("cat", "Print regular files from inside containers (FIFOs, devices, sockets are refused).", """
 Examples:
   ctrfs cat web:/etc/os-release
   ctrfs cat web:/etc/passwd web:/etc/group
   ctrfs cat pid://4242:/proc/self/status      (the container's procfs, not the host's)
-""")
-@click.argument("specs", nargs=-1, required=True, metavar="TARGET:PATH...")
-@click.pass_context
-def cat_cmd(ctx: click.Context, specs: tuple[str, ...]) -> None:
-    """Print regular files from inside containers (FIFOs, devices, sockets are refused)."""
+""",
+    arg("specs", nargs="+", metavar="TARGET:PATH"))
+def cat_cmd(args: Namespace, state: State) -> int:
     from ctrfs.ops.content import cat
 
-    parsed = [_target_path(s) for s in specs]
+    parsed = [_target_path(s) for s in args.specs]
     status = 0
     roots: dict[str, Root] = {}
     try:
@@ -190,7 +186,7 @@ def cat_cmd(ctx: click.Context, specs: tuple[str, ...]) -> None:
         for target, path in parsed:
             try:
                 if target not in roots:
-                    roots[target] = _open(ctx, target)
+                    roots[target] = _open(state, target)
                 for chunk in cat(roots[target], path):
                     out.write(chunk)
                 out.flush()
@@ -205,128 +201,127 @@ def cat_cmd(ctx: click.Context, specs: tuple[str, ...]) -> None:
     finally:
         for r in roots.values():
             r.close()
-    if status:
-        ctx.exit(status)
+    return status
 
 
 # -- stat ------------------------------------------------------------------------------------
-@click.command("stat", epilog="""\b
+@command("stat", "Show a file's metadata inside a container.", """
 Examples:
   ctrfs stat web:/etc/passwd
   ctrfs stat -L web:/etc/localtime      the file the symlink leads to (inside the container)
   ctrfs stat --json web:/app/server
-""")
-@click.option("-L", "--dereference", is_flag=True, help="Follow a final symlink (inside the container).")
-@json_option
-@click.argument("spec", metavar="TARGET:PATH")
-@click.pass_context
-def stat_cmd(ctx: click.Context, dereference: bool, as_json: bool, spec: str) -> None:
-    """Show a file's metadata inside a container."""
+""",
+    arg("-L", "--dereference", action="store_true",
+        help="follow a final symlink (inside the container)"),
+    JSON,
+    arg("spec", metavar="TARGET:PATH"))
+def stat_cmd(args: Namespace, state: State) -> None:
     from ctrfs.ops.listing import iso, stat_path
 
-    target, path = _target_path(spec)
-    with _open(ctx, target) as root:
-        info = stat_path(root, path, follow=dereference)
+    target, path = _target_path(args.spec)
+    with _open(state, target) as root:
+        info = stat_path(root, path, follow=args.dereference)
         root.check_alive()
-    if as_json:
-        _emit(info.to_dict())
+    if args.as_json:
+        emit_json(info.to_dict())
         return
     name = escape(info.path)
     if info.link_target is not None:
         name += " -> " + escape(info.link_target)
     dev = f"  Device type: {info.rdev[0]},{info.rdev[1]}" if info.rdev else ""
-    click.echo(f"  File: {name}\n"
-               f"  Size: {info.size:<10}  Blocks: {info.blocks:<8}  {info.kind}{dev}\n"
-               f"Device: {os.major(info.device)},{os.minor(info.device)}  Inode: {info.inode}"
-               f"  Links: {info.nlink}{'  (mount point)' if info.mount_point else ''}\n"
-               f"Access: ({info.mode:04o}/{info.mode_string})  Uid: ({info.uid}/"
-               f"{escape(info.user or '?')})  Gid: ({info.gid}/{escape(info.group or '?')})\n"
-               f"Access: {iso(info.atime)}\nModify: {iso(info.mtime)}\nChange: {iso(info.ctime)}")
+    sys.stdout.write(f"  File: {name}\n"
+                     f"  Size: {info.size:<10}  Blocks: {info.blocks:<8}  {info.kind}{dev}\n"
+                     f"Device: {os.major(info.device)},{os.minor(info.device)}  Inode: {info.inode}"
+                     f"  Links: {info.nlink}{'  (mount point)' if info.mount_point else ''}\n"
+                     f"Access: ({info.mode:04o}/{info.mode_string})  Uid: ({info.uid}/"
+                     f"{escape(info.user or '?')})  Gid: ({info.gid}/{escape(info.group or '?')})\n"
+                     f"Access: {iso(info.atime)}\nModify: {iso(info.mtime)}\nChange: {iso(info.ctime)}\n")
 
 
 # -- find ------------------------------------------------------------------------------------
-@click.command("find", epilog="""\b
+@command("find", """
+Search for files inside a container (symlinks are not followed).
+
+Walks the container's view as cp copies it: volumes, binds and tmpfs mounts included,
+kernel interfaces (/proc, /sys, the runtime's /dev) as the root filesystem holds them.
+""", """
 Examples:
   ctrfs find web:/etc --name '*.conf'
   ctrfs find web --type f --size +10M          files over 10 MiB anywhere in the container
   ctrfs find web:/var/log --mmin -5 --json     modified in the last 5 minutes
   ctrfs find web:/app --newer /app/VERSION --maxdepth 2
-""")
-@click.option("--name", "glob", metavar="GLOB", help="Base name matches this shell pattern.")
-@click.option("--type", "types", metavar="f|d|l|p|s|c|b",
-              help="File type(s), comma-separated: f file, d dir, l symlink, p fifo, s socket, "
-                   "c/b device.")
-@click.option("--size", metavar="[+-]N[kMG]", help="Size more (+), less (-) than or exactly N "
-              "(rounded up to the unit, as in find(1)); no unit means bytes.")
-@click.option("--newer", metavar="PATH", help="Modified more recently than PATH (inside the container).")
-@click.option("--mmin", metavar="[+-]N", help="Modified more (+), less (-) than or exactly N minutes ago.")
-@click.option("--maxdepth", type=click.IntRange(min=0), help="Descend at most N levels.")
-@click.option("--xdev", is_flag=True, help="Stay on the starting mount (like find -xdev); from "
-              "the root mount, the root filesystem alone, beneath mount points included.")
-@json_option
-@click.argument("spec", metavar="TARGET[:PATH]")
-@click.pass_context
-def find_cmd(ctx: click.Context, glob: str | None, types: str | None, size: str | None,
-             newer: str | None, mmin: str | None, maxdepth: int | None, xdev: bool,
-             as_json: bool, spec: str) -> None:
-    """Search for files inside a container (symlinks are not followed).
-
-    Walks the container's view as cp copies it: volumes, binds and tmpfs mounts included,
-    kernel interfaces (/proc, /sys, the runtime's /dev) as the root filesystem holds them."""
+""",
+    arg("--name", dest="glob", metavar="GLOB", help="base name matches this shell pattern"),
+    arg("--type", dest="types", metavar="f|d|l|p|s|c|b",
+        help="file type(s), comma-separated: f file, d dir, l symlink, p fifo, s socket, c/b device"),
+    arg("--size", metavar="[+-]N[kMG]", help="size more (+), less (-) than or exactly N "
+        "(rounded up to the unit, as in find(1)); no unit means bytes"),
+    arg("--newer", metavar="PATH", help="modified more recently than PATH (inside the container)"),
+    arg("--mmin", metavar="[+-]N", help="modified more (+), less (-) than or exactly N minutes ago"),
+    arg("--maxdepth", metavar="N", type=natural, help="descend at most N levels"),
+    arg("--xdev", action="store_true", help="stay on the starting mount (like find -xdev); from "
+        "the root mount, the root filesystem alone, beneath mount points included"),
+    JSON,
+    arg("spec", metavar="TARGET[:PATH]"))
+def find_cmd(args: Namespace, state: State) -> None:
     from ctrfs.ops.find import FindQuery, find, parse_mmin, parse_size
 
-    target, path = _target_path(spec, default="/")
+    types, size, newer, mmin = args.types, args.size, args.newer, args.mmin
+    target, path = _target_path(args.spec, default="/")
     letters = frozenset(t.strip() for t in types.split(",")) if types else frozenset()
     if letters - set("fdlpscb"):
         raise UsageError(f"invalid --type {types!r}; use f, d, l, p, s, c or b")
     if newer and mmin:
         raise UsageError("use either --newer or --mmin")
-    q = FindQuery(name=glob, types=letters, size=parse_size(size) if size else None,
-                  mmin=parse_mmin(mmin) if mmin else None, max_depth=maxdepth)
-    with _open_view(ctx, target) as root:
+    q = FindQuery(name=args.glob, types=letters, size=parse_size(size) if size else None,
+                  mmin=parse_mmin(mmin) if mmin else None, max_depth=args.maxdepth)
+    with _open_view(state, target) as root:
         if newer:
             q.newer_than = root.stat(newer).st_mtime
-        results = find(root, path, q, one_filesystem=xdev, on_warning=_warn)
-        if as_json:
+        results = find(root, path, q, one_filesystem=args.xdev, on_warning=_warn)
+        if args.as_json:
             _json_stream(results)
             return
+        w = sys.stdout.write
         for info in results:
-            click.echo(escape(info.path))
+            w(escape(info.path) + "\n")
 
 
 # -- grep ------------------------------------------------------------------------------------
-@click.command("grep", epilog="""\b
+@command("grep", """
+Print lines matching PATTERN in files inside a container. Exit 1 if nothing matched.
+
+Binary files (a NUL byte in the first 32 KiB, as GNU grep decides) are reported, not
+printed; FIFOs, sockets and devices are never read. -r walks the container's view as cp
+copies it: volumes, binds and tmpfs mounts included, kernel interfaces left out.
+""", """
 Examples:
   ctrfs grep -n ERROR web:/var/log/app.log
   ctrfs grep -ril 'password' web:/etc          files under /etc that mention it
   ctrfs grep -E 'tick (1|2)[0-9]$' web:/var/log/app.log --json
-""")
-@click.option("-i", "--ignore-case", is_flag=True, help="Case-insensitive match.")
-@click.option("-l", "--files-with-matches", "files_only", is_flag=True, help="Print only file names.")
-@click.option("-n", "--line-number", is_flag=True, help="Prefix lines with their number.")
-@click.option("-r", "--recursive", is_flag=True, help="Search every regular file below a directory.")
-@click.option("-E", "--extended-regexp", "extended", is_flag=True, help="PATTERN is an extended regex.")
-@json_option
-@click.argument("pattern")
-@click.argument("spec", metavar="TARGET[:PATH]")
-@click.pass_context
-def grep_cmd(ctx: click.Context, ignore_case: bool, files_only: bool, line_number: bool,
-             recursive: bool, extended: bool, as_json: bool, pattern: str, spec: str) -> None:
-    """Print lines matching PATTERN in files inside a container. Exit 1 if nothing matched.
-
-    Binary files (a NUL byte in the first 32 KiB, as GNU grep decides) are reported, not
-    printed; FIFOs, sockets and devices are never read. -r walks the container's view as cp
-    copies it: volumes, binds and tmpfs mounts included, kernel interfaces left out."""
+""",
+    arg("-i", "--ignore-case", action="store_true", help="case-insensitive match"),
+    arg("-l", "--files-with-matches", dest="files_only", action="store_true",
+        help="print only file names"),
+    arg("-n", "--line-number", action="store_true", help="prefix lines with their number"),
+    arg("-r", "--recursive", action="store_true", help="search every regular file below a directory"),
+    arg("-E", "--extended-regexp", dest="extended", action="store_true",
+        help="PATTERN is an extended regex"),
+    JSON,
+    arg("pattern", metavar="PATTERN"),
+    arg("spec", metavar="TARGET[:PATH]"))
+def grep_cmd(args: Namespace, state: State) -> int:
     from ctrfs.ops.content import GrepFile, compile_pattern, grep
 
-    target, path = _target_path(spec, default="/" if recursive else None)
-    rx = compile_pattern(pattern, ignore_case=ignore_case, extended=extended)
+    recursive, files_only, line_number = args.recursive, args.files_only, args.line_number
+    target, path = _target_path(args.spec, default="/" if recursive else None)
+    rx = compile_pattern(args.pattern, ignore_case=args.ignore_case, extended=args.extended)
     matched = False
-    with _open_view(ctx, target) as root:
+    with _open_view(state, target) as root:
         prefix = recursive
         results = grep(root, rx, path, recursive=recursive, files_only=files_only,
                        on_warning=_warn)
-        if as_json:
+        if args.as_json:
             class _Item:
                 def __init__(self, r: Any) -> None:
                     self.r = r
@@ -349,7 +344,7 @@ def grep_cmd(ctx: click.Context, ignore_case: bool, files_only: bool, line_numbe
                 if isinstance(r, GrepFile):
                     if r.binary and not files_only:
                         out.flush()
-                        click.echo(f"ctrfs: {escape(r.path)}: binary file matches", err=True)
+                        sys.stderr.write(f"ctrfs: {escape(r.path)}: binary file matches\n")
                     else:
                         out.write(escape(r.path).encode() + b"\n")
                     continue
@@ -358,38 +353,35 @@ def grep_cmd(ctx: click.Context, ignore_case: bool, files_only: bool, line_numbe
                     head += str(r.line_number).encode() + b":"
                 out.write(head + r.line + b"\n")
             out.flush()
-    if not matched:
-        ctx.exit(1)
+    return 0 if matched else 1
 
 
 # -- tail ------------------------------------------------------------------------------------
-@click.command("tail", epilog="""\b
+@command("tail", "Print the end of a file inside a container, and optionally follow it.", """
 Examples:
   ctrfs tail web:/var/log/app.log
   ctrfs tail -n 100 -f web:/var/log/app.log     follow what is appended (inotify, no polling)
   ctrfs tail -F web:/var/log/app.log            keep following across log rotation and
                                                 'docker restart web'
-""")
-@click.option("-n", "--lines", default=10, show_default=True, type=click.IntRange(min=0),
-              help="Print the last N lines.")
-@click.option("-f", "follow_fd", is_flag=True, help="Follow the opened file as it grows.")
-@click.option("-F", "follow_name", is_flag=True,
-              help="Follow the name: survive rotation, truncation and container restarts.")
-@click.argument("spec", metavar="TARGET:PATH")
-@click.pass_context
-def tail_cmd(ctx: click.Context, lines: int, follow_fd: bool, follow_name: bool, spec: str) -> None:
-    """Print the end of a file inside a container, and optionally follow it."""
+""",
+    arg("-n", "--lines", metavar="N", default=10, type=natural,
+        help="print the last N lines [default: 10]"),
+    arg("-f", dest="follow_fd", action="store_true", help="follow the opened file as it grows"),
+    arg("-F", dest="follow_name", action="store_true",
+        help="follow the name: survive rotation, truncation and container restarts"),
+    arg("spec", metavar="TARGET:PATH"))
+def tail_cmd(args: Namespace, state: State) -> int:
     from ctrfs.ops.follow import TailData, tail
 
-    target, path = _target_path(spec)
-    follow = "name" if follow_name else "descriptor" if follow_fd else None
-    root = _open(ctx, target)
+    target, path = _target_path(args.spec)
+    follow = "name" if args.follow_name else "descriptor" if args.follow_fd else None
+    root = _open(state, target)
 
     def reopen() -> Root:
         # Only a running container counts as back: a stopped one would open its layers offline.
-        return _open(ctx, target, running=True)
+        return _open(state, target, running=True)
 
-    events = tail(root, path, lines=lines, follow=follow, reopen=reopen)
+    events = tail(root, path, lines=args.lines, follow=follow, reopen=reopen)
     out = _out()
     try:
         for ev in events:
@@ -397,135 +389,140 @@ def tail_cmd(ctx: click.Context, lines: int, follow_fd: bool, follow_name: bool,
                 out.write(ev.data)
                 out.flush()
             else:
-                click.echo(f"ctrfs: {escape(ev.message)}", err=True)
+                sys.stderr.write(f"ctrfs: {escape(ev.message)}\n")
     except KeyboardInterrupt:
         events.close()
-        ctx.exit(130)
+        return 130
     finally:
         events.close()
         # tail() swaps in a new Root after a restart and closes the old one; close whatever
         # is current (closing twice is harmless).
         root.close()
+    return 0
 
 
 # -- du --------------------------------------------------------------------------------------
-@click.command("du", epilog="""\b
+@command("du", """
+Disk usage inside a container; hardlinked files count once.
+
+From the root mount, counts the root filesystem alone (what docker export would hold,
+beneath mount points included) unless --all-mounts.
+""", """
 Examples:
   ctrfs du -sh web                 total size of the container's root filesystem
   ctrfs du -h web:/var/lib         per directory, like du
   ctrfs du --apparent-size --json web:/app
-""")
-@click.option("-s", "--summarize", is_flag=True, help="Only the total.")
-@click.option("-h", "--human-readable", "human_readable", is_flag=True, help="Sizes like 1.5K 234M 2G.")
-@click.option("--apparent-size", is_flag=True, help="Sum file sizes, not disk blocks.")
-@click.option("--all-mounts", is_flag=True, help="Count the container's view as cp copies it: "
-              "volumes, binds and tmpfs mounts too (kernel interfaces never).")
-@json_option
-@click.argument("spec", metavar="TARGET[:PATH]")
-@click.pass_context
-def du_cmd(ctx: click.Context, summarize: bool, human_readable: bool, apparent_size: bool,
-           all_mounts: bool, as_json: bool, spec: str) -> None:
-    """Disk usage inside a container; hardlinked files count once.
-
-    From the root mount, counts the root filesystem alone (what docker export would hold,
-    beneath mount points included) unless --all-mounts."""
+""",
+    arg("-s", "--summarize", action="store_true", help="only the total"),
+    arg("-h", "--human-readable", dest="human_readable", action="store_true",
+        help="sizes like 1.5K 234M 2G"),
+    arg("--apparent-size", action="store_true", help="sum file sizes, not disk blocks"),
+    arg("--all-mounts", action="store_true", help="count the container's view as cp copies it: "
+        "volumes, binds and tmpfs mounts too (kernel interfaces never)"),
+    JSON,
+    arg("spec", metavar="TARGET[:PATH]"),
+    add_help=False)
+def du_cmd(args: Namespace, state: State) -> None:
     from ctrfs.ops.du import du, human
 
-    target, path = _target_path(spec, default="/")
-    with _open_view(ctx, target) as root:
-        usages = du(root, path, summarize=summarize, apparent=apparent_size,
-                    all_mounts=all_mounts, on_warning=_warn)
-        if as_json:
+    human_readable = args.human_readable
+    target, path = _target_path(args.spec, default="/")
+    with _open_view(state, target) as root:
+        usages = du(root, path, summarize=args.summarize, apparent=args.apparent_size,
+                    all_mounts=args.all_mounts, on_warning=_warn)
+        if args.as_json:
             _json_stream(usages)
             return
+        w = sys.stdout.write
         for u in usages:
             size = human(u.bytes) if human_readable else str(-(-u.bytes // 1024))
-            click.echo(f"{size}\t{escape(u.path)}")
+            w(f"{size}\t{escape(u.path)}\n")
 
 
 # -- cp --------------------------------------------------------------------------------------
-@click.command("cp", epilog="""\b
+@command("cp", """
+Copy a file or directory out of a container. DEST '-' writes a tar stream to stdout.
+
+Modes, mtimes, symlinks, hardlinks and (as root) ownership are kept; the copy is built
+under a temporary name next to DEST and renamed when complete.
+
+What is below SRC is copied as the container sees it, as docker cp does: files on other
+mounts (volumes, binds, tmpfs, the runtime's /etc/hosts, /etc/hostname, /etc/resolv.conf)
+with their content. Kernel interfaces are not followed: below /proc, /sys, cgroupfs, devpts,
+mqueue and the runtime's /dev, the root filesystem's own entries are copied. -x keeps to
+SRC's own mount.
+""", """
 Examples:
   ctrfs cp web:/etc/nginx ./nginx-conf       a directory tree to the host
   ctrfs cp web:/var/log/app.log /tmp/        into an existing directory
   ctrfs cp web:/app - | tar -tvf -           a tar stream, like docker cp
   ctrfs cp -x web:/ ./rootfs                 the root filesystem only, no volumes or binds
-""")
-@click.option("-L", "--follow-link", is_flag=True, help="Copy what a symlink SRC leads to.")
-@click.option("-x", "--one-file-system", is_flag=True,
-              help="Keep to SRC's own mount: from the root mount, the root filesystem alone "
-                   "(what lies beneath mount points included), as export shows it.")
-@click.option("--preserve-all", is_flag=True,
-              help="Keep setuid/setgid bits, extended attributes (file capabilities) and "
-                   "device nodes (dropped by default).")
-@json_option
-@click.argument("spec", metavar="TARGET:PATH")
-@click.argument("dest", metavar="DEST")
-@click.pass_context
-def cp_cmd(ctx: click.Context, follow_link: bool, one_file_system: bool, preserve_all: bool,
-           as_json: bool, spec: str, dest: str) -> None:
-    """Copy a file or directory out of a container. DEST '-' writes a tar stream to stdout.
-
-    Modes, mtimes, symlinks, hardlinks and (as root) ownership are kept; the copy is built
-    under a temporary name next to DEST and renamed when complete.
-
-    What is below SRC is copied as the container sees it, as docker cp does: files on other
-    mounts (volumes, binds, tmpfs, the runtime's /etc/hosts, /etc/hostname, /etc/resolv.conf)
-    with their content. Kernel interfaces are not followed: below /proc, /sys,
-    cgroupfs, devpts, mqueue and the runtime's /dev, the root filesystem's own entries are
-    copied. -x keeps to SRC's own mount."""
+""",
+    arg("-L", "--follow-link", action="store_true", help="copy what a symlink SRC leads to"),
+    arg("-x", "--one-file-system", action="store_true",
+        help="keep to SRC's own mount: from the root mount, the root filesystem alone (what "
+             "lies beneath mount points included), as export shows it"),
+    arg("--preserve-all", action="store_true",
+        help="keep setuid/setgid bits, extended attributes (file capabilities) and "
+             "device nodes (dropped by default)"),
+    JSON,
+    arg("spec", metavar="TARGET:PATH"),
+    arg("dest", metavar="DEST"))
+def cp_cmd(args: Namespace, state: State) -> None:
     from ctrfs.ops.archive import write_tar
     from ctrfs.ops.copy import copy_out
 
-    target, path = _target_path(spec)
+    dest, follow_link, as_json = args.dest, args.follow_link, args.as_json
+    target, path = _target_path(args.spec)
     show = stderr_is_tty() and not as_json
-    with _open_view(ctx, target) as root:
+    with _open_view(state, target) as root:
         if dest == "-":
             if sys.stdout.isatty():
                 raise UsageError("refusing to write a tar stream to a terminal; redirect stdout")
             with _progress(show, "copying") as prog:
                 stats = write_tar(root, _out(), path, follow=follow_link, on_warning=_warn,
-                                  progress=prog, include_mounts=not one_file_system)
+                                  progress=prog, include_mounts=not args.one_file_system)
             _out().flush()
             if as_json:
-                click.echo(json.dumps({"entries": stats.entries, "bytes": stats.bytes,
-                                       "warnings": stats.warnings}), err=True)
+                sys.stderr.write(json.dumps({"entries": stats.entries, "bytes": stats.bytes,
+                                             "warnings": stats.warnings}) + "\n")
             return
         with _progress(show, "copying") as prog:
-            result = copy_out(root, path, dest, follow=follow_link, preserve_all=preserve_all,
-                              one_filesystem=one_file_system, on_warning=_warn, progress=prog)
+            result = copy_out(root, path, dest, follow=follow_link, preserve_all=args.preserve_all,
+                              one_filesystem=args.one_file_system, on_warning=_warn,
+                              progress=prog)
     if as_json:
-        _emit(result.to_dict())
+        emit_json(result.to_dict())
 
 
 # -- export ----------------------------------------------------------------------------------
-@click.command("export", epilog="""\b
+@command("export", """
+Write a container's root filesystem as a tar archive (to stdout or -o FILE).
+
+As docker export: the root filesystem alone, what it holds beneath mount points included
+(the runtime's /dev entries, the placeholder files under /etc/hosts and the like, with the
+root filesystem's modes), nothing of other mounts unless --include-mounts.
+""", """
 Examples:
   ctrfs export web -o web.tar            like 'docker export web -o web.tar', no daemon
   ctrfs export web | tar -tvf - | less
-  ctrfs export web --include-mounts -o full.tar    volumes, binds, /proc... included
-""")
-@click.option("-o", "--output", metavar="FILE", help="Write to FILE (via a temporary name).")
-@click.option("--include-mounts", is_flag=True,
-              help="The container's view, as cp copies it: volumes, binds and tmpfs mounts "
-                   "with their content (default: the root filesystem alone).")
-@json_option
-@click.argument("target")
-@click.pass_context
-def export_cmd(ctx: click.Context, output: str | None, include_mounts: bool, as_json: bool,
-               target: str) -> None:
-    """Write a container's root filesystem as a tar archive (to stdout or -o FILE).
-
-    As docker export: the root filesystem alone, what it holds beneath mount points included
-    (the runtime's /dev entries, the placeholder files under /etc/hosts and the like, with
-    the root filesystem's modes), nothing of other mounts unless --include-mounts."""
+  ctrfs export web --include-mounts -o full.tar    volumes, binds, tmpfs included
+""",
+    arg("-o", "--output", metavar="FILE", help="write to FILE (via a temporary name)"),
+    arg("--include-mounts", action="store_true",
+        help="the container's view, as cp copies it: volumes, binds and tmpfs mounts with "
+             "their content (default: the root filesystem alone)"),
+    JSON,
+    arg("target", metavar="TARGET"))
+def export_cmd(args: Namespace, state: State) -> None:
     from ctrfs.ops.archive import write_tar
     from ctrfs.ops.outfile import replace_when_done
 
+    output, include_mounts, as_json = args.output, args.include_mounts, args.as_json
     if output is None and sys.stdout.isatty():
         raise UsageError("refusing to write a tar archive to a terminal; use -o FILE or redirect")
     show = stderr_is_tty() and not as_json
-    with _open_view(ctx, target) as root:
+    with _open_view(state, args.target) as root:
         if output is None:
             with _progress(show, "exporting") as prog:
                 stats = write_tar(root, _out(), "/", include_mounts=include_mounts,
@@ -540,6 +537,7 @@ def export_cmd(ctx: click.Context, output: str | None, include_mounts: bool, as_
         data = {"entries": stats.entries, "bytes": stats.bytes, "warnings": stats.warnings,
                 "output": output}
         if output is None:
-            click.echo(json.dumps(data), err=True)
+            sys.stderr.write(json.dumps(data) + "\n")
         else:
-            _emit(data)
+            emit_json(data)
+

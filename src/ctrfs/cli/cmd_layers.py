@@ -3,148 +3,108 @@
 from __future__ import annotations
 
 import sys
+from argparse import Namespace
 
-import click
-
-from ctrfs.cli.common import (
-    emit_json,
-    escape,
-    get_container,
-    json_option,
-    split_target_path,
-    stdout_is_tty,
-    table,
-)
+from ctrfs.cli.app import JSON, State, arg, command
+from ctrfs.cli.common import emit_json, escape, get_container, split_target_path, stdout_is_tty, table
+from ctrfs.errors import NotFound
+from ctrfs.mounts import container_mounts
+from ctrfs.ops.du import human
+from ctrfs.overlay.diff import SEMANTICS, container_changes
+from ctrfs.overlay.layers import layer_stack
+from ctrfs.overlay.which import container_which
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "K", "M", "G"):
-        if n < 1024 or unit == "G":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
 
 
-@click.command("layers", epilog="""\b
+@command("layers", "Show the layers of a container's root filesystem, in overlay order (top first).", """
 Examples:
   ctrfs layers web                 upper dir first, then each image layer (short links resolved)
   ctrfs layers web --json          with diff-ids / chain-ids / layer ids, file counts and sizes
   ctrfs layers --no-count web      skip walking the layers (fast)
-""")
-@click.argument("target")
-@click.option("--no-count", is_flag=True, help="Do not walk the layers to count files and bytes.")
-@json_option
-@click.pass_context
-def layers_cmd(ctx: click.Context, target: str, no_count: bool, as_json: bool) -> None:
-    """Show the layers of a container's root filesystem, in overlay order (top first)."""
-    from ctrfs.overlay.layers import layer_stack
-
-    c = get_container(ctx, target)
-    stack = layer_stack(c, counts=not no_count)
-    if as_json:
+""",
+    arg("target", metavar="TARGET"),
+    arg("--no-count", action="store_true", help="do not walk the layers to count files and bytes"),
+    JSON)
+def layers_cmd(args: Namespace, state: State) -> None:
+    c = get_container(state, args.target)
+    stack = layer_stack(c, counts=not args.no_count)
+    if args.as_json:
         emit_json(stack.to_dict())
         return
     if not stack.is_overlay:
-        click.echo(f"root filesystem: {escape(stack.fstype or '?')} ({escape(stack.source or '?')}), "
+        _say(f"root filesystem: {escape(stack.fstype or '?')} ({escape(stack.source or '?')}), "
                    "not overlay: no layers")
         if stack.merged:
-            click.echo(f"visible on the host at: {escape(stack.merged)}")
+            _say(f"visible on the host at: {escape(stack.merged)}")
         return
     rows = []
     for la in stack.layers:
         ident = la.diff_id or (la.id if la.id else "")
         rows.append([str(la.index), la.role, escape(la.label), escape(ident),
-                     "-" if la.files is None else str(la.files), _size(la.size),
+                     "-" if la.files is None else str(la.files), "-" if la.size is None else human(la.size),
                      escape(la.path) + ("" if la.exists else "  (missing)")])
     table(["#", "ROLE", "LAYER", "ID", "FILES", "SIZE", "DIRECTORY"], rows)
-    click.echo(f"workdir: {escape(stack.workdir or '-')}")
-    click.echo(f"merged:  {escape(stack.merged or '- (not mounted in the host namespace)')}")
+    _say(f"workdir: {escape(stack.workdir or '-')}")
+    _say(f"merged:  {escape(stack.merged or '- (not mounted in the host namespace)')}")
     if stack.origin != "mountinfo":
-        click.echo("(container not running: layers from the runtime's on-disk state)")
+        _say("(container not running: layers from the runtime's on-disk state)")
 
 
-@click.command("which", epilog="""\b
+@command("which", "Tell which layer provides the visible version of PATH, and which versions it shadows.",
+         """
 Examples:
   ctrfs which web:/etc/os-release      the layer that provides the file, and lower versions
   ctrfs which web:/var/cache/apt --json
-""")
-@click.argument("spec", metavar="TARGET:PATH")
-@json_option
-@click.pass_context
-def which_cmd(ctx: click.Context, spec: str, as_json: bool) -> None:
-    """Tell which layer provides the visible version of PATH, and which versions it shadows."""
-    from ctrfs.overlay.layers import layer_stack
-    from ctrfs.overlay.which import which
-
-    target, path = split_target_path(spec, require_path=True)
+""",
+    arg("spec", metavar="TARGET:PATH"),
+    JSON)
+def which_cmd(args: Namespace, state: State) -> None:
+    target, path = split_target_path(args.spec, require_path=True)
     assert path is not None
-    c = get_container(ctx, target)
-    res = which(layer_stack(c), path)
-    if c.pid is not None:
-        from ctrfs.mounts import container_mounts
-
-        covering = [m for m in container_mounts(c) if m.mount_point != "/" and (
-            res.resolved == m.mount_point or res.resolved.startswith(m.mount_point.rstrip("/") + "/"))]
-        if covering:
-            top = max(covering, key=lambda m: len(m.mount_point))
-            res.mount = {"mount_point": top.mount_point, "kind": top.kind,
-                         "host_path": top.host_path}
-    if as_json:
+    res = container_which(get_container(state, target), path)
+    if args.as_json:
         emit_json(res.to_dict())
         return
     shown = escape(res.resolved)
     if res.visible is None:
         deleted = next((h for h in res.hits if h.state == "deleted"), None)
         if deleted is not None:
-            click.echo(f"{shown}: deleted by a whiteout in layer {deleted.layer.index} "
+            _say(f"{shown}: deleted by a whiteout in layer {deleted.layer.index} "
                        f"({escape(deleted.layer.label)})")
         else:
-            from ctrfs.errors import NotFound
-
             raise NotFound("not present in any layer", target=target, path=path)
     else:
         v = res.visible
-        click.echo(f"{shown}: {v.type} from layer {v.layer.index} ({escape(v.layer.label)}) "
+        _say(f"{shown}: {v.type} from layer {v.layer.index} ({escape(v.layer.label)}) "
                    f"{escape(v.layer.path)}")
     if res.mount:
         mnt = res.mount
-        click.echo(f"note: the container sees the {mnt['kind']} mounted at "
+        _say(f"note: the container sees the {mnt['kind']} mounted at "
                    f"{escape(mnt['mount_point'])} here ({escape(mnt['host_path'] or mnt['kind'])}),"
                    " not these layers")
     for h in res.hits:
         if h is res.visible:
             continue
-        click.echo(f"  layer {h.layer.index} ({escape(h.layer.label)}): {h.type}, {h.state}"
+        _say(f"  layer {h.layer.index} ({escape(h.layer.label)}): {h.type}, {h.state}"
                    + (f": {escape(h.reason)}" if h.reason else ""))
 
 
-@click.command("diff", epilog="""\b
+@command("diff", "List files added, changed or deleted in a container, from its overlay upper dir.", """
 Examples:
   ctrfs diff web                 A (added), C (changed), D (deleted) lines, as docker diff prints
   ctrfs diff web --json          with type and size of each entry, and the mount covering it
   ctrfs diff --semantics podman web
-""")
-@click.argument("target")
-@click.option("--semantics", type=click.Choice(["auto", "docker", "moby-native", "podman"]),
-              default="auto", show_default=True,
-              help="Whose rules to reproduce; auto picks the container's runtime.")
-@json_option
-@click.pass_context
-def diff_cmd(ctx: click.Context, target: str, semantics: str, as_json: bool) -> None:
-    """List files added, changed or deleted in a container, from its overlay upper dir."""
-    from ctrfs.overlay.diff import changes, default_semantics
-    from ctrfs.overlay.layers import layer_stack
-
-    c = get_container(ctx, target)
-    stack = layer_stack(c)
-    mount_points: list[str] = []
-    if c.pid is not None:
-        mount_points = [m.mount_point for m in c.mounts()]
-    sem = default_semantics(c.runtime) if semantics == "auto" else semantics
-    stream = changes(stack, semantics=sem, mount_points=mount_points)
-    if as_json:
+""",
+    arg("target", metavar="TARGET"),
+    arg("--semantics", choices=["auto", *SEMANTICS], default="auto",
+        help="whose rules to reproduce; auto picks the container's runtime [default: auto]"),
+    JSON)
+def diff_cmd(args: Namespace, state: State) -> None:
+    stream = container_changes(get_container(state, args.target), semantics=args.semantics)
+    if args.as_json:
         emit_json([ch.to_dict() for ch in stream])
         return
     tty = stdout_is_tty()
@@ -157,23 +117,20 @@ def diff_cmd(ctx: click.Context, target: str, semantics: str, as_json: bool) -> 
         out.write(line + "\n")
 
 
-@click.command("mounts", epilog="""\b
+@command("mounts", "Show a container's mounts, with the host source of volumes and bind mounts.", """
 Examples:
   ctrfs mounts web               mount points, types, and the host directory behind binds/volumes
   ctrfs mounts web --json
-""")
-@click.argument("target")
-@click.option("-a", "--all", "show_all", is_flag=True,
-              help="Include /proc, /sys, /dev and cgroup mounts.")
-@json_option
-@click.pass_context
-def mounts_cmd(ctx: click.Context, target: str, show_all: bool, as_json: bool) -> None:
-    """Show a container's mounts, with the host source of volumes and bind mounts."""
-    from ctrfs.mounts import container_mounts
-
-    c = get_container(ctx, target)
+""",
+    arg("target", metavar="TARGET"),
+    arg("-a", "--all", dest="show_all", action="store_true",
+        help="include /proc, /sys, /dev and cgroup mounts"),
+    JSON)
+def mounts_cmd(args: Namespace, state: State) -> None:
+    show_all = args.show_all
+    c = get_container(state, args.target)
     ms = container_mounts(c)
-    if as_json:
+    if args.as_json:
         emit_json([m.to_dict() for m in ms])
         return
     quiet = {"proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2"}
@@ -188,4 +145,4 @@ def mounts_cmd(ctx: click.Context, target: str, show_all: bool, as_json: bool) -
                      m.propagation, escape(host)])
     table(["MOUNT POINT", "KIND", "FSTYPE", "RO", "PROPAGATION", "HOST SOURCE"], rows)
     if c.pid is None:
-        click.echo("(container not running: mounts as its runtime recorded them)")
+        _say("(container not running: mounts as its runtime recorded them)")

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import re
 import sys
+from argparse import Namespace
 
-import click
-
-from ctrfs.cli.common import emit_json, escape, get_container, json_option, roots, table
+from ctrfs.cli.app import JSON, State, arg, command
+from ctrfs.cli.common import emit_json, escape, get_container, table
 from ctrfs.errors import CtrfsError, UsageError
 
-LIBS_EPILOG = """\b
+LIBS_EPILOG = """
 Examples:
   ctrfs libs web                        every ELF object web's processes map
   ctrfs libs web --match libssl --json  its libssl: host path, build-id, version, layer
   ctrfs libs --all --match 'libssl|libgnutls'   TLS libraries of every container
 """
 
-PROBE_EPILOG = """\b
+PROBE_EPILOG = """
 Examples:
   ctrfs probe web --lib libssl --symbol SSL_write --symbol SSL_read
   bpftrace -e "$(ctrfs probe web --lib libssl --symbol SSL_write) { printf(\\"%d\\n\\", pid); }"
   ctrfs probe web --exe --symbol main --format json     offsets for perf/libbpf
   ctrfs probe web --lib libssl --symbol SSL_read --pin  pinned to the mapped inode
-\b
+
 A uprobe sits on the file, not the container: every process mapping the same layer file
 (other containers of the same image too) triggers it. Filter on pid or cgroup in the program.
 """
@@ -40,7 +40,7 @@ def _regex(value: str | None) -> re.Pattern[str] | None:
 
 def _warn(prefix: str, messages: list[str]) -> None:
     for m in messages:
-        click.echo(f"ctrfs: warning: {escape(prefix)}{escape(m)}", err=True)
+        sys.stderr.write(f"ctrfs: warning: {escape(prefix)}{escape(m)}\n")
 
 
 def _pids(pids: list[int], shown: int = 4) -> str:
@@ -55,32 +55,33 @@ def _layer(o: object) -> str:
     return layer.kind if layer.kind == "upper" else f"lower{layer.index}"
 
 
-@click.command("libs", epilog=LIBS_EPILOG)
-@click.argument("target", required=False)
-@click.option("--all", "all_", is_flag=True, help="Every running container, grouped by container.")
-@click.option("--match", metavar="REGEX", help="Only objects whose path in the container matches.")
-@json_option
-@click.pass_context
-def libs_cmd(ctx: click.Context, target: str | None, all_: bool, match: str | None, as_json: bool) -> None:
-    """Shared objects and executables a container's processes map.
+@command("libs", """
+Shared objects and executables a container's processes map.
 
-    One line per file (deduplicated by device and inode): its path in the container, a host
-    path that is verified to be the very same file (/proc/PID/root/PATH, or
-    /proc/PID/map_files/RANGE once deleted or replaced), build-id, SONAME, the well-known
-    library and version it is, and the overlay layer that provides it.
-    """
+One line per file (deduplicated by device and inode): its path in the container, a host
+path that is verified to be the very same file (/proc/PID/root/PATH, or
+/proc/PID/map_files/RANGE once deleted or replaced), build-id, SONAME, the well-known
+library and version it is, and the overlay layer that provides it.
+""", LIBS_EPILOG,
+    arg("target", metavar="TARGET", nargs="?"),
+    arg("--all", dest="all_", action="store_true", help="every running container, grouped by container"),
+    arg("--match", metavar="REGEX", help="only objects whose path in the container matches"),
+    JSON)
+def libs_cmd(args: Namespace, state: State) -> None:
     from ctrfs.probes import all_container_libs, container_libs
+
+    target, all_, as_json = args.target, args.all_, args.as_json
 
     if all_ == (target is not None):
         raise UsageError("give either TARGET or --all")
-    pattern = _regex(match)
+    pattern = _regex(args.match)
     if all_:
         import ctrfs
 
-        results = all_container_libs(ctrfs.containers(roots=roots(ctx)), pattern)
+        results = all_container_libs(ctrfs.containers(roots=state.roots), pattern)
     else:
         assert target is not None
-        results = [container_libs(get_container(ctx, target), pattern)]
+        results = [container_libs(get_container(state, target), pattern)]
 
     if as_json:
         emit_json([r.to_dict() for r in results] if all_ else results[0].to_dict())
@@ -110,34 +111,33 @@ def libs_cmd(ctx: click.Context, target: str | None, all_: bool, match: str | No
             _warn(f"{c.display_name}:{o.path}: ", o.warnings)
 
 
-@click.command("probe", epilog=PROBE_EPILOG)
-@click.argument("target")
-@click.option("--lib", metavar="REGEX", help="Objects whose path in the container matches REGEX.")
-@click.option("--symbol", "symbols", metavar="NAME", multiple=True, required=True,
-              help="Function symbol to probe (repeatable).")
-@click.option("--exe", is_flag=True, help="Also search the processes' executables.")
-@click.option("--pin", is_flag=True,
-              help="Print /proc/PID/map_files/RANGE paths: the mapped file itself, immune to the container "
-                   "swapping files before the tracer attaches (valid while that process lives).")
-@click.option("--format", "fmt", type=click.Choice(["bpftrace", "json"]), default="bpftrace",
-              show_default=True, help="bpftrace attach points, or JSON with file offsets.")
-@json_option
-@click.pass_context
-def probe_cmd(ctx: click.Context, target: str, lib: str | None, symbols: tuple[str, ...], exe: bool,
-              pin: bool, fmt: str, as_json: bool) -> None:
-    """Uprobe targets for SYMBOLs in the files a container maps, for use from the host.
+@command("probe", """
+Uprobe targets for SYMBOLs in the files a container maps, for use from the host.
 
-    Each symbol is resolved (.dynsym, then .symtab) to the file offset a uprobe needs, once per
-    file; the host path is verified to be the inode the processes map.
-    """
+Each symbol is resolved (.dynsym, then .symtab) to the file offset a uprobe needs, once per
+file; the host path is verified to be the inode the processes map.
+""", PROBE_EPILOG,
+    arg("target", metavar="TARGET"),
+    arg("--lib", metavar="REGEX", help="objects whose path in the container matches REGEX"),
+    arg("--symbol", dest="symbols", metavar="NAME", action="append", required=True,
+        help="function symbol to probe (repeatable)"),
+    arg("--exe", action="store_true", help="also search the processes' executables"),
+    arg("--pin", action="store_true",
+        help="print /proc/PID/map_files/RANGE paths: the mapped file itself, immune to the container "
+             "swapping files before the tracer attaches (valid while that process lives)"),
+    arg("--format", dest="fmt", choices=["bpftrace", "json"], default="bpftrace",
+        help="bpftrace attach points, or JSON with file offsets [default: bpftrace]"),
+    JSON)
+def probe_cmd(args: Namespace, state: State) -> None:
     from ctrfs.probes import uprobe_targets
 
+    lib, exe, pin = args.lib, args.exe, args.pin
     if lib is None and not exe:
         raise UsageError("give --lib REGEX, --exe, or both")
     _regex(lib)
-    c = get_container(ctx, target)
-    targets = uprobe_targets(c, list(symbols), lib, exe=exe)
-    if as_json or fmt == "json":
+    c = get_container(state, args.target)
+    targets = uprobe_targets(c, list(args.symbols), lib, exe=exe)
+    if args.as_json or args.fmt == "json":
         emit_json({"container": {"id": c.id, "name": c.name, "runtime": c.runtime},
                    "probes": [t.to_dict() for t in targets]})
         return

@@ -6,20 +6,15 @@ import json
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Any
-
-import click
 
 from ctrfs.errors import UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from ctrfs.cli.app import State
     from ctrfs.container import Container
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
-
-
-def roots(ctx: click.Context) -> Any:
-    return ctx.find_root().obj.roots
 
 
 def split_target_path(spec: str, *, require_path: bool = False) -> tuple[str, str | None]:
@@ -40,10 +35,10 @@ def split_target_path(spec: str, *, require_path: bool = False) -> tuple[str, st
     return target, (path if sep else None)
 
 
-def get_container(ctx: click.Context, target: str) -> Container:
+def get_container(state: State, target: str) -> Container:
     from ctrfs.targets import resolve
 
-    return resolve(target, roots(ctx))
+    return resolve(target, state.roots)
 
 
 def emit_json(data: Any) -> None:
@@ -57,7 +52,7 @@ def _json_default(obj: Any) -> Any:
         return list(obj)
     if hasattr(obj, "to_dict"):
         return obj.to_dict()
-    from dataclasses import asdict, is_dataclass
+    from ctrfs._record import asdict, is_dataclass
 
     if is_dataclass(obj) and not isinstance(obj, type):
         return asdict(obj)

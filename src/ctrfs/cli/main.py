@@ -1,116 +1,81 @@
-"""Entry point, lazy command registry and the one table from exception to exit code."""
+"""Entry point: the command table, the global options and the one table from exception to exit code.
+
+``main`` is the error handling; ``program`` is the main program without it.
+"""
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-import click
-
+from ctrfs._version import __version__
 from ctrfs.errors import CtrfsError, UsageError
 
-# name → "module:attribute". Commands are imported only when run, so `ctrfs cat` does not pay
-# for rich or pyelftools. Keep this list sorted; one line per command.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ctrfs.cli.app import Parser
+
+# name → module that defines it (with ctrfs.cli.app.command). A command's module is imported only
+# when it runs, so `ctrfs cat` pays for neither rich nor pyelftools. Sorted; one line per command.
 COMMANDS: dict[str, str] = {
-    "cat": "ctrfs.cli.cmd_files:cat_cmd",
-    "cp": "ctrfs.cli.cmd_files:cp_cmd",
-    "diff": "ctrfs.cli.cmd_layers:diff_cmd",
-    "du": "ctrfs.cli.cmd_files:du_cmd",
-    "export": "ctrfs.cli.cmd_files:export_cmd",
-    "find": "ctrfs.cli.cmd_files:find_cmd",
-    "grep": "ctrfs.cli.cmd_files:grep_cmd",
-    "inspect": "ctrfs.cli.cmd_discover:inspect_cmd",
-    "layers": "ctrfs.cli.cmd_layers:layers_cmd",
-    "libs": "ctrfs.cli.cmd_probes:libs_cmd",
-    "ls": "ctrfs.cli.cmd_files:ls_cmd",
-    "mounts": "ctrfs.cli.cmd_layers:mounts_cmd",
-    "probe": "ctrfs.cli.cmd_probes:probe_cmd",
-    "ps": "ctrfs.cli.cmd_discover:ps_cmd",
-    "stat": "ctrfs.cli.cmd_files:stat_cmd",
-    "tail": "ctrfs.cli.cmd_files:tail_cmd",
-    "which": "ctrfs.cli.cmd_layers:which_cmd",
+    "cat": "ctrfs.cli.cmd_files",
+    "cp": "ctrfs.cli.cmd_files",
+    "diff": "ctrfs.cli.cmd_layers",
+    "du": "ctrfs.cli.cmd_files",
+    "export": "ctrfs.cli.cmd_files",
+    "find": "ctrfs.cli.cmd_files",
+    "grep": "ctrfs.cli.cmd_files",
+    "inspect": "ctrfs.cli.cmd_discover",
+    "layers": "ctrfs.cli.cmd_layers",
+    "libs": "ctrfs.cli.cmd_probes",
+    "ls": "ctrfs.cli.cmd_files",
+    "mounts": "ctrfs.cli.cmd_layers",
+    "probe": "ctrfs.cli.cmd_probes",
+    "ps": "ctrfs.cli.cmd_discover",
+    "stat": "ctrfs.cli.cmd_files",
+    "tail": "ctrfs.cli.cmd_files",
+    "which": "ctrfs.cli.cmd_layers",
 }
 
-EPILOG = """\b
+DESCRIPTION = """\
+Inspect any container's filesystem from the host: no shell, agent or daemon needed.
+
+TARGET names a container: a name, an ID or ID prefix, RUNTIME://REF (docker, podman,
+containerd://NS/ID, cri-o, runc), k8s://NAMESPACE/POD[/CONTAINER] or pid://PID.
+TARGET:PATH names a path inside it."""
+
+EPILOG = """\
 Examples:
   ctrfs ps                       containers of every runtime, no daemon needed
   ctrfs inspect web --json       identity, pids, namespaces, overlay layers
   ctrfs ls -l web:/etc           list a directory inside container 'web'
   ctrfs cat pid://4242:/etc/os-release
   ctrfs --host-root /host ps     a host filesystem mounted under /host
-"""
+  ctrfs COMMAND --help           a command's options and examples"""
 
-
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        spec = COMMANDS.get(cmd_name)
-        if spec is None:
-            return None
-        module, _, attr = spec.partition(":")
-        cmd = getattr(importlib.import_module(module), attr)
-        assert isinstance(cmd, click.Command)
-        return cmd
-
-
-class State:
-    """Options of the top-level group, passed to every command as ``ctx.obj``."""
-
-    def __init__(self, roots: Any, debug: bool) -> None:
-        self.roots = roots
-        self.debug = debug
-
-
-@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--host-root", metavar="DIR", help="Host filesystem mounted at DIR (all roots below it).")
-@click.option("--proc", "proc_root", metavar="DIR", help="procfs to read [default: /proc].")
-@click.option("--docker-root", metavar="DIR", help="Docker data root [default: /var/lib/docker].")
-@click.option("--storage-root", metavar="DIR",
-              help="containers/storage root (podman, CRI-O) [default: /var/lib/containers/storage].")
-@click.option("--containerd-state", metavar="DIR", help="containerd state dir [default: /run/containerd].")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-@click.version_option(package_name="ctrfs")
-@click.pass_context
-def cli(ctx: click.Context, host_root: str | None, proc_root: str | None, docker_root: str | None,
-        storage_root: str | None, containerd_state: str | None, debug: bool) -> None:
-    """Inspect any container's filesystem from the host: no shell, agent or daemon needed.
-
-    TARGET names a container: a name, an ID or ID prefix, RUNTIME://REF (docker, podman,
-    containerd://NS/ID, cri-o, runc), k8s://NAMESPACE/POD[/CONTAINER] or pid://PID.
-    TARGET:PATH names a path inside it.
-    """
-    from dataclasses import replace
-
-    from ctrfs.runtimes.base import Roots
-
-    roots = Roots.under(host_root) if host_root else Roots()
-    changes: dict[str, Any] = {k: v for k, v in (("proc", proc_root), ("docker", docker_root),
-                                 ("storage", storage_root), ("containerd_run", containerd_state)) if v}
-    ctx.obj = State(replace(roots, **changes), debug)
+# (flag, Roots field it overrides or None, metavar, help). Options taking a value are what the
+# command-name scan below must step over.
+GLOBAL_OPTIONS: tuple[tuple[str, str | None, str, str], ...] = (
+    ("--host-root", None, "DIR", "host filesystem mounted at DIR (all roots below it)"),
+    ("--proc", "proc", "DIR", "procfs to read [default: /proc]"),
+    ("--docker-root", "docker", "DIR", "Docker data root [default: /var/lib/docker]"),
+    ("--storage-root", "storage", "DIR",
+     "containers/storage root (podman, CRI-O) [default: /var/lib/containers/storage]"),
+    ("--containerd-state", "containerd_run", "DIR", "containerd state dir [default: /run/containerd]"),
+)
+_VALUE_FLAGS = frozenset(flag for flag, *_ in GLOBAL_OPTIONS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--version"]:  # answered before anything is imported
+        sys.stdout.write(f"ctrfs, version {__version__}\n")
+        return 0
     debug = "--debug" in args
     try:
-        # make_context + invoke rather than cli.main(): click's main turns EPIPE into exit(1)
-        # before we could see it, and `ctrfs cp c:/dir - | head` would then report a failure.
-        with cli.make_context("ctrfs", args) as ctx:
-            rv = cli.invoke(ctx)
-        if isinstance(rv, int) and rv:
-            return rv
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    except click.exceptions.Exit as e:
-        return int(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        return 2
+        return program(args)
+    except SystemExit as e:  # argparse: --help (0) and usage errors (2)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -121,14 +86,84 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"ctrfs: {_sanitize(str(e))}", err=True)
-        return e.exit_code if not isinstance(e, UsageError) else 2
+        sys.stderr.write(f"ctrfs: {_sanitize(str(e))}\n")
+        return 2 if isinstance(e, UsageError) else e.exit_code
     except Exception as e:  # noqa: BLE001 — last resort: a message, never a traceback by default
         if debug:
             raise
-        click.echo(f"ctrfs: internal error: {type(e).__name__}: {e} (run with --debug)", err=True)
+        sys.stderr.write(f"ctrfs: internal error: {type(e).__name__}: {e} (run with --debug)\n")
         return 1
-    return 0
+
+
+def program(args: list[str]) -> int:
+    """Parse ``args`` and run the command they name."""
+    import importlib
+
+    from ctrfs.cli import app
+
+    name = command_name(args)
+    if name is not None and name not in COMMANDS:
+        raise UsageError(unknown_command(name))
+    names = [name] if name is not None else sorted(COMMANDS)
+    for n in names:
+        importlib.import_module(COMMANDS[n])
+    parser = build_parser(names)
+    ns, extra = parser.parse_known_args(args)
+    if extra:  # reported by the command's parser (it names the command) unless given before it
+        before = set(args[:args.index(name)]) if name is not None else set(args)
+        sub = parser if before.intersection(extra) else parser.commands.get(name or "", parser)
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
+    handler = getattr(ns, "_handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    overrides = {field: getattr(ns, "g_" + field) for _flag, field, *_ in GLOBAL_OPTIONS
+                 if field is not None and getattr(ns, "g_" + field) is not None}
+    state = app.State(ns.g_host_root, overrides, ns.g_debug)
+    rv = handler(ns, state)
+    return rv if isinstance(rv, int) else 0
+
+
+def build_parser(names: Sequence[str]) -> Parser:
+    """The top-level parser with the subcommands ``names`` (each one's module imported)."""
+    from ctrfs.cli import app
+
+    parser = app.Parser(prog="ctrfs", description=DESCRIPTION, epilog=EPILOG)
+    for flag, field, metavar, help_ in GLOBAL_OPTIONS:
+        parser.add_argument(flag, dest="g_" + (field or "host_root"), metavar=metavar, help=help_)
+    parser.add_argument("--debug", dest="g_debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"ctrfs, version {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for n in names:
+        cmd = app.REGISTRY[n]
+        p = sub.add_parser(n, help=cmd.summary, description=cmd.help, epilog=cmd.epilog,
+                           formatter_class=parser.formatter_class, add_help=cmd.add_help)
+        cmd.build(p)
+        parser.commands[n] = p
+    return parser
+
+
+def unknown_command(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, COMMANDS, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; commands: {', '.join(sorted(COMMANDS))}"
+    return f"unknown command {name!r}{hint} (see 'ctrfs --help')"
+
+
+def command_name(args: Sequence[str]) -> str | None:
+    """The first word of ``args`` that is not a global option or its value."""
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in _VALUE_FLAGS:
+            skip = True
+        elif not a.startswith("-"):
+            return a
+        elif a == "--":
+            return None
+    return None
 
 
 def _sanitize(text: str) -> str:

@@ -22,12 +22,25 @@ import stat as stat_mod
 import threading
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, BinaryIO
 
+from ctrfs._record import dataclass
 from ctrfs.errors import CtrfsError, NotFound
 from ctrfs.ops.names import Names
-from ctrfs.rootfs.base import Entry, NotRegularFile, PathArg, Root, WalkWarning, WarnFn
+from ctrfs.rootfs.base import (
+    Entry,
+    NotRegularFile,
+    PathArg,
+    PseudoFilter,
+    Root,
+    WalkWarning,
+    WarnFn,
+    base_name,
+    norm_path,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 # Overlayfs keeps its own bookkeeping in trusted.overlay.* (opaque dirs, redirects, origin):
 # meaningless outside this overlay and harmful if restored into another one.
@@ -42,24 +55,6 @@ class ArchiveStats:
     entries: int = 0
     bytes: int = 0
     warnings: int = 0
-
-
-class PseudoFilter:
-    """Leaves out what lies below a walk that starts inside a kernel pseudo filesystem
-    (``cp TARGET:/proc/1 …``, ``grep -r x TARGET:/sys``): the start is kept, nothing below it
-    is read. Walks never enter such filesystems below their start by themselves."""
-
-    def __init__(self, warn: WarnFn) -> None:
-        self.prefix: str | None = None
-        self.warn = warn
-
-    def skip(self, e: Entry) -> bool:
-        if self.prefix is not None:
-            return e.path.startswith(self.prefix)
-        if e.depth == 0 and e.is_dir() and e.pseudo_fs:
-            self.prefix = e.path.rstrip("/") + "/"
-            self.warn(WalkWarning(e.path, "kernel pseudo filesystem: its content is left out"))
-        return False
 
 
 # -- the tar format, written directly ----------------------------------------------------------
@@ -643,8 +638,6 @@ def write_tar(root: Root, out: BinaryIO, path: PathArg = "/", *, prefix: str | N
     writes them). Other mounts (proc, sys, dev, volumes, binds) appear as their empty mount
     point unless ``include_mounts``. Raises ProcessGone if the container went away.
     """
-    from ctrfs.rootfs.base import base_name, norm_path
-
     top = norm_path(path).rstrip("/") or "/"
     is_root = base_name(path) == ""
     if prefix is None:

@@ -5,12 +5,23 @@ from __future__ import annotations
 import re
 import stat as stat_mod
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
+from ctrfs._record import dataclass
 from ctrfs.errors import CtrfsError, ProcessGone, UsageError
 from ctrfs.ops.listing import text
-from ctrfs.rootfs.base import NotRegularFile, PathArg, Root, WalkWarning, WarnFn, norm_path
+from ctrfs.rootfs.base import (
+    NotRegularFile,
+    PathArg,
+    PseudoFilter,
+    Root,
+    WalkWarning,
+    WarnFn,
+    norm_path,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CHUNK = 1 << 16
 # GNU grep's heuristic (grep.c buf_has_nulls): a NUL byte in the first buffer → binary file.
@@ -155,8 +166,6 @@ def grep(root: Root, pattern: re.Pattern[bytes], path: PathArg, *, recursive: bo
         if not recursive:
             raise CtrfsError("is a directory (use -r to search below it)", path=shown,
                              target=root.target)
-        from ctrfs.ops.archive import PseudoFilter
-
         pseudo = PseudoFilter(warn)
         seen = 0
         for e in root.walk(path, one_filesystem=False, on_warning=warn):

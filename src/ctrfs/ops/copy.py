@@ -3,7 +3,7 @@
 Every name is created with ``*at()`` calls relative to a directory fd this copy created itself,
 inside a fresh private temporary directory next to DEST; names come from directory listings
 (single components, never ``/``, ``.`` or ``..``), so nothing can be written outside DEST
-(the kubectl cp / podman cp CVEs of SECURITY.md). The result is renamed to DEST only when
+(the kubectl cp / podman cp CVEs of docs/security.md). The result is renamed to DEST only when
 complete; on any failure (including the container going away) the temporary tree is removed.
 Setuid/setgid bits and extended attributes (file capabilities) are dropped unless
 ``preserve_all``; device nodes and sockets are skipped then too.
@@ -16,16 +16,14 @@ import os
 import shutil
 import stat as stat_mod
 import tempfile
-from dataclasses import dataclass
-from typing import Any
 
+from ctrfs._record import dataclass
 from ctrfs.errors import CtrfsError, NotFound, UsageError
 from ctrfs.ops.archive import (
     SENDFILE_MAX,
     SKIP_XATTR_PREFIXES,
     SMALL_FILE,
     ProgressFn,
-    PseudoFilter,
     data_segments,
 )
 from ctrfs.ops.listing import text
@@ -33,6 +31,7 @@ from ctrfs.rootfs.base import (
     Entry,
     NotRegularFile,
     PathArg,
+    PseudoFilter,
     Root,
     WalkWarning,
     WarnFn,
@@ -40,6 +39,10 @@ from ctrfs.rootfs.base import (
     norm_path,
 )
 from ctrfs.rootfs.resolve import resolve as resolve_in
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 COPY_CHUNK = 1 << 20

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import stat as stat_mod
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
+from ctrfs._record import dataclass
 from ctrfs.ops.listing import text
 from ctrfs.rootfs.base import PathArg, Root, WarnFn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass
@@ -23,8 +27,6 @@ class Usage:
 
 def human(n: int) -> str:
     """du -h: powers of 1024, one decimal below 10, rounded up as GNU du does."""
-    import math
-
     units = "KMGTPE"
     if n < 1024:
         return str(n)

@@ -7,8 +7,8 @@ import math
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
+from ctrfs._record import dataclass
 from ctrfs.errors import UsageError
 from ctrfs.ops.listing import FileInfo, entry_info, type_letter
 from ctrfs.ops.names import Names

@@ -18,12 +18,15 @@ import os
 import select
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
 
+from ctrfs._record import dataclass
 from ctrfs.errors import CtrfsError, NotFound, ProcessGone
 from ctrfs.rootfs import _sys
 from ctrfs.rootfs.base import PathArg, Root, norm_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 READ_CHUNK = 1 << 16
 TAIL_WINDOW_MAX = 64 << 20  # never hold more than this while looking for the last N lines

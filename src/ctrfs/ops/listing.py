@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
 
+from ctrfs._record import dataclass
 from ctrfs.errors import CtrfsError, NotFound
 from ctrfs.ops.names import Names
-from ctrfs.rootfs.base import Entry, PathArg, Root, WarnFn, file_kind, join, norm_path
+from ctrfs.rootfs.base import Entry, PathArg, Root, WalkWarning, WarnFn, file_kind, join, norm_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 TYPE_LETTERS = {
     stat_mod.S_IFREG: "f", stat_mod.S_IFDIR: "d", stat_mod.S_IFLNK: "l", stat_mod.S_IFIFO: "p",
@@ -29,8 +33,6 @@ def text(name: str | bytes) -> str:
 
 
 def iso(ts: float) -> str:
-    from datetime import UTC, datetime  # lazy: `ctrfs cat` starts without it
-
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
@@ -181,8 +183,6 @@ def ls(root: Root, path: PathArg = "/", *, all: bool = False, recursive: bool = 
             if d == shown:
                 raise
             if on_warning is not None:
-                from ctrfs.rootfs.base import WalkWarning
-
                 on_warning(WalkWarning(d, str(err.message or err.default_message())))
             continue
         infos = _sorted(infos)

@@ -8,8 +8,7 @@ numeric IDs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from ctrfs._record import dataclass, field
 from ctrfs.errors import CtrfsError
 from ctrfs.rootfs.base import Root
 

@@ -1,6 +1,4 @@
-"""Overlay layers: the layer stack, docker-diff semantics, which-layer, offline merge."""
+"""Overlay layers: the layer stack (layers.py), the offline merge (merge.py, root.py), diff and which.
 
-from ctrfs.overlay.diff import Change, changes, diff
-from ctrfs.overlay.layers import Layer, LayerStack, layer_stack
-
-__all__ = ["Change", "Layer", "LayerStack", "changes", "diff", "layer_stack"]
+Nothing is imported here, so that a module of this package costs only what it imports itself.
+"""

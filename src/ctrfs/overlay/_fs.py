@@ -37,18 +37,6 @@ def is_whiteout(st: os.stat_result) -> bool:
     return st_mod.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def opaque_value(dir_fd: int) -> bytes | None:
-    """The opaque xattr of an open directory (trusted. first, then user.), or None."""
-    for name in OPAQUE_XATTRS:
-        try:
-            return os.getxattr(dir_fd, name)
-        except OSError as err:
-            if err.errno in (errno.ENODATA, errno.ENOTSUP, errno.EPERM, errno.EACCES):
-                continue
-            raise
-    return None
-
-
 def is_opaque(dir_fd: int, *, names: tuple[str, ...] = OPAQUE_XATTRS) -> bool:
     for name in names:
         try:

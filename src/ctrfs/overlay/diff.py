@@ -50,12 +50,18 @@ import itertools
 import os
 import stat as st_mod
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
-from typing import Any
 
-from ctrfs.errors import CtrfsError, NotFound, Unsupported, UsageError, translate_oserror
+from ctrfs._record import dataclass
+from ctrfs.errors import CtrfsError, Unsupported, UsageError, translate_oserror
 from ctrfs.overlay import _fs
-from ctrfs.overlay.layers import LayerStack
+from ctrfs.overlay.layers import LayerStack, layer_stack
+from ctrfs.rootfs.base import file_type
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ctrfs.container import Container
 
 # libpod/diff.go initInodes (podman 3.x–5.x): mount points podman itself creates in the upper
 # dir; ``podman diff`` hides exactly these paths (not what is below them).
@@ -85,14 +91,6 @@ class Change:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "type": self.type, "size": self.size,
                 "mount": self.mount, "opaque": self.opaque}
-
-
-def file_type(mode: int) -> str:
-    return {
-        st_mod.S_IFREG: "file", st_mod.S_IFDIR: "dir", st_mod.S_IFLNK: "symlink",
-        st_mod.S_IFIFO: "fifo", st_mod.S_IFSOCK: "socket", st_mod.S_IFCHR: "char-device",
-        st_mod.S_IFBLK: "block-device",
-    }.get(st_mod.S_IFMT(mode), "unknown")
 
 
 def _same_time(a: os.stat_result, b: os.stat_result) -> bool:
@@ -608,16 +606,16 @@ class _NaiveWalker:
             yield from self._change(fr, "D", path + b"/" + n, s)
 
 
-def diff(container: Any, *, semantics: str | None = None) -> list[Change]:
-    """All changes of a container (see :func:`changes`), in the runtime's walk order."""
-    from ctrfs.overlay.layers import layer_stack
-
+def container_changes(container: Container, *, semantics: str | None = None) -> Iterator[Change]:
+    """Every change of a container, streamed in its runtime's walk order (see :func:`changes`):
+    its layer stack, with the mount points it has while it runs. ``semantics`` None or "auto"
+    picks the container's runtime's rules."""
     stack = layer_stack(container)
     mount_points: list[str] = []
     if container.pid is not None:
         try:
             mount_points = [m.mount_point for m in container.mounts()]
-        except (CtrfsError, NotFound):
+        except CtrfsError:  # gone since it was found: its upper dir still says what changed
             mount_points = []
-    sem = semantics or default_semantics(container.runtime)
-    return list(changes(stack, semantics=sem, mount_points=mount_points))
+    sem = default_semantics(container.runtime) if semantics in (None, "auto") else semantics
+    return changes(stack, semantics=sem, mount_points=mount_points)

@@ -19,21 +19,19 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat as st_mod
-import struct
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
+from ctrfs._record import dataclass, field
 from ctrfs.errors import NotFound, translate_oserror
 from ctrfs.overlay import _fs
-from ctrfs.runtimes.base import Roots, listdir, read_json, read_text
+from ctrfs.runtimes import docker, snapshots, storage
+from ctrfs.runtimes.base import Roots
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ctrfs.container import Container
+    from typing import Any
 
-_SNAPSHOT = re.compile(r"^(.*/io\.containerd\.snapshotter\.v1\.overlayfs)/snapshots/(\d+)/fs$")
-_SNAPSHOT_KINDS = {1: "view", 2: "active", 3: "committed"}
+    from ctrfs.container import Container
 
 
 @dataclass
@@ -157,7 +155,7 @@ def _name_layers(stack: LayerStack, container: Container) -> None:
     roots = stack.roots
     docker_cache: dict[str, tuple[str, str | None]] | None = None
     storage_layers: dict[str, dict[str, Any]] | None = None
-    snapshots: dict[str, dict[str, tuple[str, str]]] = {}
+    snapshot_keys: dict[str, dict[str, tuple[str, str]]] = {}
     docker_od = os.path.join(roots.docker, "overlay2")
     storage_od = os.path.join(roots.storage, "overlay")
     for la in stack.layers:
@@ -173,7 +171,7 @@ def _name_layers(stack: LayerStack, container: Container) -> None:
             if la.role == "upper":
                 continue
             if docker_cache is None:
-                docker_cache = _docker_cache_ids(roots)
+                docker_cache = docker.layer_cache_ids(roots)
             hit = docker_cache.get(base)
             if hit:
                 la.chain_id, la.diff_id = hit
@@ -181,19 +179,19 @@ def _name_layers(stack: LayerStack, container: Container) -> None:
             la.runtime = "storage"
             la.id = base
             if storage_layers is None:
-                storage_layers = _storage_layers(roots)
+                storage_layers = storage.layers_by_id(roots)
             info = storage_layers.get(base)
             if info:
                 la.diff_id = info.get("diff-digest")
                 la.names = list(info.get("names") or [])
         else:
-            m = _SNAPSHOT.search(la.path)
+            m = snapshots.SNAPSHOT_DIR.search(la.path)
             if m:
                 la.runtime = "containerd"
                 la.id = m.group(2)
-                if m.group(1) not in snapshots:
-                    snapshots[m.group(1)] = _containerd_snapshots(roots.host_path(m.group(1)))
-                key, kind = snapshots[m.group(1)].get(la.id, ("", ""))
+                if m.group(1) not in snapshot_keys:
+                    snapshot_keys[m.group(1)] = snapshots.snapshots(roots.host_path(m.group(1)))
+                key, kind = snapshot_keys[m.group(1)].get(la.id, ("", ""))
                 la.names = [key] if key else [f"snapshot {la.id}"]
                 if kind == "committed" and key.startswith("sha256:"):
                     la.chain_id = key
@@ -206,48 +204,6 @@ def _same_dir(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
-
-
-def _docker_cache_ids(roots: Roots) -> dict[str, tuple[str, str | None]]:
-    """cache-id (overlay2 dir name) → (chain-id, diff-id) from the layer database."""
-    out: dict[str, tuple[str, str | None]] = {}
-    base = os.path.join(roots.docker, "image", "overlay2", "layerdb", "sha256")
-    for chain in listdir(base):
-        cache = read_text(os.path.join(base, chain, "cache-id"))
-        if cache:
-            out[cache] = ("sha256:" + chain, read_text(os.path.join(base, chain, "diff")))
-    return out
-
-
-def _containerd_snapshots(snapshotter_root: str) -> dict[str, tuple[str, str]]:
-    """snapshot ID → (key, kind) from the overlayfs snapshotter's metadata.db (best effort)."""
-    from ctrfs.overlay._bolt import Bolt, BoltError, Bucket, uvarint
-
-    try:
-        db = Bolt.open(os.path.join(snapshotter_root, "metadata.db"))
-        snaps = db.bucket(b"v1", b"snapshots")
-        out: dict[str, tuple[str, str]] = {}
-        for name, bucket in (snaps.items() if snaps else ()):
-            if not isinstance(bucket, Bucket):
-                continue
-            sid = bucket.get(b"id")
-            kind = bucket.get(b"kind")
-            if not isinstance(sid, bytes):
-                continue
-            # Keys are "<namespace>/<sequence>/<key>" (containerd's metadata snapshotter).
-            key = name.decode("utf-8", "replace").split("/", 2)[-1]
-            k = kind[0] if isinstance(kind, bytes) and kind else 0
-            out[str(uvarint(sid))] = (key, _SNAPSHOT_KINDS.get(k, ""))
-        return out
-    except (OSError, BoltError, struct.error, IndexError):
-        return {}
-
-
-def _storage_layers(roots: Roots) -> dict[str, dict[str, Any]]:
-    data = read_json(os.path.join(roots.storage, "overlay-layers", "layers.json"))
-    if not isinstance(data, list):
-        return {}
-    return {d["id"]: d for d in data if isinstance(d, dict) and isinstance(d.get("id"), str)}
 
 
 # -- counting ---------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ import os
 import stat as st_mod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
+from ctrfs._record import dataclass, field
 from ctrfs.errors import CtrfsError, NotFound, translate_oserror
 from ctrfs.overlay import _fs
 from ctrfs.overlay.layers import LayerStack

@@ -12,9 +12,8 @@ import errno
 import os
 import stat as stat_mod
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import BinaryIO
 
+from ctrfs._record import dataclass, field
 from ctrfs.errors import CtrfsError, ProcessGone
 from ctrfs.overlay import _fs
 from ctrfs.overlay.layers import LayerStack
@@ -31,6 +30,10 @@ from ctrfs.rootfs.base import (
     norm_path,
 )
 from ctrfs.rootfs.fd import read_xattrs, reopen_regular
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 _O_PATH = os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW
 SORT_UP_TO = _fs.SORT_UP_TO  # bigger directories stream in the layers' order

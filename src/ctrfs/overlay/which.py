@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import os
 import stat as st_mod
-from dataclasses import dataclass, field
-from typing import Any
 
+from ctrfs._record import dataclass, field
 from ctrfs.errors import CtrfsError, NotFound, Unsupported
+from ctrfs.hostmounts import rel_under
+from ctrfs.mounts import container_mounts
 from ctrfs.overlay import _fs
-from ctrfs.overlay.diff import file_type
-from ctrfs.overlay.layers import Layer, LayerStack
+from ctrfs.overlay.layers import Layer, LayerStack, layer_stack
 from ctrfs.overlay.merge import MergedView
+from ctrfs.rootfs.base import file_type
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ctrfs.container import Container
 
 
 @dataclass
@@ -37,7 +44,7 @@ class WhichResult:
     visible: LayerHit | None
     hits: list[LayerHit] = field(default_factory=list)
     # The container mount covering the path (not the root): what the container really sees
-    # there is that mount, not the layers. Set by the caller that knows the mounts.
+    # there is that mount, not the layers (container_which sets it).
     mount: dict[str, Any] | None = None
 
     @property
@@ -181,3 +188,17 @@ def _why_hidden(view: MergedView, stack: LayerStack, parts: list[bytes], idx: in
             if opaque:
                 return f"{where} is an opaque directory in layer {j} (deleted and recreated)"
     return ""
+
+
+def container_which(container: Container, path: str) -> WhichResult:
+    """:func:`which` in a container's layer stack, with the container mount that covers ``path``
+    (what the container really sees there, while it runs) in ``mount``."""
+    res = which(layer_stack(container), path)
+    if container.pid is not None:
+        covering = [m for m in container_mounts(container) if m.mount_point != "/"
+                    and rel_under(res.resolved, m.mount_point) is not None]
+        if covering:
+            top = max(covering, key=lambda m: len(m.mount_point))
+            res.mount = {"mount_point": top.mount_point, "kind": top.kind,
+                         "host_path": top.host_path}
+    return res

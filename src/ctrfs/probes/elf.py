@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
+
+from ctrfs._record import dataclass, field
 
 if TYPE_CHECKING:
     from elftools.elf.elffile import ELFFile

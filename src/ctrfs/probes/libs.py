@@ -35,14 +35,17 @@ import os
 import re
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
+from ctrfs._record import dataclass, field
 from ctrfs.errors import CtrfsError, ProcessGone, Unsupported, from_oserror
 from ctrfs.probes.elf import ElfError, ElfFacts, is_elf, read_facts
 from ctrfs.proc.maps import Mapping, iter_file_mappings
+from ctrfs.rootfs.resolve import resolve
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ctrfs.container import Container
 
 VERIFIED = "verified"
@@ -448,8 +451,6 @@ def _stat(path: str) -> os.stat_result | None:
 def _stat_in_container(proc_root: str, path: str) -> os.stat_result | None:
     """stat of ``path`` resolved inside the process's root ``/proc/<pid>/root`` (rootfs's safe
     resolver)."""
-    from ctrfs.rootfs.resolve import resolve
-
     try:
         rootfd = os.open(proc_root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
+from ctrfs._record import dataclass
 from ctrfs.errors import CtrfsError, UsageError
 from ctrfs.probes.elf import ElfError, Symbol, find_symbols
 from ctrfs.probes.libs import (
@@ -26,7 +25,10 @@ from ctrfs.probes.libs import (
     open_mapped_file,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ctrfs.container import Container
 
 # bpftrace's attach-point lexer splits on ':' and stops at whitespace; quote anything unusual

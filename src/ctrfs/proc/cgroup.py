@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 
+from ctrfs._record import dataclass
 from ctrfs.proc.mountinfo import ParseError
 
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
+from ctrfs._record import dataclass
 from ctrfs.proc.mountinfo import ParseError
 
 _DELETED = b" (deleted)"
@@ -95,7 +95,7 @@ def parse_line(line: bytes) -> Mapping:
             path=path,
             deleted=deleted,
         )
-    except (ValueError, UnicodeDecodeError) as err:
+    except ValueError as err:  # UnicodeDecodeError included
         raise ParseError("maps line with bad numbers") from err
 
 

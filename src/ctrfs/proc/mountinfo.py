@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+
+from ctrfs._record import dataclass, field
 
 _OCTAL = re.compile(rb"\\([0-7]{3})")
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ctrfs._record import dataclass
 from ctrfs.proc.mountinfo import ParseError
 
 

@@ -1,4 +1,4 @@
-"""The one module of ctrfs that talks to libc/syscalls through ctypes (STYLE.md rule 1).
+"""The one module of ctrfs that talks to libc/syscalls through ctypes (docs/conventions.md rule 2).
 
 Every function declares ``argtypes``/``restype`` once, is loaded with ``use_errno=True`` and
 raises ``OSError(errno, os.strerror(errno), path)``. Nothing here knows about containers.

@@ -23,30 +23,43 @@ Contract for implementations:
 from __future__ import annotations
 
 import os
+import posixpath
 import stat as stat_mod
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import BinaryIO
 
-from ctrfs.errors import CtrfsError, Unsupported, from_oserror
+from ctrfs._record import dataclass, field
+from ctrfs.errors import CtrfsError, NotFound, Unsupported, from_oserror
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 PathArg = str | bytes
 
 
+# File type → (the word in JSON fields and layer reports, the words stat(1) and messages use).
+_KINDS = {
+    stat_mod.S_IFREG: ("file", "regular file"),
+    stat_mod.S_IFDIR: ("dir", "directory"),
+    stat_mod.S_IFLNK: ("symlink", "symbolic link"),
+    stat_mod.S_IFIFO: ("fifo", "fifo"),
+    stat_mod.S_IFSOCK: ("socket", "socket"),
+    stat_mod.S_IFCHR: ("char-device", "character device"),
+    stat_mod.S_IFBLK: ("block-device", "block device"),
+}
+
+
 def file_kind(mode: int) -> str:
-    """One word for a file type, as ``find -type`` letters would name it."""
-    return {
-        stat_mod.S_IFREG: "regular file",
-        stat_mod.S_IFDIR: "directory",
-        stat_mod.S_IFLNK: "symbolic link",
-        stat_mod.S_IFIFO: "fifo",
-        stat_mod.S_IFSOCK: "socket",
-        stat_mod.S_IFCHR: "character device",
-        stat_mod.S_IFBLK: "block device",
-    }.get(stat_mod.S_IFMT(mode), "unknown file type")
+    """A file type as stat(1) and messages name it ("regular file", "symbolic link")."""
+    return _KINDS.get(stat_mod.S_IFMT(mode), ("unknown", "unknown file type"))[1]
+
+
+def file_type(mode: int) -> str:
+    """A file type as one word for JSON fields ("file", "dir", "symlink", "char-device")."""
+    return _KINDS.get(stat_mod.S_IFMT(mode), ("unknown", "unknown file type"))[0]
 
 
 # statfs f_type of kernel interfaces rather than data (include/uapi/linux/magic.h): file sizes
@@ -226,8 +239,6 @@ class Root(ABC):
         """
 
     def exists(self, path: PathArg) -> bool:
-        from ctrfs.errors import NotFound
-
         try:
             self.lstat(path)
         except NotFound:
@@ -242,6 +253,24 @@ class Root(ABC):
         self.close()
 
 
+class PseudoFilter:
+    """Leaves out what lies below a walk that starts inside a kernel pseudo filesystem
+    (``cp TARGET:/proc/1 …``, ``grep -r x TARGET:/sys``): the start is kept, nothing below it
+    is read. Walks never enter such filesystems below their start by themselves."""
+
+    def __init__(self, warn: WarnFn) -> None:
+        self.prefix: str | None = None
+        self.warn = warn
+
+    def skip(self, e: Entry) -> bool:
+        if self.prefix is not None:
+            return e.path.startswith(self.prefix)
+        if e.depth == 0 and e.is_dir() and e.pseudo_fs:
+            self.prefix = e.path.rstrip("/") + "/"
+            self.warn(WalkWarning(e.path, "kernel pseudo filesystem: its content is left out"))
+        return False
+
+
 def norm_path(path: PathArg) -> str:
     """A display path inside the container: absolute, '/'-joined, as given (no resolution)."""
     p = os.fsdecode(path)
@@ -253,8 +282,6 @@ def norm_path(path: PathArg) -> str:
 def base_name(path: PathArg) -> str:
     """The name a copy of ``path`` gets (``/etc/nginx/`` → ``nginx``); "" for the root, also
     when spelt ``/.``, ``/etc/..`` (lexically: only used to name output, never to resolve)."""
-    import posixpath
-
     name = posixpath.basename(posixpath.normpath(norm_path(path)))
     return "" if name in ("", ".", "..") else name
 
@@ -263,5 +290,5 @@ def join(parent: str, name: str) -> str:
     return parent.rstrip("/") + "/" + name if parent != "/" else "/" + name
 
 
-__all__ = ["PSEUDO_FS_MAGICS", "CtrfsError", "Entry", "NotRegularFile", "PathArg", "Root",
-           "WalkWarning", "WarnFn", "base_name", "file_kind", "join", "norm_path"]
+__all__ = ["PSEUDO_FS_MAGICS", "CtrfsError", "Entry", "NotRegularFile", "PathArg", "PseudoFilter", "Root",
+           "WalkWarning", "WarnFn", "base_name", "file_kind", "file_type", "join", "norm_path"]

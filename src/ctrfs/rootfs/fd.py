@@ -1,6 +1,6 @@
 """Root implementations over a directory fd: the common machinery of ProcRoot and DirRoot.
 
-Everything is fd-relative (STYLE.md rule 6, after CPython's ``shutil._rmtree_safe_fd``): a path
+Everything is fd-relative (docs/conventions.md rule 7, after CPython's ``shutil._rmtree_safe_fd``): a path
 is resolved once to an ``O_PATH`` fd, metadata comes from ``fstat`` on it, content from a
 re-open of that very fd through ``/proc/self/fd/N`` after checking it is a regular file, and
 walks descend with ``openat(dirfd, name, O_NOFOLLOW|O_DIRECTORY)`` checked against the
@@ -15,9 +15,8 @@ import resource
 import stat as stat_mod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import BinaryIO
 
+from ctrfs._record import dataclass, field
 from ctrfs.errors import CtrfsError, UnsafePath, from_oserror
 from ctrfs.rootfs import _sys
 from ctrfs.rootfs.base import (
@@ -33,6 +32,10 @@ from ctrfs.rootfs.base import (
 )
 from ctrfs.rootfs.resolve import MagicLinkError, resolve
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
 _O_PATH = os.O_PATH | os.O_CLOEXEC
 _O_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -41,7 +44,7 @@ _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # this depth, or fewer when RLIMIT_NOFILE is low (see _stream_levels); deeper levels are listed
 # into memory one directory at a time and share a single fd that moves down by openat(name) and
 # back up by openat("..") checked against the recorded (dev, ino). Bounds fds at
-# ~2*STREAM_LEVELS however deep the tree (SECURITY.md case 15).
+# ~2*STREAM_LEVELS however deep the tree (docs/security.md case 15).
 STREAM_LEVELS = 48
 # fds left to the walk's consumer (files it opens, output, tar) and transient lookups.
 FD_RESERVE = 16

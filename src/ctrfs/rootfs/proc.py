@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import select
-from typing import TYPE_CHECKING
 
 from ctrfs.errors import ProcessGone, translate_oserror
 from ctrfs.rootfs.fd import FdRoot
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ctrfs.container import Container
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 class ProcRoot(FdRoot):
     """The root filesystem of a running container's main process.
 
-    Opening pins the process (SECURITY.md "The recipe"): a pidfd is taken first, then
+    Opening pins the process (docs/security.md, "Pinning"): a pidfd is taken first, then
     ``/proc/<pid>/root`` is opened ``O_PATH|O_DIRECTORY``, then (pid, start time) is checked
     again, so the fd cannot belong to a process that reused the PID. The fd keeps the root
     reachable after the process exits, hence :meth:`check_alive` for long operations.

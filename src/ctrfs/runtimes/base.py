@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
-from typing import Any
+
+from ctrfs._record import dataclass, field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(frozen=True)
@@ -32,12 +36,19 @@ class Roots:
             storage_run=j(d.storage_run), runc_dirs=tuple(j(p) for p in d.runc_dirs),
         )
 
-
     def host_path(self, path: str) -> str:
         """A host path (as mountinfo or runtime state names it) as this process can open it."""
         if self.host in ("", "/"):
             return path
         return os.path.join(self.host, path.lstrip("/"))
+
+    def on_host(self, path: str) -> str:
+        """The inverse of :meth:`host_path`: a path this process opens (a root option below
+        ``--host-root``) as the host itself names it."""
+        host = self.host.rstrip("/")
+        if host and path.startswith(host + "/"):
+            return path[len(host):]
+        return path
 
 
 @dataclass(frozen=True)

@@ -61,16 +61,19 @@ def discover(roots: Roots, known: Collection[str] = ()) -> Iterator[ContainerRec
         mount_id = read_text(os.path.join(layerdb, "mounts", rec.id, "mount-id"))
         if mount_id and driver in ("overlay2", "overlay"):
             # Paths are recorded as the daemon names them: its data root on the host.
-            host_driver_root = os.path.join(_host_side(roots.docker, roots), driver)
+            host_driver_root = os.path.join(roots.on_host(roots.docker), driver)
             up, work, lowers, merged = layer_dirs(host_driver_root, mount_id, roots)
             rec.upperdir, rec.workdir, rec.lowerdirs, rec.mergeddir = up, work, lowers, merged
             rec.extra["mount_id"] = mount_id
         yield rec
 
 
-def _host_side(path: str, roots: Roots) -> str:
-    """Strip the --host-root prefix from a root option, giving the path as the host names it."""
-    host = roots.host.rstrip("/")
-    if host and path.startswith(host + "/"):
-        return path[len(host):]
-    return path
+def layer_cache_ids(roots: Roots) -> dict[str, tuple[str, str | None]]:
+    """cache-id (overlay2 dir name) → (chain-id, diff-id) from the layer database."""
+    out: dict[str, tuple[str, str | None]] = {}
+    base = os.path.join(roots.docker, "image", "overlay2", "layerdb", "sha256")
+    for chain in listdir(base):
+        cache = read_text(os.path.join(base, chain, "cache-id"))
+        if cache:
+            out[cache] = ("sha256:" + chain, read_text(os.path.join(base, chain, "diff")))
+    return out

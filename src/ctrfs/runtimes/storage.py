@@ -22,14 +22,16 @@ from ctrfs.runtimes.base import (
 )
 from ctrfs.runtimes.overlaydirs import layer_dirs
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 def discover(roots: Roots, known: Collection[str] = ()) -> Iterator[ContainerRecord]:
     listing = read_json(os.path.join(roots.storage, "overlay-containers", "containers.json"))
     if not isinstance(listing, list):
         return
-    from ctrfs.runtimes.docker import _host_side
-
-    host_overlay = os.path.join(_host_side(roots.storage, roots), "overlay")
+    host_overlay = os.path.join(roots.on_host(roots.storage), "overlay")
     for item in listing:
         if not isinstance(item, dict) or "id" not in item:
             continue
@@ -64,3 +66,10 @@ def discover(roots: Roots, known: Collection[str] = ()) -> Iterator[ContainerRec
             rec.upperdir, rec.workdir, rec.lowerdirs, rec.mergeddir = up, work, lowers, merged
             rec.layer_ids = [layer]
         yield rec
+
+
+def layers_by_id(roots: Roots) -> dict[str, dict[str, Any]]:
+    data = read_json(os.path.join(roots.storage, "overlay-layers", "layers.json"))
+    if not isinstance(data, list):
+        return {}
+    return {d["id"]: d for d in data if isinstance(d, dict) and isinstance(d.get("id"), str)}

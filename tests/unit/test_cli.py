@@ -1,0 +1,152 @@
+"""The command line itself: help, usage errors, --version, global options (ctrfs run as a process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from ctrfs._version import __version__
+from ctrfs.cli.main import COMMANDS
+from harness import ctrfs
+
+
+def _one_line_usage_error(res: subprocess.CompletedProcess[str], command: str) -> str:
+    """A usage error as DESIGN wants it: exit 2, nothing on stdout, one line on stderr naming the
+    command, no traceback."""
+    assert res.returncode == 2, res
+    assert res.stdout == ""
+    assert res.stderr.count("\n") == 1 and res.stderr.endswith("\n"), res.stderr
+    assert res.stderr.startswith(f"ctrfs {command}: " if command else "ctrfs: "), res.stderr
+    assert "Traceback" not in res.stderr
+    return res.stderr
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_has_help_ending_with_its_examples(name: str) -> None:
+    res = ctrfs(name, "--help")
+    assert res.returncode == 0 and res.stderr == ""
+    out = res.stdout
+    assert out.startswith(f"usage: ctrfs {name} ")
+    head, sep, examples = out.partition("\nExamples:\n")
+    assert sep, out
+    # the examples come last (nothing of the options list after them) and show this command
+    assert "--help" in head and "--help" not in examples and "options:" not in examples
+    assert examples.splitlines()[0].startswith(f"  ctrfs {name}")
+    assert examples.count(f"ctrfs {name}") >= 2
+
+
+def test_top_level_help_lists_every_command() -> None:
+    out = ctrfs("--help").stdout
+    listed = {line.split()[0] for line in out.split("\ncommands:\n")[1].split("\nExamples:")[0]
+              .splitlines()[1:] if line.startswith("    ") and not line.startswith("     ")}
+    assert listed == set(COMMANDS)
+    assert out.rstrip("\n").endswith("ctrfs COMMAND --help           a command's options and examples")
+
+
+def test_no_command_shows_help_and_is_a_usage_error() -> None:
+    res = ctrfs(check=False)
+    assert res.returncode == 2 and res.stdout == "" and "COMMAND" in res.stderr
+
+
+def test_unknown_command_is_a_usage_error_with_the_closest_name() -> None:
+    err = _one_line_usage_error(ctrfs("lss", "web:/", check=False), "")
+    assert "unknown command 'lss'" in err and "did you mean 'ls'?" in err
+    err = _one_line_usage_error(ctrfs("--host-root", "/h", "zzz", check=False), "")
+    assert "unknown command 'zzz'" in err and "cat, cp, diff" in err
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["tail", "-n", "-1", "web:/var/log/app.log"], "argument -n/--lines: expected an integer >= 0, got '-1'"),
+    (["tail", "-n", "ten", "web:/var/log/app.log"], "expected an integer >= 0, got 'ten'"),
+    (["find", "--maxdepth", "-2", "web"], "argument --maxdepth: expected an integer >= 0"),
+    (["diff", "--semantics", "git", "web"], "argument --semantics: invalid choice: 'git'"),
+    (["probe", "web", "--lib", "libssl", "--format", "yaml", "--symbol", "x"], "invalid choice: 'yaml'"),
+    (["probe", "web", "--lib", "libssl"], "the following arguments are required: --symbol"),
+    (["cat"], "the following arguments are required: TARGET:PATH"),
+    (["cp", "web:/etc"], "the following arguments are required: DEST"),
+    (["ls", "--recursiv", "web"], "unrecognized arguments: --recursiv"),  # no abbreviations
+    (["stat", "web:/a", "web:/b"], "unrecognized arguments: web:/b"),
+    (["ps", "--host-root", "/host"], "unrecognized arguments: --host-root /host"),  # global: before
+])
+def test_bad_arguments_are_one_line_usage_errors(argv: list[str], says: str) -> None:
+    err = _one_line_usage_error(ctrfs(*argv, check=False), argv[0])
+    assert says in err and f"(see 'ctrfs {argv[0]} --help')" in err
+
+
+def test_unknown_global_option_is_reported_by_the_top_level() -> None:
+    err = _one_line_usage_error(ctrfs("--bogus", "ps", check=False), "")
+    assert "unrecognized arguments: --bogus" in err and "(see 'ctrfs --help')" in err
+
+
+def test_version_matches_the_installed_package() -> None:
+    res = ctrfs("--version")
+    assert res.stdout == f"ctrfs, version {__version__}\n" and res.stderr == ""
+    assert version("ctrfs") == __version__
+
+
+def test_version_and_help_import_nothing_they_do_not_need() -> None:
+    """--version answers before argparse or any command is imported; a command's --help imports
+    that command's module only, and click nowhere."""
+    probe = ("import json, sys; from ctrfs.cli.main import main; rc = main(sys.argv[1:]); "
+             "sys.stderr.write(json.dumps(sorted(sys.modules)))")
+
+    def loaded(*argv: str) -> set[str]:
+        res = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True,
+                             timeout=60, check=True)
+        return set(json.loads(res.stderr))
+
+    mods = loaded("--version")
+    assert not mods & {"argparse", "ctrfs.cli.app", "click"}
+    assert not any(m.startswith("ctrfs.cli.cmd_") for m in mods)
+    mods = loaded("cat", "--help")
+    assert {"argparse", "ctrfs.cli.cmd_files"} <= mods
+    assert not any(m.startswith(("click", "rich", "elftools", "ctrfs.cli.cmd_layers",
+                                 "ctrfs.cli.cmd_probes", "ctrfs.cli.cmd_discover")) for m in mods)
+
+
+def test_du_h_is_human_readable_like_gnu_du(tmp_path: Path) -> None:
+    """-h belongs to du (--human-readable), not to help; sizes as GNU du prints them. The target
+    is this test's own process: pid://PID outside any container is the host."""
+    d = tmp_path / "tree"
+    d.mkdir()
+    (d / "f").write_bytes(os.urandom(3_500_000))
+    (d / "g").write_bytes(os.urandom(70_000))
+    target = f"pid://{os.getpid()}:{d}"
+    for flags in (["-sh"], ["-h", "-s"], ["-s", "--human-readable"]):
+        ours = ctrfs("du", *flags, target).stdout
+        gnu = subprocess.run(["du", "-sh", str(d)], capture_output=True, text=True, check=True).stdout
+        assert ours == gnu and ours.split("\t")[0].endswith("M"), (flags, ours, gnu)
+    plain = ctrfs("du", "-s", target).stdout
+    assert plain == subprocess.run(["du", "-s", str(d)], capture_output=True, text=True,
+                                   check=True).stdout
+    assert ctrfs("du", "--help").stdout.startswith("usage: ctrfs du [--help] ")
+
+
+def test_global_options_come_before_the_command(tmp_path: Path) -> None:
+    """--host-root DIR re-roots every runtime's state: a stopped Docker container recorded only
+    under DIR is listed, and not without the option. DIR is named like a command ('ls') so the
+    command is found after the option's value, not at it."""
+    host = tmp_path / "ls"
+    cdir = host / "var/lib/docker/containers/c0ffee"
+    cdir.mkdir(parents=True)
+    (host / "proc").mkdir()
+    (cdir / "config.v2.json").write_text(json.dumps({
+        "ID": "c0ffee" + "0" * 58, "Name": "/ctrfs-clitest-fake", "Config": {"Image": "img:1"},
+        "State": {"StartedAt": "2024-01-01T00:00:00Z", "FinishedAt": "2024-01-01T00:00:01Z"}}))
+    listed = json.loads(ctrfs("--host-root", str(host), "ps", "-a", "--json").stdout)
+    assert [(c["name"], c["runtime"], c["state"], c["image"]) for c in listed] == [
+        ("ctrfs-clitest-fake", "docker", "exited", "img:1")]
+    table = ctrfs(f"--host-root={host}", "ps", "-a").stdout.splitlines()
+    assert table[0].split()[:3] == ["CONTAINER", "ID", "NAME"]
+    assert [line.split()[:3] for line in table[1:]] == [["c0ffee000000", "ctrfs-clitest-fake", "docker"]]
+    # --docker-root alone moves only Docker's state
+    mine = json.loads(ctrfs("--proc", str(host / "proc"), "--docker-root", str(host / "var/lib/docker"),
+                            "ps", "-a", "--json").stdout)
+    assert "ctrfs-clitest-fake" in [c["name"] for c in mine]
+    assert "ctrfs-clitest-fake" not in [c["name"] for c in json.loads(ctrfs("ps", "-a", "--json").stdout)]
