@@ -26,7 +26,7 @@ from typing import BinaryIO
 from ctrfs.errors import CtrfsError
 from ctrfs.proc.mountinfo import Mount
 from ctrfs.rootfs import _sys
-from ctrfs.rootfs.base import Entry, PathArg, Root, WarnFn, norm_path
+from ctrfs.rootfs.base import Entry, PathArg, Root, WarnFn
 from ctrfs.rootfs.fd import FdRoot
 
 # Filesystems that are kernel interfaces, not data: never followed by a copy (their files
@@ -126,12 +126,19 @@ class ContainerView(Root):
         self.target = live.target
         self.root_mount = _sys.mount_id(live.fd)
         self.followed = followed_mounts(mounts, self.root_mount or -1)
-        # Where a walk of the root filesystem may meet a followed mount: by base name first
-        # (cheap, per entry), then by path.
-        self.points = {m.mount_point for m in self.followed.values()}
-        self.names = {p.rpartition("/")[2] for p in self.points}
-        self.kernel_points = {m.mount_point for m in mounts
-                              if m.mount_id not in self.followed and m.mount_id != self.root_mount}
+        self.by_id = {m.mount_id: m for m in mounts}
+        # Where a walk of the root filesystem meets a followed mount: by base name first (cheap,
+        # per entry), then by the identity of the root filesystem's inode the mount covers (a
+        # walk may spell its paths through symlinks: /a/etc for /etc when a -> /).
+        points = {m.mount_point for m in self.followed.values()}
+        self.names = {p.rpartition("/")[2] for p in points}
+        self.covered: set[tuple[int, int]] = set()
+        for p in points:
+            try:
+                st = base.lstat(p)
+            except CtrfsError:
+                continue  # not on the root filesystem (below another mount)
+            self.covered.add((st.st_dev, st.st_ino))
 
     # Everything but walk is the container's own view.
     def resolve(self, path: PathArg, *, follow: bool = True) -> int:
@@ -192,13 +199,16 @@ class ContainerView(Root):
             except CtrfsError:
                 return False
             return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-        if root_only:
+        m = self.by_id.get(mid)
+        if root_only or m is None or m.parent_id != self.root_mount:
             return False
-        shown = norm_path(path).rstrip("/") or "/"
-        if shown not in self.kernel_points:
-            return False  # inside a kernel interface (/proc/1/...): the live walk filters it
+        # The mount point itself of a kernel interface on the root filesystem (/dev, /proc),
+        # not a path inside one (/proc/1/...: the live walk leaves its content out).
         try:
-            return stat_mod.S_ISDIR(self.base.lstat(path).st_mode)
+            a = self.live.stat(path) if follow else self.live.lstat(path)
+            b = self.live.lstat(m.mount_point)
+            return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) and stat_mod.S_ISDIR(
+                (self.base.stat(path) if follow else self.base.lstat(path)).st_mode)
         except CtrfsError:
             return False
 
@@ -219,8 +229,12 @@ class ContainerView(Root):
             if e.depth == 0 or e.name not in names:
                 yield e
                 continue
+            st = e.stat
+            if (st.st_dev, st.st_ino) not in self.covered:
+                yield e
+                continue
             p = e.path
-            if p not in self.points or not self._followed_at(p):
+            if not self._followed_at(p):
                 yield e
                 continue
             depth = e.depth
