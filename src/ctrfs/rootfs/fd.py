@@ -286,7 +286,8 @@ class FdRoot(Root):
     an ``O_PATH`` open and a re-open through ``/proc/self/fd``. The kernel refuses device
     nodes on such a mount (EACCES), sockets cannot be opened (ENXIO), a symlink is refused
     (ELOOP); only a FIFO swapped in since the listing could be opened, without blocking, and
-    is closed at once."""
+    is closed at once. Such a clone is made without its submounts: no walk entry on it is a
+    mount point, so walks skip the per-entry statx(STATX_MNT_ID) there."""
 
     def __init__(self, rootfd: int, *, target: str | None = None,
                  fallback: bool | None = None, direct_open: bool = False) -> None:
@@ -450,6 +451,7 @@ class FdRoot(Root):
                      one_filesystem: bool, warn: WarnFn) -> Iterator[Entry]:
         ancestors = {fr.ident for fr in frames}
         stream_levels = _stream_levels()
+        one_mount = self.direct_open
 
         def shown(fr: _Frame) -> str:
             return top if fr.depth == 0 else fr.dir.base()
@@ -484,13 +486,18 @@ class FdRoot(Root):
                     continue
             is_dir = stat_mod.S_ISDIR(st.st_mode)
             bname = os.fsencode(name)
-            try:
-                mnt = _sys.mount_id(dirfd, bname)
-            except FileNotFoundError:
-                warn(WalkWarning(wp.cur + "/" + name, "vanished during the walk; skipped"))
-                continue
+            if one_mount:
+                mnt = fr.mnt  # a tree of one mount (see direct_open): no statx per entry
+            else:
+                try:
+                    mnt = _sys.mount_id(dirfd, bname)
+                except FileNotFoundError:
+                    warn(WalkWarning(wp.cur + "/" + name, "vanished during the walk; skipped"))
+                    continue
             # A mount point: on another mount than the directory holding it.
-            if fr.mnt is not None and mnt is not None:
+            if one_mount:
+                mount_point = False
+            elif fr.mnt is not None and mnt is not None:
                 mount_point = mnt != fr.mnt
             else:
                 # No STATX_MNT_ID (Linux < 5.8): a directory on another device is another
