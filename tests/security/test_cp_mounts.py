@@ -123,3 +123,38 @@ def test_fifo_bind_never_opened(trap: tuple[RunningContainer, Path, subprocess.P
     res = _ctrfs(env, "cat", f"{c.name}:/fifo")
     assert res.returncode == 1 and b"fifo" in res.stderr
     _assert_fifo_not_opened(writer)
+
+
+def test_clone_is_private_read_only_nodev_and_close_on_exec(
+        trap: tuple[RunningContainer, Path, subprocess.Popen[bytes]]) -> None:
+    """The root filesystem view: one mount (no volume, no /proc below it), read-only and nodev
+    whatever the container's own flags, its fd close-on-exec, and released on close."""
+    import fcntl
+
+    from ctrfs.access import open_root
+    from ctrfs.rootfs.view import BoundRoot
+    from ctrfs.targets import resolve
+    from ctrfs.views import rootfs_view
+
+    c, _, _ = trap
+    before = set(os.listdir("/proc/self/fd"))
+    live = open_root(resolve(c.name))
+    view = rootfs_view(live)
+    try:
+        assert isinstance(view, BoundRoot) and view.kind == "clone"
+        fd = view.inner.fd  # type: ignore[attr-defined]
+        assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+        assert os.listdir(f"/proc/self/fd/{fd}/vol") == []  # the mount point, not the volume
+        assert os.listdir(f"/proc/self/fd/{fd}/proc") == []
+        with pytest.raises(OSError) as err:
+            os.open(f"/proc/self/fd/{fd}/ctrfs-written", os.O_WRONLY | os.O_CREAT, 0o600)
+        assert err.value.errno == 30  # EROFS
+        assert not os.path.exists(f"/proc/{c.pid}/root/ctrfs-written")
+        # a device node the container made on its root filesystem cannot be opened here
+        harness.docker_exec(c, "mknod", "/null2", "c", "1", "3")
+        with pytest.raises(PermissionError):
+            os.open(f"/proc/self/fd/{fd}/null2", os.O_RDONLY)
+    finally:
+        view.close()
+        live.close()
+    assert set(os.listdir("/proc/self/fd")) == before

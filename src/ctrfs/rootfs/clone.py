@@ -27,6 +27,7 @@ from ctrfs.rootfs import _sys
 _RDONLY_ATTRS = (_sys.MOUNT_ATTR_RDONLY | _sys.MOUNT_ATTR_NOSUID | _sys.MOUNT_ATTR_NODEV
                  | _sys.MOUNT_ATTR_NOEXEC)
 _ERRNO = struct.Struct("=i")
+_FD = struct.Struct("=i")
 
 
 def clone_root_mount(mntns_fd: int, root_fd: int, *, recursive: bool = False) -> int:
@@ -49,7 +50,7 @@ def clone_root_mount(mntns_fd: int, root_fd: int, *, recursive: bool = False) ->
                 os._exit(code)
         child.close()
         try:
-            msg, fds, _, _ = socket.recv_fds(parent, 64, 1)
+            msg, fds = _recv_fd(parent)
         finally:
             _reap(pid)
     finally:
@@ -79,6 +80,19 @@ def _child(sock: socket.socket, mntns_fd: int, root_fd: int, recursive: bool) ->
         return 1
     socket.send_fds(sock, [b"ok"], [fd])
     return 0
+
+
+def _recv_fd(sock: socket.socket) -> tuple[bytes, list[int]]:
+    # The received fd is a new one of ours, close-on-exec only with MSG_CMSG_CLOEXEC (unix(7));
+    # socket.recv_fds drops its flags argument (CPython 3.11), hence recvmsg here.
+    msg, anc, _, _ = sock.recvmsg(64, socket.CMSG_SPACE(_FD.size), socket.MSG_CMSG_CLOEXEC)
+    fds = [_FD.unpack_from(data, i)[0]
+           for level, kind, data in anc
+           if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+           for i in range(0, len(data) - len(data) % _FD.size, _FD.size)]
+    for extra in fds[1:]:
+        os.close(extra)
+    return msg, fds[:1]
 
 
 def _reap(pid: int) -> None:
