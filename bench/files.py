@@ -1,8 +1,12 @@
-"""Export, cp and cat on a big container: ctrfs against docker and against plain host tools.
+"""Export, cp and cat on two containers: ctrfs against docker and against plain host tools.
 
-The fixture is an image of the host's /usr (a few GB, >100k files; big vendored trees left out
-to keep it near 4 GB) plus a static busybox for `sleep` and `cat`, cached across runs as
-``ctrfs-f-usr:bench`` (``CTRFS_BENCH_REBUILD=1`` rebuilds it). One container runs from it.
+Two fixtures, each an image cached across runs (``CTRFS_BENCH_REBUILD=1`` rebuilds them) with a
+static busybox for `sleep` and `cat`:
+- ``usr``: the host's /usr (a few GB, >100k files; big vendored trees left out to keep it near
+  4 GB), cp of /usr/lib: big files dominate;
+- ``share``: the host's /usr/share alone (tens of thousands of mostly small files), cp of
+  /usr/share: per-entry cost dominates.
+``CTRFS_BENCH_FIXTURES=share`` (comma-separated) measures a subset.
 
 Measured in the same run, warm page cache (one untimed warm-up), median of 3:
 - `ctrfs export` vs `docker export` vs `tar -C /proc/PID/root --one-file-system -cf - .`, every
@@ -35,26 +39,39 @@ sys.path.insert(0, str(REPO / "tests"))
 import harness  # noqa: E402
 
 PREFIX = "ctrfs-f-"
-IMAGE = f"{PREFIX}usr:bench"
 CTRFS = str(REPO / ".venv/bin/ctrfs")
-# Left out of the image: ~1.8 GB in few files that would only add disk time.
-EXCLUDE = ("usr/lib/google-cloud-sdk/bin", "usr/lib/jvm", "usr/local")
-CP_DIR = os.environ.get("CTRFS_BENCH_CP_DIR", "/usr/lib")
 CP_DEST = os.environ.get("CTRFS_BENCH_CP_DEST", "/dev/shm")
 CAT_FILE = "/etc/os-release"
 BIG_REPEAT = 3
 
 
-def _image_exists() -> bool:
-    return subprocess.run(["docker", "image", "inspect", IMAGE], stdout=subprocess.DEVNULL,
+class Fixture:
+    def __init__(self, name: str, tree: str, exclude: tuple[str, ...], cp_dir: str) -> None:
+        self.name = name
+        self.image = f"{PREFIX}{name}:bench"
+        self.tree = tree  # below the host's /, put into the image as is
+        self.exclude = exclude
+        self.cp_dir = cp_dir
+
+
+FIXTURES = {
+    # Left out of usr: ~1.8 GB in few files that would only add disk time.
+    "usr": Fixture("usr", "usr", ("usr/lib/google-cloud-sdk/bin", "usr/lib/jvm", "usr/local"),
+                   os.environ.get("CTRFS_BENCH_CP_DIR", "/usr/lib")),
+    "share": Fixture("share", "usr/share", (), "/usr/share"),
+}
+
+
+def _image_exists(image: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", image], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL).returncode == 0
 
 
-def build_image() -> str:
-    """The host's /usr (less EXCLUDE) + /bin/busybox with sleep/cat/sh links + /etc files."""
-    if _image_exists() and os.environ.get("CTRFS_BENCH_REBUILD") != "1":
-        return IMAGE
-    print(f"  building {IMAGE} from the host's /usr (a few minutes)", file=sys.stderr, flush=True)
+def build_image(fx: Fixture) -> str:
+    """The host's tree (less its exclusions) + /bin/busybox with sleep/cat/sh links + /etc files."""
+    if _image_exists(fx.image) and os.environ.get("CTRFS_BENCH_REBUILD") != "1":
+        return fx.image
+    print(f"  building {fx.image} from the host's /{fx.tree} (a few minutes)", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix=f"{PREFIX}bench-") as tmp:
         extra = Path(tmp)
         (extra / "bin").mkdir()
@@ -69,17 +86,17 @@ def build_image() -> str:
             (extra / d).mkdir()
         # The cached image carries no harness owner label: the harness's sweep must not take it.
         tar = subprocess.Popen(["tar", "-c", "--numeric-owner",
-                                *[f"--exclude={e}" for e in EXCLUDE], "-C", "/", "usr",
+                                *[f"--exclude={e}" for e in fx.exclude], "-C", "/", fx.tree,
                                 "-C", str(extra), "bin", "etc", "proc", "sys", "dev", "tmp"],
                                stdout=subprocess.PIPE)
         try:
             subprocess.run(["docker", "import", "--change", 'CMD ["/bin/sleep", "1000000"]',
-                            "-", IMAGE], stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL)
+                            "-", fx.image], stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL)
         finally:
             assert tar.stdout is not None
             tar.stdout.close()
             tar.wait()
-    return IMAGE
+    return fx.image
 
 
 def _sh(pipeline: str) -> list[str]:
@@ -98,35 +115,41 @@ def peak_rss_kib(argv: list[str]) -> int:
 
 
 def run(r: Runner) -> None:
-    image = build_image()
-    work = Path(tempfile.mkdtemp(prefix=f"{PREFIX}bench-", dir=CP_DEST))
-    try:
-        with harness.run_docker(image, f"{PREFIX}bench-") as c:
-            _measure(r, c, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    wanted = os.environ.get("CTRFS_BENCH_FIXTURES", ",".join(FIXTURES)).split(",")
+    for key in wanted:
+        fx = FIXTURES[key.strip()]
+        image = build_image(fx)
+        work = Path(tempfile.mkdtemp(prefix=f"{PREFIX}bench-", dir=CP_DEST))
+        try:
+            with harness.run_docker(image, f"{PREFIX}bench-") as c:
+                _measure(r, c, work, fx)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
-def _measure(r: Runner, c: harness.RunningContainer, work: Path) -> None:
+def _measure(r: Runner, c: harness.RunningContainer, work: Path, fx: Fixture) -> None:
     root = f"/proc/{c.pid}/root"
     name = c.name
+    tag = f"[{fx.name}] "
+    cp_dir = fx.cp_dir
     files = subprocess.run(_sh(f"find {root}/ -xdev | wc -l"), capture_output=True, text=True,
                            check=True).stdout.strip()
     size = subprocess.run(["du", "-sxb", f"{root}/"], capture_output=True, text=True,
                           check=True).stdout.split()[0]
-    r.facts.update(image=IMAGE, rootfs_entries=int(files), rootfs_bytes=int(size),
-                   cp_dir=CP_DIR, cp_dest=CP_DEST, cat_file=CAT_FILE, loadavg_start=os.getloadavg())
-    print(f"  rootfs: {int(files)} entries, {int(size) / 2**30:.2f} GiB", file=sys.stderr)
+    r.facts[fx.name] = dict(image=fx.image, rootfs_entries=int(files), rootfs_bytes=int(size),
+                            cp_dir=cp_dir, cp_dest=CP_DEST, cat_file=CAT_FILE,
+                            loadavg_start=os.getloadavg())
+    print(f"  {tag}rootfs: {int(files)} entries, {int(size) / 2**30:.2f} GiB", file=sys.stderr)
 
     # -- export ------------------------------------------------------------------------------
-    r.time_command("ctrfs export | cat", _sh(f"{CTRFS} export {name} | cat >/dev/null"),
+    r.time_command(tag + "ctrfs export | cat", _sh(f"{CTRFS} export {name} | cat >/dev/null"),
                    BIG_REPEAT)
-    r.time_command("docker export | cat", _sh(f"docker export {name} | cat >/dev/null"),
+    r.time_command(tag + "docker export | cat", _sh(f"docker export {name} | cat >/dev/null"),
                    BIG_REPEAT)
-    r.time_command("tar /proc/PID/root | cat",
+    r.time_command(tag + "tar /proc/PID/root | cat",
                    _sh(f"tar -C {root} --one-file-system -cf - . | cat >/dev/null"), BIG_REPEAT)
     rss = peak_rss_kib([CTRFS, "export", name])
-    r.facts["export_peak_rss_kib"] = rss
+    r.facts[fx.name]["export_peak_rss_kib"] = rss
 
     # -- cp ----------------------------------------------------------------------------------
     dest = work / "cp"
@@ -135,24 +158,27 @@ def _measure(r: Runner, c: harness.RunningContainer, work: Path) -> None:
         subprocess.run(["rm", "-rf", str(dest)], check=True)
         subprocess.run(["sync"], check=True)
 
-    r.time_command("ctrfs cp DIR", [CTRFS, "cp", f"{name}:{CP_DIR}", str(dest)], BIG_REPEAT,
+    r.time_command(tag + "ctrfs cp DIR", [CTRFS, "cp", f"{name}:{cp_dir}", str(dest)], BIG_REPEAT,
                    setup=clean)
-    r.time_command("docker cp DIR", ["docker", "cp", f"{name}:{CP_DIR}", str(dest)], BIG_REPEAT,
-                   setup=clean)
-    r.time_command("cp -a /proc/PID/root/DIR", ["cp", "-a", f"{root}{CP_DIR}", str(dest)],
+    r.time_command(tag + "docker cp DIR", ["docker", "cp", f"{name}:{cp_dir}", str(dest)],
+                   BIG_REPEAT, setup=clean)
+    r.time_command(tag + "cp -a /proc/PID/root/DIR", ["cp", "-a", f"{root}{cp_dir}", str(dest)],
                    BIG_REPEAT, setup=clean)
     clean()
 
     # -- cat ---------------------------------------------------------------------------------
-    r.time_command("ctrfs cat FILE", [CTRFS, "cat", f"{name}:{CAT_FILE}"])
-    r.time_command("docker exec C cat FILE", ["docker", "exec", name, "/bin/cat", CAT_FILE])
-    r.facts["loadavg_end"] = os.getloadavg()
+    r.time_command(tag + "ctrfs cat FILE", [CTRFS, "cat", f"{name}:{CAT_FILE}"])
+    r.time_command(tag + "docker exec C cat FILE", ["docker", "exec", name, "/bin/cat", CAT_FILE])
+    r.facts[fx.name]["loadavg_end"] = os.getloadavg()
 
-    r.compare("ctrfs export | cat", "docker export | cat", 2.5, "export >=2.5x faster than docker")
-    r.compare("ctrfs export | cat", "tar /proc/PID/root | cat", 1 / 1.3,
+    r.compare(tag + "ctrfs export | cat", tag + "docker export | cat", 2.5,
+              "export >=2.5x faster than docker")
+    r.compare(tag + "ctrfs export | cat", tag + "tar /proc/PID/root | cat", 1 / 1.3,
               "export within 1.3x of GNU tar on /proc/PID/root")
-    r.compare("ctrfs cp DIR", "docker cp DIR", 3, "cp >=3x faster than docker cp")
-    r.compare("ctrfs cp DIR", "cp -a /proc/PID/root/DIR", 0,
+    r.compare(tag + "ctrfs cp DIR", tag + "docker cp DIR", 3, "cp >=3x faster than docker cp")
+    r.compare(tag + "ctrfs cp DIR", tag + "cp -a /proc/PID/root/DIR", 0,
               "reference only: GNU cp -a straight on /proc/PID/root (no goal)")
-    r.compare("ctrfs cat FILE", "docker exec C cat FILE", 1, "cat no slower than docker exec cat")
-    r.limit("ctrfs export peak RSS", rss / 1024, 64, "MiB", "export streams in constant memory")
+    r.compare(tag + "ctrfs cat FILE", tag + "docker exec C cat FILE", 1,
+              "cat no slower than docker exec cat")
+    r.limit(tag + "ctrfs export peak RSS", rss / 1024, 64, "MiB",
+            "export streams in constant memory")
