@@ -126,10 +126,13 @@ def test_fifo_bind_never_opened(trap: tuple[RunningContainer, Path, subprocess.P
 
 
 def test_clone_is_private_read_only_nodev_and_close_on_exec(
-        trap: tuple[RunningContainer, Path, subprocess.Popen[bytes]]) -> None:
+        trap: tuple[RunningContainer, Path, subprocess.Popen[bytes]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The root filesystem view: one mount (no volume, no /proc below it), read-only and nodev
     whatever the container's own flags, its fd close-on-exec, and released on close."""
     import fcntl
+
+    monkeypatch.setenv("CTRFS_MOUNT_API", "1")  # the clone itself, also in the fallback run
 
     from ctrfs.access import open_root
     from ctrfs.rootfs.view import BoundRoot
