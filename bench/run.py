@@ -28,7 +28,7 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
-DEFAULT_BENCHMARKS = ("discovery", "libs", "diff", "files")
+DEFAULT_BENCHMARKS = ("startup", "discovery", "libs", "diff", "files", "exec", "browse")
 
 
 @dataclass

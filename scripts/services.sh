@@ -50,6 +50,22 @@ REQUIREMENTS=(
   "setpriv:util-linux"
   "unshare:util-linux"
   "tar:tar"
+  "skopeo:skopeo"
+  "lxc-create:lxc"
+  "/usr/share/lxc/templates/lxc-busybox:liblxc-common"
+  "systemd-nspawn:systemd-container"
+  "fuse-overlayfs:fuse-overlayfs"
+  "runuser:util-linux"
+  "useradd:passwd"
+  "nsenter:util-linux"
+  # node-mode tests: the pod image (Debian with python3) is built offline
+  "mmdebstrap:mmdebstrap"
+  # kubectl ctrfs: the real kubectl finds and runs the plugin (Debian's kubectl is kubernetes-client)
+  "kubectl:kubernetes-client"
+  # ctrfs browse's terminal test (tmux) and the completion scripts' shells
+  "tmux:tmux"
+  "zsh:zsh"
+  "fish:fish"
 )
 
 have() {

@@ -42,9 +42,20 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _container_fixtures(item: pytest.Item) -> set[str]:
+    """The container fixtures a test uses: by argument name, and by the fixture names it is
+    parametrized with when it gets its containers through ``request.getfixturevalue(name)``
+    (tests/runtime/test_files_runtimes.py's ``ctr``, test_probes_runtimes.py's ``fixture``)."""
+    names = set(getattr(item, "fixturenames", ()))
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        names.update(v for v in callspec.params.values() if isinstance(v, str))
+    return names & set(_FIXTURE_MARKERS)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        marks = {_FIXTURE_MARKERS[f] for f in getattr(item, "fixturenames", ()) if f in _FIXTURE_MARKERS}
+        marks = {_FIXTURE_MARKERS[f] for f in _container_fixtures(item)}
         for mark in sorted(marks):
             item.add_marker(getattr(pytest.mark, mark))
         if marks:

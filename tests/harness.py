@@ -160,6 +160,13 @@ def wait_until(pred: Callable[[], Any], what: str, timeout: float = 20, step: fl
         time.sleep(step)
 
 
+def remove_tmux_socket(sock: str) -> None:
+    """kill-server leaves the socket file (tmux 3.3): remove it, it is ours."""
+    path = os.path.join(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}", sock)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 def pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -476,27 +483,28 @@ CRI_SANDBOX_UID = "io.kubernetes.cri.sandbox-uid"
 CRI_SANDBOX_LOG_DIR = "io.kubernetes.cri.sandbox-log-directory"
 
 
-def ctr(*argv: str, **kw: Any) -> subprocess.CompletedProcess[bytes]:
-    return run("ctr", "--address", CONTAINERD_SOCK, "-n", K8S_NS, *argv, **kw)
+def ctr(*argv: str, address: str = CONTAINERD_SOCK, **kw: Any) -> subprocess.CompletedProcess[bytes]:
+    return run("ctr", "--address", address, "-n", K8S_NS, *argv, **kw)
 
 
 @functools.cache
-def containerd_image() -> str:
+def containerd_image(address: str = CONTAINERD_SOCK) -> str:
     """The shell-less image imported into containerd's k8s.io namespace (from ``docker save``)."""
     tag = shellless_image()
-    ctr("images", "import", "--no-unpack", "-", input=run("docker", "save", tag).stdout)
+    ctr("images", "import", "--no-unpack", "-", input=run("docker", "save", tag).stdout, address=address)
     image = f"docker.io/library/{tag}"  # how ctr names the RepoTags of a docker-save archive
     # containerd's CRI plugin adds a second reference named by the image ID (config digest).
     image_id = out("docker", "image", "inspect", "-f", "{{.Id}}", tag)
-    ctr("images", "label", image, _owner_label(), f"{IMAGE_ID_LABEL}={image_id}")
-    _register(f"containerd image {image}", lambda: ctr("images", "rm", image, image_id, check=False))
+    ctr("images", "label", image, _owner_label(), f"{IMAGE_ID_LABEL}={image_id}", address=address)
+    _register(f"containerd image {image}",
+              lambda: ctr("images", "rm", image, image_id, check=False, address=address))
     return image
 
 
-def _kill_ctr_task(cid: str) -> None:
+def _kill_ctr_task(cid: str, address: str = CONTAINERD_SOCK) -> None:
     # --force kills a running task with SIGKILL and waits for it before deleting it.
-    ctr("task", "rm", "-f", cid, check=False)
-    ctr("containers", "rm", cid, check=False)  # and its snapshot
+    ctr("task", "rm", "-f", cid, check=False, address=address)
+    ctr("containers", "rm", cid, check=False, address=address)  # and its snapshot
 
 
 def _rmdir_cgroups(rel: str) -> None:
@@ -510,7 +518,8 @@ def _rmdir_cgroups(rel: str) -> None:
 
 @contextlib.contextmanager
 def _ctr_task(image: str, cid: str, cgroup: str, annotations: dict[str, str], labels: dict[str, str],
-              with_ns: tuple[str, ...] = ()) -> Iterator[int]:
+              with_ns: tuple[str, ...] = (), address: str = CONTAINERD_SOCK,
+              tasks: str = CONTAINERD_TASKS) -> Iterator[int]:
     argv = ["run", "-d", "--null-io", "--cgroup", cgroup]
     for k, v in annotations.items():
         argv += ["--annotation", f"{k}={v}"]
@@ -519,24 +528,28 @@ def _ctr_task(image: str, cid: str, cgroup: str, annotations: dict[str, str], la
         argv += ["--label", f"{k}={v}"]
     for ns in with_ns:
         argv += ["--with-ns", ns]
-    with _cleanup(f"containerd task {cid}", functools.partial(_kill_ctr_task, cid)):
-        ctr(*argv, image, cid)
-        pidfile = Path(CONTAINERD_TASKS, K8S_NS, cid, "init.pid")
+    with _cleanup(f"containerd task {cid}", functools.partial(_kill_ctr_task, cid, address)):
+        ctr(*argv, image, cid, address=address)
+        pidfile = Path(tasks, K8S_NS, cid, "init.pid")
         pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), f"{pidfile}"))
         yield pid
 
 
 @contextlib.contextmanager
-def containerd_cri(pod_namespace: str = "ctrfs-test",
-                   container_name: str = "app") -> Iterator[RunningContainer]:
+def containerd_cri(pod_namespace: str = "ctrfs-test", container_name: str = "app",
+                   address: str = CONTAINERD_SOCK,
+                   state: str = "/run/containerd") -> Iterator[RunningContainer]:
     """A pod's sandbox + one app container in containerd's k8s.io namespace, as the CRI plugin makes them.
 
     Both run the shell-less logger (the sandbox plays the pause container); the app joins the
     sandbox's network, IPC and UTS namespaces; cgroups are ``/kubepods/besteffort/pod<UID>/<ID>``
     (cgroupfs driver). ``info`` has pod_uid, pod_name, pod_namespace, sandbox_id, sandbox_pid,
-    container_name, cgroup, bundle and k8s_target.
+    container_name, cgroup, bundle and k8s_target. ``address`` and ``state`` name another containerd
+    (its socket and state dir), e.g. one with a Kubernetes distribution's layout.
     """
-    image = containerd_image()
+    # cached for the system's containerd only: another one may be a fresh daemon at the same address
+    image = containerd_image() if address == CONTAINERD_SOCK else containerd_image.__wrapped__(address)
+    tasks = f"{state}/io.containerd.runtime.v2.task"
     pod_uid = str(uuid.uuid4())
     pod_name = unique_name()
     sandbox_id = secrets.token_hex(32)
@@ -561,20 +574,21 @@ def containerd_cri(pod_namespace: str = "ctrfs-test",
         stack.callback(_rmdir_cgroups, pod_cgroup)
         sandbox_pid = stack.enter_context(_ctr_task(
             image, sandbox_id, f"{pod_cgroup}/{sandbox_id}", sandbox_ann,
-            {**kube_labels, "io.cri-containerd.kind": "sandbox"}))
+            {**kube_labels, "io.cri-containerd.kind": "sandbox"}, address=address, tasks=tasks))
         app_pid = stack.enter_context(_ctr_task(
             image, cid, f"{pod_cgroup}/{cid}", app_ann,
             {**kube_labels, "io.cri-containerd.kind": "container",
              "io.kubernetes.container.name": container_name},
             with_ns=tuple(f"{kind}:/proc/{sandbox_pid}/ns/{link}"
-                          for kind, link in (("network", "net"), ("ipc", "ipc"), ("uts", "uts")))))
+                          for kind, link in (("network", "net"), ("ipc", "ipc"), ("uts", "uts"))),
+            address=address, tasks=tasks))
         wait_for_log(app_pid)
         yield RunningContainer(
             runtime="containerd", id=cid, name=container_name, pid=app_pid, image=image,
             target=f"containerd://{K8S_NS}/{cid}",
             info={"pod_uid": pod_uid, "pod_name": pod_name, "pod_namespace": pod_namespace,
                   "sandbox_id": sandbox_id, "sandbox_pid": sandbox_pid, "container_name": container_name,
-                  "cgroup": f"{pod_cgroup}/{cid}", "bundle": f"{CONTAINERD_TASKS}/{K8S_NS}/{cid}",
+                  "cgroup": f"{pod_cgroup}/{cid}", "bundle": f"{tasks}/{K8S_NS}/{cid}",
                   "k8s_target": f"k8s://{pod_namespace}/{pod_name}/{container_name}"})
 
 

@@ -15,6 +15,9 @@ command pays only for the modules it runs.
 
 from __future__ import annotations
 
+import sys
+import types
+
 from ctrfs._version import __version__
 
 TYPE_CHECKING = False
@@ -82,3 +85,19 @@ def container(target: str, roots: Roots | None = None) -> Container:
     from ctrfs.targets import resolve  # the facade imports on use: see the module docstring
 
     return resolve(target, roots)
+
+
+class _Package(types.ModuleType):
+    """The package's own module type: the function ``container`` shares its name with the
+    submodule ``ctrfs.container``, and the import system binds a submodule on its package
+    (``setattr(ctrfs, "container", module)``) when it is first imported, which happens on first
+    use now that nothing is imported eagerly. The function keeps the name; the submodule stays
+    reachable through ``sys.modules`` and ``from ctrfs.container import ...``."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "container" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -8,7 +8,9 @@ from ctrfs._record import asdict, dataclass, field
 from ctrfs.errors import ProcessGone, Unsupported, translate_oserror
 from ctrfs.proc.mountinfo import Mount, parse_mountinfo
 from ctrfs.proc.stat import parse_stat
+from ctrfs.proc.userns import userns_owner
 from ctrfs.runtimes.base import ContainerRecord, Pod, Roots
+from ctrfs.runtimes.stores import user_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,6 +82,28 @@ class Container:
     def running(self) -> bool:
         return self.pid is not None
 
+    @property
+    def owner_uid(self) -> int | None:
+        """The host user the container belongs to: a rootless store's owner, else the owner of
+        its main process's user namespace (0 unless a user ran it in a namespace of its own)."""
+        uid = self.record.extra.get("uid")
+        if isinstance(uid, int):
+            return uid
+        if self.pid is None:
+            return 0 if self.runtime in ("docker", "containerd", "cri-o") else None
+        return userns_owner(self.roots.proc, self.pid)
+
+    @property
+    def owner(self) -> str | None:
+        """:attr:`owner_uid` as the host names it (its own /etc/passwd)."""
+        name = self.record.extra.get("user")
+        if isinstance(name, str):
+            return name
+        uid = self.owner_uid
+        if uid is None:
+            return None
+        return "root" if uid == 0 else user_name(self.roots, uid) or str(uid)
+
     def proc_path(self, *parts: str, pid: int | None = None) -> str:
         """``<procfs>/<pid>/<parts>`` for the main (or given) process."""
         p = pid if pid is not None else self.pid
@@ -133,6 +157,8 @@ class Container:
             "pod": asdict(self.pod) if self.pod else None,
             "rootfs_kind": self.rootfs_kind,
             "created": self.record.created,
+            "user": self.owner,
+            "uid": self.owner_uid,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,6 +176,8 @@ class Container:
             "image": self.image,
             "state": self.state,
             "pid": self.pid,
+            "user": self.owner,
+            "uid": self.owner_uid,
             "start_time": self.start_time,
             "pids": self.pids,
             "namespaces": self.namespaces,
@@ -161,7 +189,9 @@ class Container:
             "created": rec.created,
             "labels": rec.labels,
             "annotations": rec.annotations,
-            "sources": rec.sources,
+            # Paths are as the host names them; this process sees the host's / at host_root.
+            "sources": [self.roots.on_host(s) for s in rec.sources],
+            "host_root": self.roots.host,
         }
 
 

@@ -25,7 +25,7 @@ from ctrfs.proc.cgroup import (
 )
 from ctrfs.proc.mountinfo import Mount, ParseError, find_root_mount, overlay_dirs
 from ctrfs.proc.stat import ProcStat, parse_stat, parse_status
-from ctrfs.runtimes import REGISTRY
+from ctrfs.runtimes import REGISTRY, nspawn
 from ctrfs.runtimes.base import ContainerRecord, Pod, Roots
 from ctrfs.runtimes.overlaydirs import resolve_short_link
 
@@ -42,9 +42,16 @@ class _Group:
     stats: dict[int, ProcStat] = field(default_factory=dict)
 
 
+_UNREADABLE_ROOT = (-1, -1)
+
+
 def _root_id(proc: str, pid: int | str) -> tuple[int, int] | None:
     try:
         st = os.stat(f"{proc}/{pid}/root")
+    except PermissionError:
+        # A root that refuses even us is not the host's: a rootless fuse-overlayfs mount lets
+        # no one outside its user namespace in (fs/fuse fuse_allow_current_process).
+        return _UNREADABLE_ROOT
     except OSError:
         return None
     return st.st_dev, st.st_ino
@@ -303,10 +310,17 @@ def discover(roots: Roots | None = None, *, include_stopped: bool = False,
         if g.key in used:
             continue
         ref = g.ref
-        runtime = (ref.runtime if ref else None) or ("unknown" if ref else "none")
-        rec = ContainerRecord(id=ref.id if ref else g.key, runtime=runtime, state="running",
-                              sources=["/proc"])
-        c = _build(rec, g, roots, loader, details)
+        machine: ContainerRecord | None = None
+        if ref is None or ref.runtime == "nspawn":
+            # No runtime state names it: an nspawn payload says so in its environment.
+            main = _main_pid(g, roots.proc, None)
+            machine = nspawn.machine_of(roots, main) if main is not None else None
+        if machine is None:
+            runtime = (ref.runtime if ref else None) or ("unknown" if ref else "none")
+            named = ref is not None and ref.runtime in ("lxc", "nspawn")  # their IDs are names
+            machine = ContainerRecord(id=ref.id if ref else g.key, runtime=runtime, state="running",
+                                      name=ref.id if named and ref else None, sources=["/proc"])
+        c = _build(machine, g, roots, loader, details)
         if c is not None:
             out.append(c)
     out.sort(key=lambda c: (c.runtime, c.name or "", c.id))

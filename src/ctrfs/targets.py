@@ -7,13 +7,18 @@ import os
 from collections.abc import Callable
 
 from ctrfs._record import dataclass
-from ctrfs.container import Container
+from ctrfs.container import Container, RootFS
 from ctrfs.discovery import discover, namespaces_of, rootfs_of
 from ctrfs.errors import Ambiguous, TargetNotFound, UsageError
 from ctrfs.proc.stat import parse_stat
 from ctrfs.runtimes.base import ContainerRecord, Roots
 
-SCHEMES = ("docker", "podman", "containerd", "cri-o", "crio", "runc", "k8s", "pid")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ctrfs.runtimes.images import ImageRecord
+
+SCHEMES = ("docker", "podman", "containerd", "cri-o", "crio", "runc", "k8s", "pid", "lxc", "nspawn",
+           "image")
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,10 @@ def parse_target(text: str) -> Target:
     """Split ``scheme://ref``; validate the scheme and the shape of its reference."""
     if not text or any(c in text for c in "\0\n"):
         raise UsageError(f"invalid target {text!r}")
+    if text.startswith("oci:") and "://" not in text:
+        if len(text) == 4:
+            raise UsageError(f"oci: needs a directory, got {text!r}; expected oci:DIR[:TAG]")
+        return Target("oci", text[4:], text)
     if "://" not in text:
         return Target(None, text, text)
     scheme, _, ref = text.partition("://")
@@ -47,7 +56,7 @@ def parse_target(text: str) -> Target:
 
 def _runtime_filter(t: Target) -> Callable[[Container], bool]:
     s = t.scheme
-    if s in ("docker", "podman", "cri-o"):
+    if s in ("docker", "podman", "cri-o", "lxc", "nspawn"):
         return lambda c: c.runtime == s
     if s == "containerd":
         return lambda c: c.record.namespace is not None or c.runtime == "containerd"
@@ -98,6 +107,10 @@ def resolve(target: str, roots: Roots | None = None) -> Container:
     t = parse_target(target)
     if t.scheme == "pid":
         return _resolve_pid(int(t.ref), roots)
+    if t.scheme == "image":
+        return image_container(resolve_image(t.ref, roots), roots, shown=t.text)
+    if t.scheme == "oci":
+        return oci_container(t, roots)
     pool = [c for c in discover(roots, include_stopped=True) if _runtime_filter(t)(c)]
     if t.scheme == "k8s":
         c = _resolve_k8s(t, pool)
@@ -145,4 +158,93 @@ def _resolve_pid(pid: int, roots: Roots) -> Container:
         id="host", runtime="host", name="host", image=None, state="running", pid=pid,
         start_time=st.start_time, pids=[pid], namespaces=namespaces_of(pid, roots), cgroup=None,
         pod=None, rootfs=rootfs_of(pid, roots), record=rec, roots=roots,
+    )
+
+
+# -- images ----------------------------------------------------------------------------------
+
+_DEFAULT_PREFIXES = ("docker.io/library/", "docker.io/", "localhost/")
+
+
+def _norm_ref(ref: str) -> str:
+    """An image name as users abbreviate it: ``docker.io/library/x:latest`` and ``localhost/x``
+    both become ``x:latest``."""
+    for p in _DEFAULT_PREFIXES:
+        if ref.startswith(p):
+            ref = ref[len(p):]
+            break
+    if "@" not in ref and ":" not in ref.rsplit("/", 1)[-1]:
+        ref += ":latest"
+    return ref
+
+
+def match_images(ref: str, images: list[ImageRecord]) -> list[ImageRecord]:
+    """Images ``ref`` names: a full or abbreviated name, else an id or unique id prefix."""
+    want = _norm_ref(ref)
+    named = [i for i in images if ref in i.names or any(_norm_ref(n) == want for n in i.names)]
+    if named:
+        return named
+    hexpart = ref.removeprefix("sha256:")
+    if len(hexpart) >= 4 and all(ch in "0123456789abcdef" for ch in hexpart):
+        return [i for i in images if i.id.split(":", 1)[-1].startswith(hexpart)]
+    return []
+
+
+def resolve_image(ref: str, roots: Roots) -> ImageRecord:
+    # Imported here: image stores are read for image:// targets only (start-up of the rest).
+    from ctrfs.runtimes.images import discover_images
+
+    images = list(discover_images(roots))
+    found = match_images(ref, images)
+    shown = f"image://{ref}"
+    if not found:
+        names = sorted({n for i in images for n in i.names})
+        near = difflib.get_close_matches(ref, names, n=3, cutoff=0.4) or difflib.get_close_matches(
+            _norm_ref(ref), [_norm_ref(n) for n in names], n=3, cutoff=0.4)
+        raise TargetNotFound("no such image in Docker's or containers/storage's stores"
+                             + ("; nearest: " + ", ".join(near) if near else "; see ctrfs images"),
+                             target=shown, candidates=near)
+    if len({(i.id, i.store, i.driver) for i in found}) > 1:
+        raise Ambiguous(target=shown, candidates=[
+            f"{i.runtime} image {i.short_id} ({', '.join(i.names) or 'untagged'}"
+            + (f", user {i.user}" if i.user and i.user != "root" else "") + ")" for i in found])
+    return found[0]
+
+
+def image_container(img: ImageRecord, roots: Roots, *, shown: str | None = None) -> Container:
+    """An image as a read-only Container with no process: its layers are the lowerdirs that
+    :func:`ctrfs.access.open_root` merges offline."""
+    lowers = [la.path for la in img.layers]
+    rec = ContainerRecord(
+        id=img.id, runtime=img.runtime, name=shown or (img.names[0] if img.names else img.short_id),
+        image=img.names[0] if img.names else None, image_id=img.id, state="image",
+        created=img.created, lowerdirs=lowers, layer_ids=[la.id for la in img.layers if la.id],
+        sources=[img.store],
+    )
+    rec.extra.update(image=img, driver=img.driver, user=img.user, uid=img.uid)
+    if img.uid_map:
+        rec.extra.update(uid_map=img.uid_map, gid_map=img.gid_map)
+    return Container(
+        id=img.id, runtime=img.runtime, name=rec.name, image=rec.image, state="image", pid=None,
+        start_time=None, pids=[], namespaces={}, cgroup=None, pod=None,
+        rootfs=RootFS(fstype="overlay", source="image", lowerdirs=lowers), record=rec, roots=roots,
+    )
+
+
+def oci_container(t: Target, roots: Roots) -> Container:
+    """``oci:DIR[:TAG]``: an OCI layout's image as a read-only Container; its layer blobs are read
+    as streams by :class:`~ctrfs.rootfs.tarroot.TarLayersRoot` (see :func:`ctrfs.access.open_root`)."""
+    from ctrfs.runtimes.oci import read_layout  # start-up: for oci: targets only
+
+    layout, _, tag = t.ref.partition(":")
+    img = read_layout(os.path.abspath(layout), tag or None)
+    cfg = img.config.get("config") or {}
+    rec = ContainerRecord(id=img.id, runtime="oci", name=t.text, image=t.text, image_id=img.id,
+                          state="image", created=img.config.get("created"), sources=[img.layout],
+                          labels=dict(cfg.get("Labels") or {}) if isinstance(cfg, dict) else {})
+    rec.extra.update(oci=img, driver="oci-layout")
+    return Container(
+        id=img.id, runtime="oci", name=t.text, image=t.text, state="image", pid=None,
+        start_time=None, pids=[], namespaces={}, cgroup=None, pod=None,
+        rootfs=RootFS(fstype="oci-layout", source=img.layout), record=rec, roots=roots,
     )

@@ -41,12 +41,37 @@ def assert_same_layers(inspected: dict[str, Any], gd: dict[str, str]) -> None:
     assert fs["lowerdirs"] == gd["LowerDir"].split(":")
 
 
+def _pidns(pid: int) -> list[int]:
+    ns = os.readlink(f"/proc/{pid}/ns/pid")
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if os.readlink(f"/proc/{d}/ns/pid") == ns:
+                    found.append(int(d))
+            except OSError:
+                pass
+    return sorted(found)
+
+
 def test_ps_docker_matches_docker_inspect(docker_shellless: RunningContainer) -> None:
+    """Every field of the row, each from docker inspect or the process's own /proc entries."""
     row = by_id(ps_json(), docker_shellless.id)
-    pid = int(harness.out("docker", "inspect", "-f", "{{.State.Pid}}", docker_shellless.name))
-    assert row["pid"] == pid == docker_shellless.pid
-    assert (row["name"], row["runtime"], row["state"]) == (docker_shellless.name, "docker", "running")
-    assert row["image"] == docker_shellless.image
+    (info,) = json.loads(harness.out("docker", "inspect", docker_shellless.id))
+    cgroup_v1 = {line.split(":", 2)[2] for line in
+                 open(f"/proc/{docker_shellless.pid}/cgroup").read().splitlines()} - {"/"}
+    assert row == {
+        "id": info["Id"], "short_id": info["Id"][:12], "name": info["Name"].lstrip("/"),
+        "runtime": "docker", "runtime_namespace": "moby",  # containerd's namespace for dockerd
+        "image": info["Config"]["Image"], "state": info["State"]["Status"],
+        "pid": info["State"]["Pid"], "pids": _pidns(docker_shellless.pid),
+        "cgroup": row["cgroup"], "pod": None,
+        "rootfs_kind": {"overlay2": "overlay"}[info["GraphDriver"]["Name"]],
+        "created": info["Created"],
+    }
+    assert row["cgroup"] in cgroup_v1 and row["cgroup"].endswith(info["Id"])
+    assert (row["name"], row["pid"], row["image"]) == (docker_shellless.name, docker_shellless.pid,
+                                                       docker_shellless.image)
 
 
 def test_inspect_docker_layers_match_graphdriver(docker_shellless: RunningContainer) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import secrets
 import stat
 import struct
@@ -250,13 +251,31 @@ def _lines(b: bytes | str) -> set[str]:
 def test_find_matches_busybox_find(seeded, ours: list[str], theirs: list[str]) -> None:
     c, d = seeded
     mine = ctrfs("find", f"{c.target}:{d}/tree", *ours).stdout
-    ref = harness.docker_exec(c, "find", f"{d}/tree", *theirs).stdout
-    # busybox prints names raw; ctrfs escapes them
-    ref_set = {x.replace("\033", "\\x1b").replace("\377", "\\xff")
-               for x in _lines(ref.decode("latin-1"))}
-    mine_set = {x for x in _lines(mine.decode()) if "new\\nline" not in x}
-    ref_set = {x for x in ref_set if "new" not in x and "line" != x.rsplit("/", 1)[-1]}
-    assert mine_set == ref_set
+    # busybox prints names raw (the newline-named file would be two lines): take them
+    # NUL-separated and escape them as ctrfs prints names
+    ref = harness.docker_exec(c, "find", f"{d}/tree", *theirs, "-print0").stdout
+    ref_lines = [_escaped(x) for x in ref.split(b"\0") if x]
+    mine_lines = mine.decode().splitlines()
+    assert sorted(mine_lines) == sorted(ref_lines)
+    if not ours:  # the hostile names are among those compared
+        assert {f"{d}/tree/new\\nline", f"{d}/tree/bad\\xffname", f"{d}/tree/\\x1b[31mred"} <= set(mine_lines)
+
+
+def _escaped(name: bytes) -> str:
+    """GNU ls's --quoting-style=escape, which ctrfs prints names in: backslash, newline and tab as
+    \\\\, \\n, \\t; other control characters and bytes that are not UTF-8 as \\xNN."""
+    out = []
+    for ch in name.decode("utf-8", "surrogateescape"):
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch in "\\\n\t":
+            out.append({"\\": "\\\\", "\n": "\\n", "\t": "\\t"}[ch])
+        elif o < 0x20 or 0x7F <= o < 0xA0:
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def test_find_newer_json_and_usage(seeded) -> None:
@@ -433,9 +452,12 @@ def test_du_matches_busybox(seeded) -> None:
     c, d = seeded
     mine = ctrfs("du", f"{c.target}:{d}/tree").stdout.decode()
     ref = sh(c, f"du -k {d}/tree")
-    assert _lines(mine.replace("\\n", "\n")) >= set()  # parsable
+    # every line "KIB<TAB>PATH", one per directory, as busybox prints them
+    for text in (mine, ref):
+        assert all(re.fullmatch(r"\d+\t/\S.*", ln) for ln in text.splitlines()), text
     to_map = lambda s: {ln.split("\t", 1)[1]: int(ln.split("\t", 1)[0])  # noqa: E731
-                        for ln in s.splitlines() if "\t" in ln}
+                        for ln in s.splitlines()}
+    assert len(mine.splitlines()) == len(to_map(mine)) >= 4  # tree, sub, deeper, empty
     assert to_map(mine) == to_map(ref)
     total = ctrfs("du", "-s", f"{c.target}:{d}/tree").stdout.decode()
     assert total == sh(c, f"du -sk {d}/tree")
@@ -443,12 +465,46 @@ def test_du_matches_busybox(seeded) -> None:
     assert len(js) == 1 and js[0]["path"] == f"{d}/tree"
 
 
-def test_du_root_stays_on_root_mount(docker_shellless: RunningContainer) -> None:
-    c = docker_shellless
+MOUNTED_KIB = 2048  # what the fixture below writes into each of its two mounts
+
+
+@pytest.fixture(scope="module")
+def mounted_busybox(tmp_path_factory: pytest.TempPathFactory) -> RunningContainer:
+    """A busybox container with a bind mount and a tmpfs holding 2 MiB each, and 1 MiB on its
+    root filesystem: du with and without --all-mounts must differ by the mounts' data."""
+    hostdir = tmp_path_factory.mktemp("ctrfs-r-du")
+    with harness.run_docker(harness.busybox_image(), f"ctrfs-r-{harness.SESSION}-", "-v",
+                            f"{hostdir}:/data", "--tmpfs", "/scratch") as c:
+        sh(c, f"head -c {MOUNTED_KIB * 1024} /dev/urandom > /data/blob"
+              f" && head -c {MOUNTED_KIB * 1024} /dev/urandom > /scratch/blob"
+              " && mkdir -p /rootdata && head -c 1048576 /dev/urandom > /rootdata/blob")
+        yield c
+
+
+def _mount_points_on_root(pid: int) -> list[str]:
+    """The mount points whose parent is the container's root mount (/proc/PID/mountinfo)."""
+    rows = [ln.split() for ln in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()]
+    root_id = next(r[0] for r in rows if r[4] == "/")
+    return [r[4].encode().decode("unicode_escape") for r in rows if r[1] == root_id and r[4] != "/"]
+
+
+def test_du_root_stays_on_root_mount(mounted_busybox: RunningContainer) -> None:
+    c = mounted_busybox
     one = json.loads(ctrfs("du", "-s", "--json", c.target).stdout)[0]["bytes"]
     allm = json.loads(ctrfs("du", "-s", "--all-mounts", "--json", c.target).stdout)[0]["bytes"]
-    app = os.stat(f"/proc/{c.pid}/root/app").st_blocks * 512
-    assert app <= one < allm or one == allm  # /proc, /sys, /dev are only counted with --all-mounts
+    # busybox's own du -x stays on / and skips the mount points too; ctrfs (as GNU du -x) counts
+    # each mount point it meets on / (stat there shows the mounted root: /data's host directory,
+    # the bind-mounted /etc/hosts ...) and enters none.
+    points = _mount_points_on_root(c.pid)
+    assert {"/data", "/scratch", "/proc", "/etc/hosts"} <= set(points)
+    mount_blocks = sum(os.lstat(f"/proc/{c.pid}/root{p}").st_blocks * 512 for p in points)
+    assert one == int(sh(c, "du -skx /").split()[0]) * 1024 + mount_blocks
+    assert one >= 1024 * 1024  # /rootdata/blob
+    # the two mounts' blobs, and nothing of them without --all-mounts
+    assert allm - one >= 2 * MOUNTED_KIB * 1024, (one, allm)
+    for mnt in ("/data", "/scratch"):
+        inner = json.loads(ctrfs("du", "-s", "--json", f"{c.target}:{mnt}").stdout)[0]["bytes"]
+        assert inner // 1024 == int(sh(c, f"du -sk {mnt}").split()[0]) >= MOUNTED_KIB
     assert ctrfs("du", "-sh", c.target).stdout.decode().endswith("\t/\n")
 
 
@@ -509,6 +565,13 @@ def test_cp_dir_matches_docker_cp(seeded, tmp_path: Path) -> None:
     assert groups(ours) == groups(theirs) == {frozenset({"hello.txt", "hard1", "sub/hard2"})}
     strip = lambda t: {k: v[:7] for k, v in t.items()}  # noqa: E731
     assert strip(ours) == strip(theirs)
+    # 5. mtimes: docker cp's tar carries whole seconds, so they are compared in seconds above;
+    #    ctrfs keeps the nanoseconds, compared here with the container's own files.
+    src = Path(f"/proc/{c.pid}/root{d}/tree")
+    for rel, v in ours.items():
+        if v[0] != stat.S_IFLNK:
+            mine_ns = os.lstat(tmp_path / "ours" / "tree" / rel).st_mtime_ns
+            assert mine_ns == os.lstat(src / rel).st_mtime_ns, rel
     # nothing else is left next to the copy
     assert sorted(os.listdir(tmp_path / "ours")) == ["tree"]
 
@@ -546,16 +609,42 @@ def _members(tar: bytes) -> dict[str, tarfile.TarInfo]:
         return {m.name: m for m in t.getmembers()}
 
 
+def _hardlinks(tar: bytes) -> dict[frozenset[str], tuple[Any, ...]]:
+    """A tar's hard-link groups: the names of each group (the regular member holding the data and
+    every link member naming it) → that member's mode, owner, mtime and data, read once. A link
+    must name a regular member that came before it: a tar reader could not make it otherwise."""
+    groups: dict[str, set[str]] = {}
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        regular: dict[str, tarfile.TarInfo] = {}
+        for m in tf:
+            name = m.name.rstrip("/")
+            if m.isreg():
+                regular[name] = m
+            elif m.islnk():
+                target = m.linkname.rstrip("/")
+                assert target in regular, f"link {name} -> {target}: not an earlier regular member"
+                groups.setdefault(target, {target}).add(name)
+        return {frozenset(names): (stat.S_IMODE(regular[t].mode), regular[t].uid, regular[t].gid,
+                                   regular[t].mtime, tf.extractfile(regular[t]).read())  # type: ignore[union-attr]
+                for t, names in groups.items()}
+
+
 def test_cp_stdout_tar_matches_docker_cp(seeded) -> None:
     c, d = seeded
-    mine = _members(ctrfs("cp", f"{c.target}:{d}/tree", "-").stdout)
-    theirs = _members(harness.run("docker", "cp", f"{c.id}:{d}/tree", "-").stdout)
+    mine_tar = ctrfs("cp", f"{c.target}:{d}/tree", "-").stdout
+    theirs_tar = harness.run("docker", "cp", f"{c.id}:{d}/tree", "-").stdout
+    mine, theirs = _members(mine_tar), _members(theirs_tar)
     assert set(mine) == set(theirs)
+    # Hard links as links: the same groups with the same data; which member of a group carries
+    # the data follows walk order, which may differ between the tools.
+    links = _hardlinks(mine_tar)
+    assert links == _hardlinks(theirs_tar)
+    assert set(links) == {frozenset({"tree/hello.txt", "tree/hard1", "tree/sub/hard2"})}
+    assert next(iter(links.values()))[4] == b"hello\n"
     for name, m in theirs.items():
         o = mine[name]
         if m.islnk() or o.islnk():
-            assert m.islnk() or o.islnk()  # which member carries the data may differ
-            continue
+            continue  # compared as a group above
         # Go's archive/tar (docker) also stores the file-type bits in the mode field; tar
         # readers take the type from the type flag, so compare permission bits.
         assert (o.type, o.mode, o.uid, o.gid, o.size, o.linkname, o.mtime) == \
@@ -604,18 +693,23 @@ def test_export_matches_docker_export(seeded, tmp_path: Path) -> None:
     out = tmp_path / "c.tar"
     res = ctrfs("export", c.target, "-o", str(out))
     assert res.stdout == b""
-    mine = _export_contents(out.read_bytes())
-    theirs = _export_contents(harness.run("docker", "export", c.id).stdout)
+    mine_tar, theirs_tar = out.read_bytes(), harness.run("docker", "export", c.id).stdout
+    mine, theirs = _export_contents(mine_tar), _export_contents(theirs_tar)
     # ctrfs export is the root filesystem alone, as docker export: beneath /dev, /proc, /sys the
     # runtime's placeholders, mount points and /etc/hosts with the root filesystem's modes.
     for k in ("dev/console", "dev/pts", "dev/shm", "proc", "sys", "dev", "etc/hosts"):
         assert mine[k] == theirs[k], k
     # Intended differences, each named:
-    # 1. Hardlinks: which member of a link group carries the data follows walk order.
-    for k in list(theirs):
-        if tarfile.LNKTYPE in (theirs[k]["type"], mine[k]["type"]):
-            assert {theirs[k]["type"], mine[k]["type"]} <= {tarfile.LNKTYPE, tarfile.REGTYPE}
-            del theirs[k], mine[k]
+    # 1. Hardlinks: which member of a link group carries the data follows walk order. Compare
+    #    the groups, each with its data once, then every member's own header but its type,
+    #    link name and size (a link member has none).
+    links = _hardlinks(mine_tar)
+    assert links == _hardlinks(theirs_tar)
+    tree = f"{d}/tree".lstrip("/")
+    assert frozenset({f"{tree}/hello.txt", f"{tree}/hard1", f"{tree}/sub/hard2"}) in links
+    for k in {n for group in links for n in group}:
+        for side in (mine, theirs):
+            side[k] = {**side[k], "type": None, "linkname": None, "size": None, "data": None}
     # 2. Extended attributes: docker export carries security.capability only; ctrfs every
     #    attribute but overlayfs' own trusted.overlay.* (here the user.ctrfs the seed set).
     suid = f"{d}/tree/suid".lstrip("/")
@@ -633,6 +727,39 @@ def test_export_stdout_and_terminal_refusal(docker_shellless: RunningContainer) 
     names = set(_members(tar))
     assert {"app", "etc/passwd", "etc/os-release", "var/log/app.log"} <= names
     assert not any(n.startswith(("/", "../")) or "/../" in n for n in names)
+    # stdout a terminal: no tar written to it, a usage error saying what to do (cp - likewise)
+    for argv, hint in ((["export", docker_shellless.target], "-o FILE"),
+                       (["cp", f"{docker_shellless.target}:/etc", "-"], "redirect stdout")):
+        rc, shown, err = _on_a_terminal(*argv)
+        assert rc == 2 and hint in err and "terminal" in err and err.count("\n") == 1, (argv, err)
+        assert shown == b"", (argv, shown[:80])
+
+
+def _on_a_terminal(*argv: str) -> tuple[int, bytes, str]:
+    """ctrfs with its stdout on a pseudo-terminal: exit status, what reached the terminal, stderr."""
+    import pty
+
+    leader, follower = pty.openpty()
+    shown = bytearray()
+
+    def read() -> None:  # the terminal is read as it is written, or a tar would fill it
+        try:
+            while chunk := os.read(leader, 65536):
+                shown.extend(chunk)
+        except OSError:  # EIO once the follower side is closed
+            pass
+
+    reader = threading.Thread(target=read, daemon=True)
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "ctrfs", *argv], stdout=follower,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        os.close(follower)
+        reader.start()
+        _, err = p.communicate(timeout=60)
+        reader.join(10)
+    finally:
+        os.close(leader)
+    return p.returncode, bytes(shown), err.decode(errors="replace")
 
 
 # (a target gone mid-operation: tests/security/test_rootfs_attacks.py, case 16)

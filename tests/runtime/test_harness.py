@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import harness
@@ -84,7 +85,7 @@ def test_podman_shellless(podman_shellless: RunningContainer) -> None:
 
 def test_containerd_cri_shape(containerd_cri: RunningContainer) -> None:
     c = containerd_cri
-    assert len(c.id) == 64 and int(c.id, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{64}", c.id), c.id  # a CRI container ID
     bundle = Path(c.info["bundle"])
     assert int((bundle / "init.pid").read_text()) == c.pid
     spec = json.loads((bundle / "config.json").read_text())

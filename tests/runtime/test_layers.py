@@ -96,10 +96,25 @@ def test_which_reports_whiteout_and_opaque(docker_multilayer: RunningContainer) 
     assert f1.returncode == 1 and "not present" in f1.stderr  # only below the opaque dir
 
 
-def test_which_follows_parent_symlinks(docker_busybox: RunningContainer) -> None:
-    # /bin/sh is a symlink to busybox in the image: the final link itself is reported.
-    res = _which(docker_busybox.target, "/bin/sh")
-    assert res["visible"]["type"] == "symlink"
+@pytest.mark.docker
+@pytest.mark.root
+def test_which_follows_parent_symlinks() -> None:
+    """Symlinks among the parents are followed inside the container (absolute, relative, and
+    one to / that would be the host's root if followed on the host); the final one is reported
+    as the link it is."""
+    with harness.run_docker(harness.busybox_image()) as c:
+        harness.docker_exec(c, "sh", "-c", "ln -s /bin /abs && ln -s bin /rel && mkdir -p /x"
+                                           " && ln -s ../abs /x/up && ln -s / /x/root")
+        busybox = harness.docker_exec(c, "stat", "-c", "%s", "/bin/busybox").stdout.strip()
+        for path in ("/abs/busybox", "/rel/busybox", "/x/up/busybox", "/x/root/bin/busybox"):
+            res = _which(c.target, path)
+            vis = res["visible"]
+            assert res["resolved"] == "/bin/busybox" and vis["type"] == "file", (path, res)
+            assert vis["role"] == "image" and vis["size"] == int(busybox), (path, vis)
+            assert os.path.getsize(os.path.join(vis["layer_path"], "bin/busybox")) == int(busybox)
+        # /bin/sh is a symlink to busybox in the image: the final link itself is reported.
+        res = _which(c.target, "/abs/sh")
+        assert res["resolved"] == "/bin/sh" and res["visible"]["type"] == "symlink", res
 
 
 @pytest.mark.parametrize("path", ["/etc/hosts", "/.dockerenv"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import struct
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,8 +29,13 @@ def stopped_docker() -> Iterator[RunningContainer]:
         harness.docker_exec(c, "sh", "-c", " && ".join([
             "mkdir -p /new/sub && echo n > /new/sub/f", "echo more >> /data/a.txt",
             "rm /olddir/new", "ln -s ../etc/os-release /new/link", "chmod 600 /etc/os-release",
-            "rm -r /data/dir",
+            "rm -r /data/dir", "mknod /new/null c 1 3", "mknod /new/loop b 7 0",
+            "chown 65534:65534 /new/sub/f",
         ]))
+        # extended attributes, set from the host on a file the container made (busybox has no
+        # setfattr): docker export carries security.capability
+        f = f"/proc/{c.pid}/root/new/sub/f"
+        os.setxattr(f, "security.capability", struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0))
         harness.run("docker", "stop", "-t", "0", c.id)
         yield c
 
@@ -56,8 +63,10 @@ def _entries(path: Path) -> dict[str, tuple[Any, ...]]:
                 assert f is not None
                 digest = hashlib.sha256(f.read()).hexdigest()
             # Go's archive/tar writes the file type bits into the mode field too.
+            xattrs = {k: v for k, v in m.pax_headers.items() if k.startswith("SCHILY.xattr.")}
             out[name] = (m.type, m.mode & 0o7777, m.uid, m.gid, m.size if m.isreg() else 0,
-                         m.linkname, digest, int(m.mtime))
+                         m.linkname, digest, int(m.mtime), m.uname, m.gname,
+                         (m.devmajor, m.devminor) if m.ischr() or m.isblk() else None, xattrs)
     return out
 
 
@@ -93,6 +102,10 @@ def test_stopped_docker_export_equals_docker_export(stopped_docker: RunningConta
     a, b = _entries(ours), _entries(theirs)
     assert a.keys() == b.keys()
     assert {k: v for k, v in a.items() if v != b[k]} == {}
+    # the fixture's devices, owner and capability are among what was compared
+    assert a["new/null"][10] == (1, 3) and a["new/loop"][10] == (7, 0)
+    assert a["new/sub/f"][2:4] == (65534, 65534)
+    assert "SCHILY.xattr.security.capability" in a["new/sub/f"][11]
 
 
 @pytest.mark.podman

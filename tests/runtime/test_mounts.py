@@ -36,7 +36,8 @@ def by_point(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 @pytest.mark.docker
 def test_mounts_show_host_sources(with_mounts: tuple[RunningContainer, str, str]) -> None:
     c, hostdir, vol = with_mounts
-    rows = by_point(json.loads(ctrfs("mounts", "--json", c.target).stdout))
+    listed = json.loads(ctrfs("mounts", "--json", c.target).stdout)
+    rows = by_point(listed)
     docker_mounts = {m["Destination"]: m for m in json.loads(
         harness.out("docker", "inspect", "-f", "{{json .Mounts}}", c.id))}
 
@@ -54,6 +55,28 @@ def test_mounts_show_host_sources(with_mounts: tuple[RunningContainer, str, str]
     # Docker's per-container files are bind mounts of files under its containers dir.
     hosts = rows["/etc/hosts"]
     assert hosts["host_path"] == harness.out("docker", "inspect", "-f", "{{.HostsPath}}", c.id)
+    for key, point in (("HostnamePath", "/etc/hostname"), ("ResolvConfPath", "/etc/resolv.conf")):
+        assert rows[point]["host_path"] == harness.out("docker", "inspect", "-f", f"{{{{.{key}}}}}", c.id)
+        assert rows[point]["kind"] == "bind"
+    # Every mount docker made, with what docker says of it (its Propagation "rprivate" is the
+    # requested mode; the row's is the kernel's shared/slave/private, checked against mountinfo
+    # below).
+    for dest, m in docker_mounts.items():
+        row = rows[dest]
+        assert (row["kind"], row["host_path"], row["read_only"], row["volume"]) == \
+            (m["Type"], m["Source"], not m["RW"], m.get("Name")), dest
+    # ... and every mount the kernel lists for the container, nothing more: id, point, type,
+    # source, per-mount options and propagation as /proc/PID/mountinfo has them.
+    kernel = {}
+    for line in open(f"/proc/{c.pid}/mountinfo").read().splitlines():
+        f = line.split()
+        sep = f.index("-")
+        optional = dict(o.split(":", 1) if ":" in o else (o, "") for o in f[6:sep])
+        prop = "shared" if "shared" in optional else "slave" if "master" in optional else "private"
+        kernel[int(f[0])] = (f[4].encode().decode("unicode_escape"), f[sep + 1], f[sep + 2],
+                             f[5].split(","), prop)
+    assert {r["mount_id"]: (r["mount_point"], r["fstype"], r["source"], r["options"], r["propagation"])
+            for r in listed} == kernel and len(listed) == len(kernel)
 
 
 @pytest.mark.docker

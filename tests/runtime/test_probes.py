@@ -172,12 +172,18 @@ def tracing() -> None:
 
 
 def bpftrace_pids(probe: str, seconds: float = 15, want: int = 3) -> list[int]:
-    """Run ``probe { printf pid }`` until ``want`` hits or ``seconds``; the pids it printed."""
+    """Run ``probe { printf pid }`` until it fired ``want`` times; the pids it printed. bpftrace
+    prints "Attaching 1 probe..." before it attaches (a symbol it cannot resolve fails after
+    that line), so success is its own exit status: 0 once exit() ran, while ``timeout``'s SIGINT
+    after ``seconds`` means the probe fired fewer than ``want`` times."""
     prog = probe + ' { printf("%d\\n", pid); @n = @n + 1; if (@n >= ' + str(want) + ") { exit(); } }"
     r = subprocess.run(["timeout", "-s", "INT", str(seconds), "bpftrace", "-e", prog],
                        capture_output=True, text=True)
-    assert "Attaching 1 probe" in r.stdout, r.stderr
-    return [int(ln) for ln in r.stdout.splitlines() if ln.strip().isdigit()]
+    pids = [int(ln) for ln in r.stdout.splitlines() if ln.strip().isdigit()]
+    assert r.returncode == 0 and "Attaching 1 probe" in r.stdout, \
+        f"bpftrace {probe} exited {r.returncode} after {len(pids)} of {want} hits: {r.stderr}"
+    assert len(pids) >= want, pids
+    return pids
 
 
 def _libssl(doc: dict) -> dict:  # type: ignore[type-arg]
@@ -207,7 +213,8 @@ def test_libs_reports_the_containers_libssl(tls: TLSContainer) -> None:
     assert o["soname"] == "libssl.so.3" and o["library"] == "openssl"
     dpkg = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libssl3"], capture_output=True,
                           text=True).stdout
-    assert o["version"] and dpkg.startswith(o["version"]) and "libcrypto" in o["version_source"]
+    upstream = re.match(r"(?:\d+:)?([0-9.]+[a-z]?)", dpkg).group(1)  # type: ignore[union-attr]
+    assert o["version"] == upstream and "libcrypto" in o["version_source"]
     text = ctrfs("libs", tls.name).stdout
     assert "/usr/bin/openssl [exe]" in text and "glibc" in text and o["host_path"] in text
 
@@ -215,10 +222,19 @@ def test_libs_reports_the_containers_libssl(tls: TLSContainer) -> None:
 def test_libs_all_groups_by_container(tls: TLSContainer) -> None:
     doc = json.loads(ctrfs("libs", "--all", "--match", r"libssl\.so", "--json").stdout)
     mine = [g for g in doc if g["container"]["name"] == tls.name]
-    assert len(mine) == 1 and _libssl(mine[0])["pids"]
+    assert len(mine) == 1
+    assert {tls.server_pid, tls.client_pid} <= set(_libssl(mine[0])["pids"]) <= tls.pids()
+    checked = 0
     for g in doc:  # every group only lists objects of its own container's processes
+        if not harness.pid_alive(g["container"]["pid"]):
+            continue  # another session's container, gone since (the host is shared)
+        own = _pidns_members(g["container"]["pid"])
+        checked += 1
         for o in g["objects"]:
             assert re.search(r"libssl\.so", o["path"])
+            alive = {p for p in o["pids"] if harness.pid_alive(p)}  # (processes end meanwhile)
+            assert o["pids"] and alive <= own, (g["container"], o["path"], o["pids"], own)
+    assert checked >= 1
     text = ctrfs("libs", "--all", "--match", r"libssl\.so").stdout
     assert tls.name in text and f"/proc/{_libssl(mine[0])['pids'][0]}/root{LIBSSL}" in text
 
@@ -236,7 +252,8 @@ def test_probe_attaches_and_fires_in_the_container(tls: TLSContainer, tracing: N
     pinned = ctrfs("probe", tls.name, "--lib", "libssl", "--symbol", "SSL_write", "--pin").stdout.strip()
     m = re.fullmatch(r"uprobe:(/proc/\d+/map_files/[0-9a-f]+-[0-9a-f]+):SSL_write", pinned)
     assert m and os.path.samestat(os.stat(m.group(1)), os.stat(f"/proc/{tls.client_pid}/root{LIBSSL}"))
-    assert set(bpftrace_pids(pinned)) <= tls.pids()
+    fired = bpftrace_pids(pinned)
+    assert set(fired) <= tls.pids() and tls.client_pid in fired, (fired, tls.pids())
 
 
 def test_probe_offsets_agree_with_readelf(tls: TLSContainer) -> None:
@@ -249,16 +266,25 @@ def test_probe_offsets_agree_with_readelf(tls: TLSContainer) -> None:
     assert set(got) == {(s, lib) for s, lib in syms.items()}
     for (sym, _lib), p in got.items():
         elf = p["host_path"]
-        symtab = subprocess.run(["readelf", "-s", "-W", "--dyn-syms", elf], check=True, capture_output=True,
-                                text=True).stdout
-        vaddr = next(int(f[1], 16) for f in (ln.split() for ln in symtab.splitlines())
-                     if len(f) >= 8 and f[7].split("@")[0] == sym and f[6] != "UND")
+        vaddr = _readelf_address(elf, sym)
         loads = [(int(f[2], 16), int(f[1], 16), int(f[4], 16)) for f in (
             ln.split() for ln in subprocess.run(["readelf", "-l", "-W", elf], check=True, capture_output=True,
                                                 text=True).stdout.splitlines()) if f and f[0] == "LOAD"]
         (v, o) = next((v, o) for v, o, fs in loads if v <= vaddr < v + fs)
         assert p["address"] == vaddr and p["offset"] == vaddr - v + o
         assert p["identity"] == "verified" and p["build_id"]
+
+
+def _readelf_address(elf: str, sym: str) -> int:
+    """``sym``'s address by readelf: its default version (``sym@@V``) if it has versions, else its
+    unversioned definitions (.dynsym and .symtab), which must agree on one address."""
+    symtab = subprocess.run(["readelf", "-s", "-W", "--dyn-syms", elf], check=True, capture_output=True,
+                            text=True).stdout
+    found = [(int(f[1], 16), f[7].partition("@")[2]) for f in (ln.split() for ln in symtab.splitlines())
+             if len(f) >= 8 and f[0].endswith(":") and f[7].partition("@")[0] == sym and f[6] != "UND"]
+    chosen = {a for a, v in found if v.startswith("@")} or {a for a, v in found if not v}
+    assert len(chosen) == 1, f"{elf}: {sym} defined at {found}"
+    return chosen.pop()
 
 
 def test_probe_missing_symbol_names_what_was_searched(tls: TLSContainer) -> None:

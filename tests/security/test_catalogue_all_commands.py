@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 from _hostile import ctrfs_argv, hostile_container, sh
 
+import harness
+
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 
 CANARY = f"ctrfs-canary-{secrets.token_hex(6)}"
@@ -294,6 +296,8 @@ def _setup_traps(c, vol: Path) -> None:  # type: ignore[no-untyped-def]
         "treegen sock /c10/sock 0",
         "ln -s /dev/zero /c11/passwd",
     ]))
+    for path in ("/cshadow", "/etc/passwd", "/vol/vfile"):
+        EXPECTED[path] = harness.docker_exec(c, "cat", path).stdout
 
 
 @pytest.fixture(scope="module")
@@ -321,8 +325,6 @@ def world(host_side: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def stopped_world(host_side: Path):  # type: ignore[no-untyped-def]
     """The same traps in a container that was then stopped: read from its layers on the host."""
-    import harness
-
     with hostile_container("-v", f"{host_side}:/vol") as c:
         _setup_traps(c, host_side)
         harness.run("docker", "kill", c.id)
@@ -338,6 +340,84 @@ def _assert_clean(res: Result, what: str) -> None:
     assert res.rc not in (2,), f"{what}: usage error: {res.stderr}"
 
 
+# What the container holds at each same_as path, read by the container itself (docker exec) when
+# the traps are set; a directory maps to the file inside it that every command must show.
+EXPECTED: dict[str, bytes] = {}
+REF_DIR_FILE = {"/etc": "passwd"}
+
+
+def _check_reference(command: str, path: str, want: Result, c, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """The safe path's own run must show what the container holds there: a reference that failed
+    (or printed nothing) would make the hostile run's comparison one failure against another."""
+    what = f"reference ctrfs {command} {path!r} ({mode})"
+    if command == "which" and path.startswith("/vol/"):
+        # which looks in the layers alone, where a volume's files are not; it names the mount the
+        # running container sees there (a stopped one has none).
+        assert want.rc == 0 and not want.value["exists"], f"{what}: {want.rc} {want.stderr}"
+        mount = want.value["mount"]
+        if mode == "stopped":
+            assert mount is None, f"{what}: {mount}"
+        else:
+            assert (mount["mount_point"], mount["kind"]) == ("/vol", "bind"), f"{what}: {mount}"
+            with open(os.path.join(mount["host_path"], path.split("/", 2)[2]), "rb") as f:
+                assert f.read() == EXPECTED[path], f"{what}: {mount}"
+        return
+    if mode == "stopped" and path.startswith("/vol/"):
+        # a stopped container's volumes are not mounted anywhere ctrfs reads them from
+        assert want.rc == 1 and "no such file" in want.stderr, f"{what}: {want.rc} {want.stderr}"
+        return
+    is_dir = path in REF_DIR_FILE
+    inner = REF_DIR_FILE.get(path)
+    content = EXPECTED[f"{path}/{inner}" if inner else path]
+    if command in ("cat", "tail") and is_dir:
+        assert want.rc == 1 and "is a directory" in want.stderr, f"{what}: {want.rc} {want.stderr}"
+        return
+    assert want.rc == 0, f"{what} failed: {want.stderr}"
+    lines = content.decode().splitlines()
+    if command in ("cat", "tail"):
+        assert want.value == content, f"{what}: {want.value!r}"  # (tail -n 3: every file has fewer)
+    elif command == "grep":
+        got = [row[1] for row in want.value]
+        assert set(lines) <= set(got) and (is_dir or sorted(got) == sorted(lines)), f"{what}: {got}"
+    elif command in ("stat", "ls", "find", "du"):
+        rows = [json.loads(r) for r in want.value]
+        if command == "du" and is_dir:  # du lists directories only: the total holds the file
+            (top,) = [r for r in rows if r["rel"] == ""]
+            assert top["is_dir"] and top["bytes"] >= len(content), f"{what}: {rows}"
+            return
+        if command == "stat" and is_dir:
+            (top,) = rows
+            assert top["rel"] == "" and top["type"] == "d", f"{what}: {rows}"
+            return
+        rel = f"/{inner}" if inner and command != "ls" else inner or ""
+        if command == "ls" and inner:
+            mine = [r for r in rows if r.get("name") == inner]
+        else:
+            mine = [r for r in rows if r["rel"] == rel]
+        assert len(mine) == 1, f"{what}: no row for {rel!r} in {rows}"
+        size = mine[0].get("size", mine[0].get("bytes"))
+        assert size == len(content), f"{what}: {mine[0]}"
+        if command == "stat":
+            assert mine[0]["type"] == "f", f"{what}: {mine[0]}"
+    elif command == "cp":
+        if is_dir:
+            assert (inner, "f", content) in want.value, f"{what}: {want.value!r}"
+        else:
+            assert want.value == ("file", content), f"{what}: {want.value!r}"
+    elif command == "cp-":
+        rel = inner or ""
+        assert [m for m in want.value if m[0] == rel and m[4] == content], f"{what}: {want.value!r}"
+    elif command == "which":
+        vis = want.value["visible"]
+        assert want.value["exists"] and vis["type"] == ("dir" if is_dir else "file"), f"{what}: {vis}"
+        if not is_dir:
+            # the layer it names really holds the file
+            with open(os.path.join(vis["layer_path"], path.lstrip("/")), "rb") as f:
+                assert f.read() == content, f"{what}: {vis}"
+    else:
+        raise AssertionError(f"no reference check for {command}")
+
+
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_case_for_every_command(request, mode: str, case: Case, command: str,  # type: ignore[no-untyped-def]
@@ -350,10 +430,7 @@ def test_case_for_every_command(request, mode: str, case: Case, command: str,  #
     if case.same_as is not None:
         want = run(c.target, case.same_as, tmp_path)
         _assert_clean(want, f"ctrfs {command} {case.same_as!r}")
-        # grep finds nothing in some files; which (and a stopped container) knows no volume
-        assert want.rc in (0, 1) and want.value is not None or command in ("grep", "which") \
-            or mode == "stopped" and case.same_as.startswith("/vol"), \
-            f"reference run failed: {want.stderr}"
+        _check_reference(command, case.same_as, want, c, mode)
         assert (res.rc, res.value) == (want.rc, want.value), \
             f"{what} differs from {case.same_as!r}: {res.stderr}"
     elif command in case.fails or mode == "stopped" and command in case.stopped_fails:

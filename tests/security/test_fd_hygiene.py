@@ -45,6 +45,11 @@ def _describe(fd: int) -> str:
         return f"fd {fd}"
 
 
+# ctrfs's own source files (by the installed package's directory: a substring test such as
+# "/tests/" not in the path also skips ctrfs itself when the checkout lives under such a name)
+_PACKAGE = os.path.join(os.path.dirname(os.path.abspath(ctrfs.__file__)), "")
+
+
 class CloexecWatch:
     """Checks the fds opened since ``baseline`` each time a ctrfs function returns or yields
     (sys.setprofile), i.e. while walks and reads are in progress."""
@@ -69,8 +74,7 @@ class CloexecWatch:
                 self.violations.setdefault(fd, _describe(fd))
 
     def profile(self, frame: FrameType, event: str, arg: Any) -> None:
-        if event == "return" and "/ctrfs/" in frame.f_code.co_filename \
-                and "/tests/" not in frame.f_code.co_filename:
+        if event == "return" and frame.f_code.co_filename.startswith(_PACKAGE):
             self._check()
 
 

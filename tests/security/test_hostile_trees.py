@@ -185,9 +185,29 @@ def test_diff_huge_trees(big) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_layers_counts_huge_trees(big) -> None:  # type: ignore[no-untyped-def]
-    c, _, _ = big
+    """layers counts the upper dir, which holds the three trees, by fd with 64 fds: its counts
+    equal GNU find's over the same directory on the host."""
+    import json
+
+    c, links, counts = big
     m = run_ctrfs("layers", "--json", c.target, nofile=NOFILE)
     _ok(m, "layers")
+    (upper,) = [la for la in json.loads(m.stdout)["layers"] if la["role"] == "upper"]
+    top = upper["path"]
+
+    def find(*expr: str) -> list[bytes]:
+        return subprocess.run(["find", top, "-mindepth", "1", *expr], capture_output=True,
+                              check=True).stdout.split(b"\0")[:-1]
+
+    dirs = find("-type", "d", "-printf", "x\\0")
+    nondirs = find("!", "-type", "d", "-printf", "x\\0")
+    chardevs = find("-type", "c", "-printf", "%p\\0")
+    whiteouts = sum(1 for p in chardevs if os.lstat(p).st_rdev == 0)
+    sizes = dict(ln.split(b" ") for ln in find("-type", "f", "-printf", "%i %s\\0"))
+    assert (upper["dirs"], upper["files"], upper["whiteouts"], upper["size"]) == \
+        (len(dirs), len(nondirs) - whiteouts, whiteouts, sum(int(v) for v in sizes.values()))
+    # the trees are in what was counted: every directory of /h/deep, every file and link name
+    assert upper["dirs"] >= DEEP + 1 and upper["files"] >= MANY + links
 
 
 @pytest.fixture(scope="module")
@@ -314,7 +334,8 @@ def test_deleted_and_moved_mid_walk(tmp_path: Path) -> None:
               f" && for i in $(seq 100); do touch /m/walk/{chain}/sub/f$i /m/walk/{chain}/g$i; done")
         churn = ("while :; do mkdir -p /m/walk/del; for i in $(seq 200); do : > /m/walk/del/f$i; "
                  "done; rm -rf /m/walk/del; done")
-        warned = Counter()
+        warned: Counter[str] = Counter()
+        seen: Counter[str] = Counter()  # runs that got to the moved tree's files
         with background(c, churn, "/del.pid"), \
                 background(c, f"exec swapper /m/walk/{chain} /m/outside/x 600", "/mv.pid"):
             for i in range(20):
@@ -322,22 +343,30 @@ def test_deleted_and_moved_mid_walk(tmp_path: Path) -> None:
                 find = run_ctrfs("find", f"{c.target}:/m/walk", nofile=None)
                 assert "Traceback" not in find.stderr, find.stderr
                 assert find.rc == 0, find.stderr
-                for line in find.stdout.split(b"\n")[:-1]:
+                lines = find.stdout.split(b"\n")[:-1]
+                assert lines[:1] == [b"/m/walk"], find.stdout[:200]  # output, not an empty pass
+                for line in lines:
                     assert line.startswith(b"/m/walk"), line
                     assert b"OUTSIDE-MARKER" not in line and b"outside" not in line, line
+                seen["find: the deep tree"] += any(ln.endswith(b"/sub/f100") for ln in lines)
                 out = str(tmp_path / f"m{i}.tar")
                 exp = run_ctrfs("cp", f"{c.target}:/m/walk", "-", nofile=None, stdout_path=out)
                 assert exp.rc == 0 and "Traceback" not in exp.stderr, exp.stderr
                 with tarfile.open(out) as tf:
-                    for name in tf.getnames():
+                    names = tf.getnames()
+                    assert names[:1] == ["walk"], names[:3]
+                    for name in names:
                         assert name == "walk" or name.startswith("walk/"), name
                         assert "OUTSIDE-MARKER" not in name
+                    seen["cp: the deep tree"] += any(n.endswith("/sub/f100") for n in names)
                 os.unlink(out)
                 for what, m in (("find", find), ("cp", exp)):
                     for line in m.stderr.splitlines():
                         if "warning" in line:
                             warned[f"{what}: {line.rsplit(': ', 1)[-1]}"] += 1
-        print(f"\nmid-walk changes: runs with warnings: {dict(warned)}")
+        print(f"\nmid-walk changes: runs with warnings: {dict(warned)}; runs reaching the deep "
+              f"tree's files: {dict(seen)}")
+        assert seen["find: the deep tree"] and seen["cp: the deep tree"], seen
         assert any("vanished" in k for k in warned), f"no deleted entry was reported: {warned}"
         assert any("moved" in k or "replaced" in k for k in warned), \
             f"no moved directory was reported: {warned}"

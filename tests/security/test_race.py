@@ -1,12 +1,16 @@
-"""docs/security.md case 18: the CVE-2018-15664 race, against cat, cp and export.
+"""docs/security.md case 18: the CVE-2018-15664 race, against the content commands (cat, tail,
+grep -r, cp, export), the metadata commands (ls -l, stat, find, du, which) and libs.
 
 Inside a real container, ``swapper`` exchanges ``/race/d`` (a real directory holding
 ``<canary>/secret`` = "legit") with ``/race/a`` (a symlink to ``/``) in a tight
 renameat2(RENAME_EXCHANGE) loop. On the host, and only there, ``/<canary>/secret`` holds a
-random secret. Whoever resolves ``/race/d/<canary>/secret`` through ``/proc/<pid>/root`` by
-path string lands, whenever the symlink is in place, on the *host's* file: the control below
-proves the attack is live. ctrfs must only ever give the legitimate file, "not found", or an
-error, through both resolvers (openat2 and the user-space fallback walker).
+random secret, and has a size, a mode and an mtime that nothing in the container has (its
+directory a mode of its own too): a command that only reports metadata leaks through those.
+Whoever resolves ``/race/d/<canary>/secret`` through ``/proc/<pid>/root`` by path string lands,
+whenever the symlink is in place, on the *host's* file: the control below proves the attack is
+live, and each operation over a naive resolver is shown to leak. ctrfs must only ever give the
+legitimate file, "not found", or an error, through both resolvers (openat2 and the user-space
+fallback walker).
 
 Operation count: CTRFS_RACE_OPS per resolver (default 10,000; ``make stress`` runs 100,000).
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -32,14 +37,29 @@ import ctrfs
 import harness
 from ctrfs.errors import CtrfsError, NotFound
 from ctrfs.ops.archive import write_tar
-from ctrfs.ops.content import cat
+from ctrfs.ops.content import GrepMatch, cat, grep
 from ctrfs.ops.copy import copy_out
+from ctrfs.ops.du import du
+from ctrfs.ops.find import find
+from ctrfs.ops.follow import TailData, tail
+from ctrfs.ops.listing import FileInfo, ls, stat_path
+from ctrfs.overlay.layers import LayerStack, layer_stack
+from ctrfs.overlay.which import which
+from ctrfs.probes import libs as probes_libs
 from ctrfs.rootfs.proc import ProcRoot
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 
 LEGIT = b"legit\n"
 OPS = env_int("CTRFS_RACE_OPS", 10_000)
+
+
+# The host canary's metadata, which nothing in the container has: "legit\n" is 6 bytes, 0644,
+# written now; the container's directories are 0755. Every line of the file is the secret.
+CANARY_LINES = 18_089
+CANARY_MODE = 0o611
+CANARY_DIR_MODE = 0o715
+CANARY_MTIME = 981_173_106 + secrets.randbelow(1_000_000)  # some second in 2001
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +70,18 @@ def host_canary() -> tuple[str, bytes]:
     d = Path("/") / name
     d.mkdir(mode=0o700)
     try:
-        (d / "secret").write_bytes(secret + b"\n")
+        f = d / "secret"
+        f.write_bytes((secret + b"\n") * CANARY_LINES)
+        f.chmod(CANARY_MODE)
+        os.utime(f, (CANARY_MTIME, CANARY_MTIME))
+        d.chmod(CANARY_DIR_MODE)
         yield name, secret
     finally:
         shutil.rmtree(d)
+
+
+def canary_size(secret: bytes) -> int:
+    return (len(secret) + 1) * CANARY_LINES
 
 
 def _shared_object(marker: str, dest: Path) -> str:
@@ -168,8 +196,109 @@ def _op_export(root: ProcRoot, name: str, secret: bytes, scratch: str) -> str:
     return "legit" if data == LEGIT else "other content"
 
 
+def _check_info(info: FileInfo, secret: bytes, what: str) -> None:
+    """An entry shown by a metadata command is none of the host canary's."""
+    if info.type == "d":
+        assert info.mode != CANARY_DIR_MODE, f"HOST CANARY LEAKED through {what}: {info}"
+        return
+    assert info.size != canary_size(secret) and info.mode != CANARY_MODE \
+        and int(info.mtime) != CANARY_MTIME, f"HOST CANARY LEAKED through {what}: {info}"
+
+
+def _legit_info(info: FileInfo) -> str:
+    return "legit" if (info.type, info.size) == ("f", len(LEGIT)) else "other content"
+
+
+def _op_ls(root: ProcRoot, name: str, secret: bytes, scratch: str) -> str:
+    # ls -l of the raced directory: every entry's metadata
+    infos = [i for listing in ls(root, f"/race/d/{name}", all=True) for i in listing.entries]
+    for i in infos:
+        _check_info(i, secret, "ls -l")
+    secret_rows = [i for i in infos if i.name == "secret"]
+    return _legit_info(secret_rows[0]) if secret_rows else "listing without the file"
+
+
+def _op_stat(root: ProcRoot, name: str, secret: bytes, scratch: str, _n: list[int] = [0]) -> str:  # noqa: B006
+    # stat and stat -L of the file, stat of its directory
+    _n[0] += 1
+    if _n[0] % 3 == 0:
+        _check_info(stat_path(root, f"/race/d/{name}"), secret, "stat DIR")
+        return "legit"
+    info = stat_path(root, f"/race/d/{name}/secret", follow=_n[0] % 3 == 1)
+    _check_info(info, secret, "stat")
+    return _legit_info(info)
+
+
+def _op_find(root: ProcRoot, name: str, secret: bytes, scratch: str) -> str:
+    infos = list(find(root, f"/race/d/{name}"))
+    for i in infos:
+        _check_info(i, secret, "find")
+    secret_rows = [i for i in infos if i.name == "secret"]
+    return _legit_info(secret_rows[0]) if secret_rows else "walk without the file"
+
+
+def _op_du(root: ProcRoot, name: str, secret: bytes, scratch: str, _n: list[int] = [0]) -> str:  # noqa: B006
+    # du --apparent-size of the file, or of its directory (the container's holds "legit\n" and
+    # a small library; the host's a file bigger than everything else in the container)
+    _n[0] += 1
+    path = f"/race/d/{name}" + ("/secret" if _n[0] % 2 else "")
+    rows = list(du(root, path, summarize=True, apparent=True))
+    for r in rows:
+        assert r.bytes < canary_size(secret), f"HOST CANARY LEAKED through du: {r}"
+    if _n[0] % 2:
+        return "legit" if [r.bytes for r in rows] == [len(LEGIT)] else "other content"
+    return "legit"
+
+
+def _op_tail(root: ProcRoot, name: str, secret: bytes, scratch: str) -> str:
+    data = b"".join(ev.data for ev in tail(root, f"/race/d/{name}/secret", lines=3)
+                    if isinstance(ev, TailData))
+    _check(data, secret, "tail")
+    return "legit" if data == LEGIT else "other content"
+
+
+_ANY_LINE = re.compile(b".")
+
+
+def _op_grep(root: ProcRoot, name: str, secret: bytes, scratch: str) -> str:
+    hits = list(grep(root, _ANY_LINE, f"/race/d/{name}", recursive=True))
+    lines = [h.line for h in hits if isinstance(h, GrepMatch)]
+    _check(b"\n".join(lines), secret, "grep -r")
+    return "legit" if lines == [LEGIT.rstrip(b"\n")] else "other content"
+
+
+_STACKS: dict[int, LayerStack] = {}
+
+
+def _op_which(root: ProcRoot, name: str, secret: bytes, scratch: str) -> str:
+    """which resolves the path in the layer directories on the host, with its own resolver: the
+    upper dir holds the swapped entries, and its symlink to / must resolve inside the layers."""
+    stack = _STACKS.get(root.container.pid) or _STACKS.setdefault(root.container.pid,
+                                                                   layer_stack(root.container))
+    res = which(stack, f"/race/d/{name}/secret")
+    for h in res.hits:
+        assert h.size != canary_size(secret), f"HOST CANARY LEAKED through which: {h}"
+    if res.visible is None:
+        return "not found"
+    return "legit" if (res.visible.type, res.visible.size) == ("file", len(LEGIT)) else "other content"
+
+
+def _naive_which(root: ProcRoot, name: str, secret: bytes, scratch: str) -> str:
+    """What which would be with the layer path joined as a string and followed on the host."""
+    stack = _STACKS.get(root.container.pid) or _STACKS.setdefault(root.container.pid,
+                                                                   layer_stack(root.container))
+    upper = stack.layers[0].path
+    try:
+        st = os.stat(os.path.join(upper, f"race/d/{name}/secret"))
+    except FileNotFoundError:
+        return "not found"
+    assert st.st_size != canary_size(secret), "HOST CANARY LEAKED through which"
+    return "legit"
+
+
 OPERATIONS: dict[str, Callable[[ProcRoot, str, bytes, str], str]] = {
-    "cat": _op_cat, "cp": _op_cp, "export": _op_export,
+    "cat": _op_cat, "cp": _op_cp, "export": _op_export, "tail": _op_tail, "grep -r": _op_grep,
+    "ls -l": _op_ls, "stat": _op_stat, "find": _op_find, "du": _op_du, "which": _op_which,
 }
 
 
@@ -198,7 +327,7 @@ def test_race_never_reaches_host(racing, host_canary, resolver: str) -> None:  #
     # The lead reports these numbers; pytest -s (or -rA) shows them.
     print(f"\nrace[{resolver}]: {OPS} operations in {elapsed:.1f}s")
     for (op_name, outcome), n in sorted(counts.items()):
-        print(f"race[{resolver}]   {op_name:6} {outcome:40.200} {n}")
+        print(f"race[{resolver}]   {op_name:7} {outcome:40.200} {n}")
     assert sum(counts.values()) == OPS
     # Every operation must have met the legitimate file at least once and the attacker's
     # symlink at least once (otherwise the race did not test anything for that operation).
@@ -223,11 +352,12 @@ def test_race_check_catches_a_naive_resolver(racing, host_canary, op_name: str) 
     the real test is able to fail."""
     name, secret = host_canary
     scratch = tempfile.mkdtemp(prefix="ctrfs-s-race-")
+    op = _naive_which if op_name == "which" else OPERATIONS[op_name]
     try:
         with _NaiveRoot(ctrfs.container(racing.target)) as root:
             for _ in range(20_000):
                 try:
-                    OPERATIONS[op_name](root, name, secret, scratch)
+                    op(root, name, secret, scratch)
                 except CtrfsError:
                     continue
                 except AssertionError as err:
@@ -268,3 +398,34 @@ def test_libs_race_never_reports_host_library(racing, host_canary, elf_pair) -> 
     for outcome, k in sorted(counts.items()):
         print(f"race[libs]   {outcome:60} {k}")
     assert any(k.startswith("legit") for k in counts), counts
+
+
+def test_libs_race_check_catches_a_naive_resolver(racing, host_canary, elf_pair, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The control of the libs race: the same scans with a libs that trusts
+    /proc/<pid>/root/<mapped path> as a path string (no check that it leads to the mapped
+    inode, no map_files entry) do report the host's library."""
+    from ctrfs.probes.libs import ElfCache, container_libs
+
+    name, _ = host_canary
+    _, legit_id, canary_id = elf_pair
+
+    def naive_resolve(obj, proc, layers):  # type: ignore[no-untyped-def]
+        obj.host_path = f"{proc}/{obj.pids[0]}/root{obj.path}"
+        obj.host_path_via, obj.identity = "root", probes_libs.VERIFIED
+        return None
+
+    monkeypatch.setattr(probes_libs, "_resolve", naive_resolve)
+    container = ctrfs.container(racing.target)
+    seen: Counter[str] = Counter()
+    for _ in range(5000):
+        try:
+            result = container_libs(container, match=f"{name}/lib.so", cache=ElfCache())
+        except CtrfsError:
+            continue
+        for o in result.objects:
+            if o.name == "lib.so":
+                seen["canary" if o.build_id == canary_id else "legit" if o.build_id == legit_id
+                     else "other"] += 1
+        if seen["canary"]:
+            return
+    pytest.fail(f"libs over a naive resolver never reported the host library: {seen}")

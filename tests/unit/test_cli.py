@@ -45,8 +45,9 @@ def test_top_level_help_lists_every_command() -> None:
     out = ctrfs("--help").stdout
     listed = {line.split()[0] for line in out.split("\ncommands:\n")[1].split("\nExamples:")[0]
               .splitlines()[1:] if line.startswith("    ") and not line.startswith("     ")}
-    assert listed == set(COMMANDS)
+    assert listed == {n for n in COMMANDS if not n.startswith("_")}  # "_name": hidden
     assert out.rstrip("\n").endswith("ctrfs COMMAND --help           a command's options and examples")
+    assert ctrfs("--help", "ls").stdout == out == ctrfs("-h").stdout  # help first: the top level's
 
 
 def test_no_command_shows_help_and_is_a_usage_error() -> None:
@@ -58,7 +59,7 @@ def test_unknown_command_is_a_usage_error_with_the_closest_name() -> None:
     err = _one_line_usage_error(ctrfs("lss", "web:/", check=False), "")
     assert "unknown command 'lss'" in err and "did you mean 'ls'?" in err
     err = _one_line_usage_error(ctrfs("--host-root", "/h", "zzz", check=False), "")
-    assert "unknown command 'zzz'" in err and "cat, cp, diff" in err
+    assert "unknown command 'zzz'" in err and "browse, cat, completion, cp, diff" in err
 
 
 @pytest.mark.parametrize(("argv", "says"), [
@@ -92,7 +93,8 @@ def test_version_matches_the_installed_package() -> None:
 
 def test_version_and_help_import_nothing_they_do_not_need() -> None:
     """--version answers before argparse or any command is imported; a command's --help imports
-    that command's module only, and click nowhere."""
+    that command's module only, click nowhere, and not shutil (argparse's default help formatter
+    imports it, with bz2 and lzma, for every command at every start)."""
     probe = ("import json, sys; from ctrfs.cli.main import main; rc = main(sys.argv[1:]); "
              "sys.stderr.write(json.dumps(sorted(sys.modules)))")
 
@@ -106,7 +108,7 @@ def test_version_and_help_import_nothing_they_do_not_need() -> None:
     assert not any(m.startswith("ctrfs.cli.cmd_") for m in mods)
     mods = loaded("cat", "--help")
     assert {"argparse", "ctrfs.cli.cmd_files"} <= mods
-    assert not any(m.startswith(("click", "rich", "elftools", "ctrfs.cli.cmd_layers",
+    assert not any(m.startswith(("click", "rich", "elftools", "shutil", "ctrfs.cli.cmd_layers",
                                  "ctrfs.cli.cmd_probes", "ctrfs.cli.cmd_discover")) for m in mods)
 
 
@@ -150,3 +152,24 @@ def test_global_options_come_before_the_command(tmp_path: Path) -> None:
                             "ps", "-a", "--json").stdout)
     assert "ctrfs-clitest-fake" in [c["name"] for c in mine]
     assert "ctrfs-clitest-fake" not in [c["name"] for c in json.loads(ctrfs("ps", "-a", "--json").stdout)]
+
+
+def test_option_values_may_start_with_a_dash(tmp_path: Path) -> None:
+    """`--size -2M` and `--mmin -60` are values (find(1)'s "less than"), not unknown options;
+    what is found is what GNU find finds."""
+    (tmp_path / "big").write_bytes(b"x" * 3_000_000)
+    (tmp_path / "small").write_bytes(b"x" * 70_000)
+    target = f"pid://{os.getpid()}:{tmp_path}"
+
+    def gnu(*expr: str) -> list[str]:
+        return sorted(subprocess.run(["find", str(tmp_path), *expr], capture_output=True, text=True,
+                                     check=True).stdout.splitlines())
+
+    for ours, theirs in ((["--size", "-2M", "--type", "f"], ["-size", "-2M", "-type", "f"]),
+                         (["--size=-2M", "--type=f"], ["-size", "-2M", "-type", "f"]),
+                         (["--size", "+2M"], ["-size", "+2M"]),
+                         (["--mmin", "-60", "--type", "f"], ["-mmin", "-60", "-type", "f"])):
+        found = sorted(ctrfs("find", target, *ours).stdout.splitlines())
+        assert found == gnu(*theirs) and found, (ours, found)
+    assert [Path(p).name for p in ctrfs("find", target, "--size", "-2M", "--type", "f").stdout.split()] \
+        == ["small"]

@@ -146,6 +146,8 @@ def test_merge_matches_kernel_overlay(tmp_path: Path) -> None:
 
 
 def test_diff_rules_per_runtime(tmp_path: Path) -> None:
+    # The rules on hand-made layers; the same edge cases made by real containers are compared
+    # with docker diff and podman diff in tests/runtime/test_diff.py (test_diff_edge_cases_*).
     stack, up, (l1, l2) = make_stack(tmp_path, 2)
     write(l2 / "etc/passwd")
     write(l2 / "etc/group")
@@ -259,7 +261,8 @@ def test_no_fd_leaks(tmp_path: Path) -> None:
 
 def test_docker_naive_compares_metadata(tmp_path: Path) -> None:
     """moby statDifferent: mode/uid/gid/rdev always, size and mtime only for non-directories,
-    and security.capability; a type change is C with everything below it A."""
+    and security.capability; a type change is C with everything below it A. (Replayed against
+    the real docker diff in tests/runtime/test_diff.py, test_diff_edge_cases_equal_docker_diff.)"""
     stack, up, (l1,) = make_stack(tmp_path, 1)
     for name in ("same", "touched", "owned", "capped", "was-file"):
         write(l1 / name, b"x\n")
@@ -278,3 +281,26 @@ def test_docker_naive_compares_metadata(tmp_path: Path) -> None:
     write(up / "was-dir", b"now a file\n")
     assert diff_set(stack, DOCKER) == {"C /touched", "C /owned", "C /capped", "C /was-file",
                                        "A /was-file/inside", "C /was-dir"}
+
+
+@pytest.mark.parametrize("gone", [False, True])
+def test_which_of_a_symlink_replaced_mid_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                gone: bool) -> None:
+    """A live container renames its files while which looks: a component that was a symlink
+    when listed and is a directory (or nothing) by the time it is read is a clear error, never
+    an OSError escaping as a traceback (found by tests/security/test_race.py's which race)."""
+    import errno
+
+    import ctrfs.overlay.merge as merge
+
+    stack, up, (l1,) = make_stack(tmp_path, 1)
+    (up / "race").mkdir()
+    (up / "race" / "d").symlink_to("/")
+
+    def swapped(*args: object, **kw: object) -> bytes:
+        code = errno.ENOENT if gone else errno.EINVAL
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(merge.os, "readlink", swapped)
+    with pytest.raises(NotFound if gone else CtrfsError, match="no such file" if gone else "changed"):
+        which(stack, "/race/d/etc/passwd")

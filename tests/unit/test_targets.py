@@ -58,3 +58,23 @@ def test_target_parsing_never_raises_anything_else(text: str) -> None:
 ])
 def test_escape_for_terminal(name: str | bytes, shown: str) -> None:
     assert escape(name) == shown
+
+
+def test_public_container_function_survives_the_submodule_import() -> None:
+    """ctrfs.container(TARGET) is the public API (README, the package docstring), and ctrfs has
+    a submodule of the same name that the first call itself imports: the second call, and any
+    call after ``import ctrfs.overlay.layers`` or the like, must still reach the function.
+    In a fresh interpreter, so that the import order is the user's."""
+    import subprocess
+    import sys
+
+    probe = ("import ctrfs, ctrfs.container, ctrfs.overlay.layers\n"
+             "from ctrfs.container import Container\n"
+             "assert callable(ctrfs.container) and not isinstance(ctrfs.container, type(ctrfs)), "
+             "ctrfs.container\n"
+             "assert Container is sys.modules['ctrfs.container'].Container\n"
+             "try:\n    ctrfs.container('pid://999999999')\nexcept ctrfs.CtrfsError:\n    pass\n"
+             "print('ok')\n")
+    res = subprocess.run([sys.executable, "-c", "import sys\n" + probe], capture_output=True,
+                         text=True, timeout=60)
+    assert res.stdout == "ok\n", res.stderr

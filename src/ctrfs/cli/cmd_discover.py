@@ -36,10 +36,11 @@ def ps_cmd(args: Namespace, state: State) -> None:
     rows = [[
         c.short_id if not c.id.startswith("mnt:") else c.id,
         escape(c.name or ""), c.runtime, escape(c.image or ""), c.state,
-        str(c.pid or ""), str(len(c.pids)), escape(_pod_label(c)),
+        str(c.pid or ""), str(len(c.pids)), escape(c.owner or ""), escape(_pod_label(c)),
         c.rootfs_kind or "",
     ] for c in found]
-    table(["CONTAINER ID", "NAME", "RUNTIME", "IMAGE", "STATE", "PID", "PROCS", "POD", "ROOTFS"], rows)
+    table(["CONTAINER ID", "NAME", "RUNTIME", "IMAGE", "STATE", "PID", "PROCS", "USER", "POD", "ROOTFS"],
+          rows)
 
 
 @command("inspect", "Show everything ctrfs knows about one container.", """
@@ -63,6 +64,8 @@ def inspect_cmd(args: Namespace, state: State) -> None:
     add("Runtime", c.runtime + (f" (namespace {c.record.namespace})" if c.record.namespace else ""))
     add("Image", c.image or "")
     add("State", c.state)
+    if c.owner is not None:
+        add("User", c.owner + (f" (uid {c.owner_uid})" if c.owner_uid is not None else ""))
     if c.pid is not None:
         add("PID", f"{c.pid} (start time {c.start_time} ticks)")
         add("PIDs", " ".join(map(str, c.pids)))
@@ -83,3 +86,28 @@ def inspect_cmd(args: Namespace, state: State) -> None:
         if fs.merged:
             add("MergedDir", fs.merged)
     print("\n".join(out))
+
+
+@command("images", "List the images of every store (Docker, podman's containers/storage of root and of "
+         "each user), read from disk without a daemon.", """
+Examples:
+  ctrfs images                   repository, tag, id, size, layer count, runtime, owner
+  ctrfs images --json | jq '.[] | select(.runtime=="podman") | .names'
+  ctrfs ls -l image://busybox:latest:/bin     an image is a read-only TARGET
+""",
+    JSON)
+def images_cmd(args: Namespace, state: State) -> None:
+    from ctrfs.ops.du import human
+    from ctrfs.runtimes.images import discover_images, split_name
+
+    found = sorted(discover_images(state.roots), key=lambda i: (i.runtime, i.user or "", i.names, i.id))
+    if args.as_json:
+        emit_json([i.to_dict() for i in found])
+        return
+    rows = []
+    for i in found:
+        size = human(i.size) if i.size is not None else "-"
+        for repo, tag in [split_name(n) for n in i.names] or [("<none>", "<none>")]:
+            rows.append([escape(repo), escape(tag), i.short_id, size, str(len(i.layers)), i.runtime,
+                         i.driver, escape(i.user or "")])
+    table(["REPOSITORY", "TAG", "IMAGE ID", "SIZE", "LAYERS", "RUNTIME", "DRIVER", "USER"], rows)

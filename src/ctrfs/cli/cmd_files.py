@@ -375,6 +375,11 @@ def tail_cmd(args: Namespace, state: State) -> int:
 
     target, path = _target_path(args.spec)
     follow = "name" if args.follow_name else "descriptor" if args.follow_fd else None
+    if follow and target.startswith(("image://", "oci:")):
+        from ctrfs.errors import Unsupported
+
+        raise Unsupported("an image never changes: there is nothing to follow (drop -f/-F)",
+                          target=target, path=path)
     root = _open(state, target)
 
     def reopen() -> Root:

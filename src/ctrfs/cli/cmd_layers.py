@@ -9,14 +9,32 @@ from ctrfs.cli.app import JSON, State, arg, command
 from ctrfs.cli.common import emit_json, escape, get_container, split_target_path, stdout_is_tty, table
 from ctrfs.errors import NotFound
 from ctrfs.mounts import container_mounts
+from ctrfs.ops.compare import changes_of
 from ctrfs.ops.du import human
-from ctrfs.overlay.diff import SEMANTICS, container_changes
+from ctrfs.overlay.diff import SEMANTICS
 from ctrfs.overlay.layers import layer_stack
 from ctrfs.overlay.which import container_which
+from ctrfs.proc.stat import CAP_SYS_ADMIN, effective_capabilities
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ctrfs.container import Container
 
 
 def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
+
+
+def _warn_opaque_marks_hidden(c: Container) -> None:
+    """Without CAP_SYS_ADMIN the kernel hides trusted.* xattrs (xattr(7)), so overlayfs's
+    trusted.overlay.opaque mark of a directory the container replaced reads as absent, silently.
+    Say so (a node pod without SYS_ADMIN, an unprivileged user with DAC_READ_SEARCH)."""
+    caps = effective_capabilities()
+    if caps is None or caps >> CAP_SYS_ADMIN & 1 or c.rootfs is None or not c.rootfs.is_overlay:
+        return
+    sys.stderr.write("ctrfs: warning: without CAP_SYS_ADMIN overlayfs's opaque-directory marks "
+                     "(trusted.overlay.opaque) cannot be read: a directory the container replaced "
+                     "looks merely changed, and what it hid below is not reported\n")
 
 
 @command("layers", "Show the layers of a container's root filesystem, in overlay order (top first).", """
@@ -30,6 +48,7 @@ Examples:
     JSON)
 def layers_cmd(args: Namespace, state: State) -> None:
     c = get_container(state, args.target)
+    _warn_opaque_marks_hidden(c)
     stack = layer_stack(c, counts=not args.no_count)
     if args.as_json:
         emit_json(stack.to_dict())
@@ -47,6 +66,9 @@ def layers_cmd(args: Namespace, state: State) -> None:
                      "-" if la.files is None else str(la.files), "-" if la.size is None else human(la.size),
                      escape(la.path) + ("" if la.exists else "  (missing)")])
     table(["#", "ROLE", "LAYER", "ID", "FILES", "SIZE", "DIRECTORY"], rows)
+    if c.state == "image":
+        _say("(an image: layers from its store, merged offline; no upper dir)")
+        return
     _say(f"workdir: {escape(stack.workdir or '-')}")
     _say(f"merged:  {escape(stack.merged or '- (not mounted in the host namespace)')}")
     if stack.origin != "mountinfo":
@@ -64,7 +86,9 @@ Examples:
 def which_cmd(args: Namespace, state: State) -> None:
     target, path = split_target_path(args.spec, require_path=True)
     assert path is not None
-    res = container_which(get_container(state, target), path)
+    c = get_container(state, target)
+    _warn_opaque_marks_hidden(c)
+    res = container_which(c, path)
     if args.as_json:
         emit_json(res.to_dict())
         return
@@ -92,18 +116,26 @@ def which_cmd(args: Namespace, state: State) -> None:
                    + (f": {escape(h.reason)}" if h.reason else ""))
 
 
-@command("diff", "List files added, changed or deleted in a container, from its overlay upper dir.", """
+@command("diff", "List files added, changed or deleted in a container, from its overlay upper dir; "
+         "or what NEW changes over TARGET (two images, say).", """
 Examples:
   ctrfs diff web                 A (added), C (changed), D (deleted) lines, as docker diff prints
   ctrfs diff web --json          with type and size of each entry, and the mount covering it
   ctrfs diff --semantics podman web
+  ctrfs diff image://app:1 image://app:2     what the second image changes over the first
 """,
     arg("target", metavar="TARGET"),
+    # NEW, not TARGET2: kubectl ctrfs maps the pod at TARGET only and passes NEW on as given.
+    arg("target2", metavar="NEW", nargs="?",
+        help="a second target: list what NEW changes over TARGET instead (two images, say)"),
     arg("--semantics", choices=["auto", *SEMANTICS], default="auto",
         help="whose rules to reproduce; auto picks the container's runtime [default: auto]"),
     JSON)
 def diff_cmd(args: Namespace, state: State) -> None:
-    stream = container_changes(get_container(state, args.target), semantics=args.semantics)
+    c = get_container(state, args.target)
+    _warn_opaque_marks_hidden(c)
+    other = get_container(state, args.target2) if args.target2 is not None else None
+    stream = changes_of(c, other, semantics=args.semantics)
     if args.as_json:
         emit_json([ch.to_dict() for ch in stream])
         return

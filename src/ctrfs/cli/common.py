@@ -18,7 +18,30 @@ if TYPE_CHECKING:
 
 
 def split_target_path(spec: str, *, require_path: bool = False) -> tuple[str, str | None]:
-    """``TARGET:PATH`` → (TARGET, PATH). ``RUNTIME://REF:PATH`` keeps the scheme's colon."""
+    """``TARGET:PATH`` → (TARGET, PATH). ``RUNTIME://REF:PATH`` keeps the scheme's colon.
+
+    Image references hold colons of their own (``image://repo:tag``, ``host:5000/repo``), and an
+    OCI layout names a directory and a tag (``oci:DIR[:TAG]``): there the path is what follows
+    the first ``:/`` (images) or the part after DIR[:TAG] (a tag never starts with ``/``)."""
+    if spec.startswith("image://"):
+        ref, sep, path = spec[len("image://"):].partition(":/")
+        ref = "image://" + ref
+        if len(ref) == len("image://"):
+            raise UsageError(f"missing image in {spec!r}; expected image://REF[:PATH]")
+        if require_path and not sep:
+            raise UsageError(f"missing path in {spec!r}; expected image://REF:/PATH")
+        return ref, ("/" + path if sep else None)
+    if spec.startswith("oci:") and "://" not in spec:
+        layout, sep, rest = spec[4:].partition(":")
+        tag = ""
+        if sep and not rest.startswith("/"):
+            tag, sep, rest = rest.partition(":")
+        target = "oci:" + layout + (":" + tag if tag else "")
+        if not layout:
+            raise UsageError(f"missing directory in {spec!r}; expected oci:DIR[:TAG][:PATH]")
+        if require_path and not sep:
+            raise UsageError(f"missing path in {spec!r}; expected oci:DIR[:TAG]:/PATH")
+        return target, ((rest or "/") if sep else None)
     head = ""
     rest = spec
     if "://" in spec:

@@ -13,18 +13,25 @@ from ctrfs.errors import CtrfsError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ctrfs.cli.app import Parser
 
 # name → module that defines it (with ctrfs.cli.app.command). A command's module is imported only
 # when it runs, so `ctrfs cat` pays for neither rich nor pyelftools. Sorted; one line per command.
 COMMANDS: dict[str, str] = {
+    "__complete": "ctrfs.cli.cmd_complete",
+    "browse": "ctrfs.cli.cmd_browse",
     "cat": "ctrfs.cli.cmd_files",
+    "completion": "ctrfs.cli.cmd_complete",
     "cp": "ctrfs.cli.cmd_files",
     "diff": "ctrfs.cli.cmd_layers",
     "du": "ctrfs.cli.cmd_files",
+    "exec": "ctrfs.cli.cmd_exec",
     "export": "ctrfs.cli.cmd_files",
     "find": "ctrfs.cli.cmd_files",
     "grep": "ctrfs.cli.cmd_files",
+    "images": "ctrfs.cli.cmd_discover",
     "inspect": "ctrfs.cli.cmd_discover",
     "layers": "ctrfs.cli.cmd_layers",
     "libs": "ctrfs.cli.cmd_probes",
@@ -32,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "mounts": "ctrfs.cli.cmd_layers",
     "probe": "ctrfs.cli.cmd_probes",
     "ps": "ctrfs.cli.cmd_discover",
+    "shell": "ctrfs.cli.cmd_exec",
     "stat": "ctrfs.cli.cmd_files",
     "tail": "ctrfs.cli.cmd_files",
     "which": "ctrfs.cli.cmd_layers",
@@ -41,8 +49,9 @@ DESCRIPTION = """\
 Inspect any container's filesystem from the host: no shell, agent or daemon needed.
 
 TARGET names a container: a name, an ID or ID prefix, RUNTIME://REF (docker, podman,
-containerd://NS/ID, cri-o, runc), k8s://NAMESPACE/POD[/CONTAINER] or pid://PID.
-TARGET:PATH names a path inside it."""
+containerd://NS/ID, cri-o, runc, lxc, nspawn), k8s://NAMESPACE/POD[/CONTAINER] or pid://PID;
+or an image, read-only: image://REF or oci:DIR[:TAG].
+TARGET:PATH names a path inside it (image://REF:/PATH, oci:DIR[:TAG]:/PATH)."""
 
 EPILOG = """\
 Examples:
@@ -102,6 +111,8 @@ def program(args: list[str]) -> int:
     from ctrfs.cli import app
 
     name = command_name(args)
+    if name is not None and not {"-h", "--help"}.isdisjoint(args[:args.index(name)]):
+        name = None  # `ctrfs --help ls` is the top-level help: it lists every command
     if name is not None and name not in COMMANDS:
         raise UsageError(unknown_command(name))
     names = [name] if name is not None else sorted(COMMANDS)
@@ -136,8 +147,12 @@ def build_parser(names: Sequence[str]) -> Parser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for n in names:
         cmd = app.REGISTRY[n]
-        p = sub.add_parser(n, help=cmd.summary, description=cmd.help, epilog=cmd.epilog,
-                           formatter_class=parser.formatter_class, add_help=cmd.add_help)
+        kwargs: dict[str, Any] = {"description": cmd.help, "epilog": cmd.epilog,
+                                  "formatter_class": parser.formatter_class,
+                                  "add_help": cmd.add_help}
+        if not n.startswith("_"):  # "_name" (the completion scripts' helper): hidden from --help
+            kwargs["help"] = cmd.summary
+        p = sub.add_parser(n, **kwargs)
         cmd.build(p)
         parser.commands[n] = p
     return parser
@@ -146,8 +161,9 @@ def build_parser(names: Sequence[str]) -> Parser:
 def unknown_command(name: str) -> str:
     import difflib
 
-    close = difflib.get_close_matches(name, COMMANDS, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else f"; commands: {', '.join(sorted(COMMANDS))}"
+    shown = sorted(n for n in COMMANDS if not n.startswith("_"))  # "_name": hidden
+    close = difflib.get_close_matches(name, shown, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; commands: {', '.join(shown)}"
     return f"unknown command {name!r}{hint} (see 'ctrfs --help')"
 
 

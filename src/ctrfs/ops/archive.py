@@ -305,6 +305,7 @@ class TarWriter:
                  include_mounts: bool = False) -> None:
         self.root = root
         self.names = Names(root)
+        self.idmap = root.idmap
         self.warn = on_warning or (lambda w: None)
         self.progress = progress
         self.xattrs = xattrs
@@ -383,6 +384,8 @@ class TarWriter:
     def _header(self, name: bytes, st: os.stat_result, typeflag: bytes, size: int,
                 linkname: bytes, pax: dict[bytes, bytes], dev: tuple[int, int] = (0, 0)) -> None:
         uid, gid, mtime = st.st_uid, st.st_gid, int(st.st_mtime)
+        if self.idmap is not None:  # owners as the container sees them (its user namespace)
+            uid, gid = self.idmap.uid(uid), self.idmap.gid(gid)
         uname, gname, fits = self._owner(uid, gid)
         if (fits and not pax and len(name) <= 100 and name.isascii() and len(linkname) <= 100
                 and linkname.isascii() and size < _MAX_OCTAL_12 and 0 <= mtime < _MAX_OCTAL_12):

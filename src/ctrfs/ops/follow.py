@@ -166,12 +166,15 @@ class _Follower:
 
 def tail(root: Root, path: PathArg, *, lines: int = 10, follow: str | None = None,
          reopen: Callable[[], Root] | None = None,
-         interval: float = 1.0) -> Generator[TailEvent, None, None]:
+         interval: float = 1.0,
+         stop: Callable[[], bool] | None = None) -> Generator[TailEvent, None, None]:
     """The last ``lines`` lines of ``path``; then, with ``follow`` "descriptor" (-f) or
     "name" (-F), appended data forever (stop by closing the iterator or Ctrl-C).
 
     ``reopen`` gives a fresh Root of the same target after a restart (used with "name");
-    the Root passed in is closed when replaced.
+    the Root passed in is closed when replaced. ``stop`` is asked after every wait: when it
+    says True the generator ends (a UI following from a thread, which cannot close the
+    generator while it waits).
     """
     try:
         f = root.open_file(path)
@@ -180,7 +183,10 @@ def tail(root: Root, path: PathArg, *, lines: int = 10, follow: str | None = Non
             raise
         # tail -F on a file that does not exist yet waits for it, then shows it from its start
         yield TailNotice(f"{norm_path(path)}: no such file yet; waiting for it to appear")
-        f = _await_file(root, path, interval)
+        waited = _await_file(root, path, interval, stop)
+        if waited is None:
+            return
+        f = waited
         yield TailNotice(f"{norm_path(path)} has appeared; following it")
         lines = -1
     try:
@@ -205,6 +211,8 @@ def tail(root: Root, path: PathArg, *, lines: int = 10, follow: str | None = Non
         while True:
             yield from fw.drain()
             fw.wait(interval)
+            if stop is not None and stop():
+                return
             yield from fw.drain()
             try:
                 fw.root.check_alive()
@@ -227,9 +235,12 @@ def tail(root: Root, path: PathArg, *, lines: int = 10, follow: str | None = Non
             fw.root.close()  # a Root opened after a restart; the caller owns the first one
 
 
-def _await_file(root: Root, path: PathArg, interval: float) -> BinaryIO:
+def _await_file(root: Root, path: PathArg, interval: float,
+                stop: Callable[[], bool] | None) -> BinaryIO | None:
     while True:
         time.sleep(interval)
+        if stop is not None and stop():
+            return None
         root.check_alive()
         try:
             return root.open_file(path)

@@ -59,6 +59,10 @@ class FileInfo:
     rdev: tuple[int, int] | None = None  # (major, minor) of a device node
     link_target: bytes | None = None
     mount_point: bool = False
+    # The owner as the host sees it, when the container has a user namespace (uid/gid are then
+    # the container's own view, mapped through its uid_map/gid_map); None otherwise.
+    host_uid: int | None = None
+    host_gid: int | None = None
 
     @property
     def kind(self) -> str:
@@ -84,6 +88,8 @@ class FileInfo:
             "nlink": self.nlink,
             "uid": self.uid,
             "gid": self.gid,
+            "host_uid": self.host_uid if self.host_uid is not None else self.uid,
+            "host_gid": self.host_gid if self.host_gid is not None else self.gid,
             "user": self.user,
             "group": self.group,
             "size": self.size,
@@ -104,11 +110,14 @@ def make_info(path: str, name: str, st: os.stat_result, names: Names | None,
     rdev = None
     if stat_mod.S_ISCHR(st.st_mode) or stat_mod.S_ISBLK(st.st_mode):
         rdev = (os.major(st.st_rdev), os.minor(st.st_rdev))
+    idmap = names.root.idmap if names else None
+    uid, gid = (idmap.uid(st.st_uid), idmap.gid(st.st_gid)) if idmap else (st.st_uid, st.st_gid)
     return FileInfo(
         path=path, name=name, type=type_letter(st.st_mode), mode=stat_mod.S_IMODE(st.st_mode),
-        nlink=st.st_nlink, uid=st.st_uid, gid=st.st_gid,
-        user=names.user(st.st_uid) if names else None,
-        group=names.group(st.st_gid) if names else None,
+        nlink=st.st_nlink, uid=uid, gid=gid,
+        host_uid=st.st_uid if idmap else None, host_gid=st.st_gid if idmap else None,
+        user=names.user(uid) if names else None,
+        group=names.group(gid) if names else None,
         size=st.st_size, blocks=st.st_blocks, mtime=st.st_mtime, atime=st.st_atime,
         ctime=st.st_ctime, inode=st.st_ino, device=st.st_dev, rdev=rdev,
         link_target=link_target, mount_point=mount_point,

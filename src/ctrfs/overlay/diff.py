@@ -426,6 +426,9 @@ def _stat_different(old: os.stat_result, new: os.stat_result) -> bool:
     return False
 
 
+stat_different = _stat_different  # the same rule for two whole trees (ops/compare.py)
+
+
 def _capability(dir_fd: int, name: bytes) -> bytes | None:
     # lgetxattr through our own directory fd's /proc/self/fd link: only ``name`` is looked up
     # and it is not followed.

@@ -52,6 +52,9 @@ class Layer:
     size: int | None = None  # bytes of regular files (each inode once)
     whiteouts: int | None = None
     opaque_dirs: int | None = None
+    # bytes of regular files in this layer that the merged view does not show: an upper layer
+    # overwrites, deletes (whiteout) or hides them (opaque directory, non-directory above)
+    wasted: int | None = None
     exists: bool = True
 
     @property
@@ -72,7 +75,7 @@ class Layer:
             "raw": self.raw, "runtime": self.runtime, "id": self.id, "diff_id": self.diff_id,
             "chain_id": self.chain_id, "names": self.names, "files": self.files, "dirs": self.dirs,
             "size": self.size, "whiteouts": self.whiteouts, "opaque_dirs": self.opaque_dirs,
-            "exists": self.exists,
+            "wasted": self.wasted, "exists": self.exists,
         }
 
 
@@ -110,7 +113,14 @@ class LayerStack:
             "origin": self.origin, "upperdir": self.upper.path if self.upper else None,
             "workdir": self.workdir, "merged": self.merged,
             "layers": [la.to_dict() for la in self.layers],
+            "wasted": self.wasted,
         }
+
+    @property
+    def wasted(self) -> int | None:
+        """Bytes the layers hold that the merged view hides (see :func:`count_wasted`)."""
+        counted = [la.wasted for la in self.layers if la.wasted is not None]
+        return sum(counted) if counted else None
 
 
 def layer_stack(container: Container, *, counts: bool = False) -> LayerStack:
@@ -146,6 +156,7 @@ def layer_stack(container: Container, *, counts: bool = False) -> LayerStack:
     if counts:
         for la in layers:
             count_layer(stack, la)
+        count_wasted(stack)
     return stack
 
 
@@ -154,10 +165,9 @@ def layer_stack(container: Container, *, counts: bool = False) -> LayerStack:
 def _name_layers(stack: LayerStack, container: Container) -> None:
     roots = stack.roots
     docker_cache: dict[str, tuple[str, str | None]] | None = None
-    storage_layers: dict[str, dict[str, Any]] | None = None
+    storage_layers: dict[str, dict[str, dict[str, Any]]] = {}
     snapshot_keys: dict[str, dict[str, tuple[str, str]]] = {}
     docker_od = os.path.join(roots.docker, "overlay2")
-    storage_od = os.path.join(roots.storage, "overlay")
     for la in stack.layers:
         parent, base = os.path.split(os.path.dirname(la.path))
         local_parent = roots.host_path(parent)
@@ -175,12 +185,15 @@ def _name_layers(stack: LayerStack, container: Container) -> None:
             hit = docker_cache.get(base)
             if hit:
                 la.chain_id, la.diff_id = hit
-        elif os.path.basename(la.path) == "diff" and _same_dir(local_parent, storage_od):
+        elif os.path.basename(la.path) == "diff" and os.path.basename(parent) == "overlay" \
+                and os.path.isdir(os.path.join(os.path.dirname(local_parent), "overlay-layers")):
+            # containers/storage: root's store or a rootless user's (<graphroot>/overlay/<id>)
             la.runtime = "storage"
             la.id = base
-            if storage_layers is None:
-                storage_layers = storage.layers_by_id(roots)
-            info = storage_layers.get(base)
+            graph = os.path.dirname(local_parent)
+            if graph not in storage_layers:
+                storage_layers[graph] = storage.layers_by_id(graph)
+            info = storage_layers[graph].get(base)
             if info:
                 la.diff_id = info.get("diff-digest")
                 la.names = list(info.get("names") or [])
@@ -248,3 +261,59 @@ def count_layer(stack: LayerStack, la: Layer) -> None:
         walk.close()
         os.close(root)
     la.files, la.dirs, la.size, la.whiteouts, la.opaque_dirs = files, dirs, size, whiteouts, opaque
+
+
+def count_wasted(stack: LayerStack) -> None:
+    """Fill each layer's ``wasted``: bytes of its regular files (each inode once) that a layer
+    above hides, walking the layers top first and remembering what each path is above.
+
+    overlayfs lookup (fs/overlayfs/namei.c): a name found in a layer hides the same name below,
+    whatever its type; below a whiteout, a non-directory or an opaque directory nothing of the
+    lower layers shows; below a plain directory the lower directories merge."""
+    above: dict[bytes, bool] = {}  # path -> True when it ends the merge (nothing below shows)
+    for la in stack.layers:
+        if not la.exists:
+            continue
+        mine: dict[bytes, bool] = {}
+        wasted = 0
+        seen: set[tuple[int, int]] = set()
+        try:
+            with translate_oserror(target=stack.target, path=la.path):
+                root = os.open(stack.host_path(la.path), _fs.O_DIR_READ)
+        except NotFound:
+            continue
+        # A frame's data: True when a layer above hides the whole directory.
+        walk = _fs.TreeWalk(_fs.FdOps(), root, budget=_fs.walk_budget(), target=stack.target,
+                            root_data=False)
+        try:
+            while (item := walk.next()) is not None:
+                fr, name, s = item
+                path = fr.path() + b"/" + name
+                hidden = bool(fr.data)
+                if st_mod.S_ISDIR(s.st_mode):
+                    sub = walk.enter(name, data=hidden or above.get(path) is True)
+                    opaque = sub is not None and sub.state is not None and _fs.is_opaque(sub.state)
+                    if not hidden:
+                        mine[path] = opaque
+                    continue
+                if not hidden:
+                    mine[path] = True
+                if not st_mod.S_ISREG(s.st_mode) or not (hidden or path in above):
+                    continue
+                if s.st_nlink > 1:
+                    key = (s.st_dev, s.st_ino)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                wasted += s.st_size
+        except OSError as err:
+            if err.errno in (errno.EMFILE, errno.ENFILE):
+                raise _fs.emfile(err, stack.target, la.path) from err
+            with translate_oserror(target=stack.target, path=la.path):
+                raise
+        finally:
+            walk.close()
+            os.close(root)
+        la.wasted = wasted
+        for p, ends in mine.items():
+            above[p] = above.get(p, False) or ends

@@ -144,7 +144,16 @@ class MergedView:
                     raise CtrfsError("too many levels of symbolic links", target=self.target,
                                      path=shown)
                 assert node.parent_fd is not None
-                target = os.readlink(node.name, dir_fd=node.parent_fd)
+                try:
+                    target = os.readlink(node.name, dir_fd=node.parent_fd)
+                except FileNotFoundError as err:
+                    raise NotFound(target=self.target, path=shown) from err
+                except OSError as err:
+                    # EINVAL: no longer a symlink. The container renamed or replaced the entry
+                    # after it was listed (a live container writes its upper dir meanwhile).
+                    raise CtrfsError("changed while being resolved (the container replaced a "
+                                     "component); try again", target=self.target,
+                                     path=shown) from err
                 if target.startswith(b"/"):
                     del stack[1:]
                 todo.extend(p for p in reversed(target.split(b"/")) if p)

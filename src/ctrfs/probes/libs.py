@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ctrfs.container import Container
+    from ctrfs.runtimes.base import Roots
 
 VERIFIED = "verified"
 MISMATCH = "mismatch"
@@ -62,9 +63,11 @@ class Layer:
     dir: str  # host path of the layer directory
     verified: bool  # the layer file's inode is the one the process maps (not just the same name)
     st: os.stat_result | None = field(default=None, compare=False, repr=False)
+    local_dir: str = ""  # the same directory as this process opens it (below --host-root)
 
     def file(self, path: str) -> str:
-        return os.path.join(self.dir, path.lstrip("/"))
+        """The layer's file at ``path``, as this process opens it."""
+        return os.path.join(self.local_dir or self.dir, path.lstrip("/"))
 
 
 @dataclass
@@ -77,9 +80,13 @@ class MappedObject:
     deleted: bool
     pids: list[int]
     executable: bool = False  # the main program of at least one of those processes
+    # A path that is the mapped file, as the host names it (for a tracer on the host) and as this
+    # process opens it (for a tracer beside it: they differ below --host-root).
     host_path: str | None = None
     host_path_via: str | None = None  # "root" (/proc/<pid>/root/<path>) or "map_files"
     map_files_path: str | None = None
+    local_path: str | None = None
+    local_map_files_path: str | None = None
     identity: str = UNVERIFIED  # verified | mismatch | unverified
     root_path_same: bool | None = None  # /proc/<pid>/root/<path> is this very file
     size: int | None = None
@@ -127,6 +134,8 @@ class MappedObject:
             "host_path": self.host_path,
             "host_path_via": self.host_path_via,
             "map_files_path": self.map_files_path,
+            "local_path": self.local_path,
+            "local_map_files_path": self.local_map_files_path,
             "identity": self.identity,
             "root_path_same": self.root_path_same,
             "size": self.size,
@@ -140,7 +149,7 @@ class MappedObject:
             "stripped": f.stripped if f else None,
             "layer": None if self.layer is None else {
                 "kind": self.layer.kind, "index": self.layer.index, "dir": self.layer.dir,
-                "verified": self.layer.verified,
+                "local_dir": self.layer.local_dir, "verified": self.layer.verified,
             },
             "warnings": self.warnings,
         }
@@ -223,7 +232,8 @@ class _Layers:
         # Lower layers are image layers shared by every container of an image: within one pass
         # over many containers, a (layer dir, path) lookup is done once.
         self.shared = shared if shared is not None else {}
-        self.dirs: list[tuple[str, int, str]] = []  # (kind, index, host dir)
+        self.roots = container.roots
+        self.dirs: list[tuple[str, int, str]] = []  # (kind, index, host dir as mountinfo names it)
         self.fds: list[int | None] = []
         self._subdirs: dict[tuple[int, tuple[str, ...]], int | str] = {}
         self._opaque: dict[tuple[int, tuple[str, ...]], bool] = {}
@@ -248,7 +258,7 @@ class _Layers:
         fd = self.fds[i]
         if fd is None:
             try:
-                fd = os.open(self.dirs[i][2], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                fd = os.open(self.roots.host_path(self.dirs[i][2]), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError:
                 return None
             self.fds[i] = fd
@@ -348,7 +358,7 @@ class _Layers:
                 same_overlay = maps_dev == self.overlay_dev and st.st_ino == maps_ino  # >= 6.8, samefs
                 verified = same_backing or same_overlay
                 if verified or not deleted:
-                    return Layer(kind, index, d, verified, st)
+                    return Layer(kind, index, d, verified, st, self.roots.host_path(d))
             elif state == "hidden" and not deleted:
                 # A deleted mapping's inode may live on below a whiteout: keep looking, but only
                 # an inode-verified match is accepted then.
@@ -467,15 +477,24 @@ def _stat_in_container(proc_root: str, path: str) -> os.stat_result | None:
         os.close(rootfd)
 
 
-def _resolve(obj: MappedObject, proc: str, layers: _Layers | None) -> os.stat_result | None:
+def _resolve(obj: MappedObject, roots: Roots, layers: _Layers | None) -> os.stat_result | None:
     """Pick and verify the host path; return the stat of the mapped file (map_files) if known."""
+    mst = _pick(obj, roots.proc, layers)
+    obj.host_path = None if obj.local_path is None else roots.on_host(obj.local_path)
+    if obj.local_map_files_path is not None:
+        obj.map_files_path = roots.on_host(obj.local_map_files_path)
+    return mst
+
+
+def _pick(obj: MappedObject, proc: str, layers: _Layers | None) -> os.stat_result | None:
+    """_resolve with paths as this process opens them (``local_path``, ``local_map_files_path``)."""
     pid = obj.pids[0]
     m = obj.mappings[pid]
     base = os.path.join(proc, str(pid))
     mf = f"{base}/map_files/{m.range_name}"
     mst = _stat(mf)
     if mst is not None:
-        obj.map_files_path = mf
+        obj.local_map_files_path = mf
     root_path = f"{base}/root{obj.path}"
     # The container's view of the path, resolved with its root as "/" (never the host's), and
     # what the host reaches through /proc/<pid>/root/<path>: an absolute symlink on the way
@@ -504,9 +523,9 @@ def _resolve(obj: MappedObject, proc: str, layers: _Layers | None) -> os.stat_re
             f"map_files entry {m.range_name} has inode {mst.st_ino}, maps says {obj.inode}")
 
     if obj.root_path_same:
-        obj.host_path, obj.host_path_via, obj.identity = root_path, "root", VERIFIED
+        obj.local_path, obj.host_path_via, obj.identity = root_path, "root", VERIFIED
     elif mst is not None:
-        obj.host_path, obj.host_path_via, obj.identity = mf, "map_files", VERIFIED
+        obj.local_path, obj.host_path_via, obj.identity = mf, "map_files", VERIFIED
         if obj.deleted:
             obj.warnings.append("deleted after it was mapped; host path is the process's map_files entry")
         elif rst is None:
@@ -533,8 +552,8 @@ def open_mapped_file(obj: MappedObject, expect: os.stat_result | None) -> tuple[
     ``expect`` is the map_files entry's stat when the caller already has it.
     """
     candidates: list[tuple[str | None, os.stat_result | None, int]] = [
-        (obj.map_files_path, expect, 0),
-        (obj.host_path if obj.identity == VERIFIED else None, None, 0),
+        (obj.local_map_files_path, expect, 0),
+        (obj.local_path if obj.identity == VERIFIED else None, None, 0),
     ]
     if obj.layer is not None and obj.layer.verified and obj.layer.st is not None:
         candidates.append((obj.layer.file(obj.path), obj.layer.st, os.O_NOFOLLOW))
@@ -623,10 +642,10 @@ def container_libs(container: Container, match: str | re.Pattern[str] | None = N
     # container.rootfs reads the root mount on first access: only pay for it when needed
     layers = (_Layers(container, _layer_cache) if (objects or helpers) and container.rootfs is not None
               else None)
-    proc = container.roots.proc
+    roots = container.roots
     try:
         for obj in objects:
-            mst = _resolve(obj, proc, layers)
+            mst = _resolve(obj, roots, layers)
             _facts(obj, mst, cache)
         for obj in helpers:
             # only its version is wanted: a layer file proven by inode and already parsed will do
@@ -637,7 +656,7 @@ def container_libs(container: Container, match: str | re.Pattern[str] | None = N
                 if hit:
                     obj.facts, obj.is_elf = facts, facts is not None
                     continue
-            mst = _resolve(obj, proc, layers)
+            mst = _resolve(obj, roots, layers)
             _facts(obj, mst, cache)
     finally:
         if layers is not None:

@@ -68,6 +68,10 @@ class UprobeTarget:
             "host_path": o.host_path,
             "host_path_via": o.host_path_via,
             "map_files_path": o.map_files_path,
+            # the same files as this process opens them (they differ below --host-root): what a
+            # tracer running beside ctrfs, in the same pod, attaches to
+            "local_path": o.local_path,
+            "local_map_files_path": o.local_map_files_path,
             "path": o.path,
             "offset": self.symbol.offset,
             "address": self.symbol.address,

@@ -7,6 +7,8 @@ systemd drivers, cgroup v1 and v2):
 - podman/libpod: ``/machine.slice/libpod-<id>.scope[/container]``, ``/libpod_parent/libpod-<id>``
 - containerd CRI: ``/kubepods/<qos>/pod<uid>/<id>``, ``…-pod<uid>.slice/cri-containerd-<id>.scope``
 - CRI-O: ``…/crio-<id>.scope``, ``/kubepods/…/pod<uid>/crio-<id>``
+- LXC: ``/lxc.payload.<name>`` (LXC 4+), ``/lxc/<name>`` (older); the ID is the container name
+- systemd-nspawn: ``…/systemd-nspawn@<name>.service/payload`` (the unit name escapes ``-``)
 
 Pod UIDs in systemd slice names have ``-`` replaced by ``_`` (kubelet's escaping); we undo it.
 """
@@ -65,6 +67,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str | None], ...] = (
     (re.compile(rf"(?:^|/)crio-({_HEX64})(?:\.scope)?(?:/|$)"), "cri-o"),
     (re.compile(rf"(?:^|/)pod[0-9a-f_-]{{36}}(?:\.slice)?/({_HEX64})(?:/|$)"), None),
     (re.compile(rf"(?:^|/)(?:[a-z0-9-]+-)?({_HEX64})\.scope(?:/|$)"), None),
+    (re.compile(r"^/lxc\.payload[./]([A-Za-z0-9_.-]+)(?:/|$)"), "lxc"),
+    (re.compile(r"^/lxc/([A-Za-z0-9_.-]+)(?:/|$)"), "lxc"),
+    (re.compile(r"(?:^|/)systemd-nspawn@([^/]+)\.service/payload(?:/|$)"), "nspawn"),
 )
 _POD = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
 
@@ -75,7 +80,10 @@ def container_ref_from_path(path: str) -> ContainerRef | None:
         if m:
             pod = _POD.search(path)
             pod_uid = pod.group(1).replace("_", "-") if pod else None
-            return ContainerRef(m.group(1), runtime, pod_uid)
+            ident = m.group(1)
+            if runtime == "nspawn":  # systemd unit escaping (systemd.unit(5)): \x2d is "-"
+                ident = re.sub(r"\\x([0-9a-f]{2})", lambda e: chr(int(e.group(1), 16)), ident)
+            return ContainerRef(ident, runtime, pod_uid)
     return None
 
 

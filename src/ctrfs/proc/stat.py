@@ -51,3 +51,15 @@ def parse_status(data: bytes) -> dict[str, str]:
         if sep:
             out[key.decode("ascii", "replace")] = value.strip().decode("utf-8", "replace")
     return out
+
+
+CAP_SYS_ADMIN = 21  # capabilities(7) bit number
+
+
+def effective_capabilities() -> int | None:
+    """This process's effective capability set (``CapEff`` of /proc/self/status), or None."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            return int(parse_status(f.read()).get("CapEff", ""), 16)
+    except (OSError, ValueError):
+        return None

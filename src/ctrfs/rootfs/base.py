@@ -32,6 +32,7 @@ from types import TracebackType
 
 from ctrfs._record import dataclass, field
 from ctrfs.errors import CtrfsError, NotFound, Unsupported, from_oserror
+from ctrfs.proc.userns import IdMap
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -168,6 +169,9 @@ class Root(ABC):
 
     #: what error messages call the container (its name), set by whoever opens the Root
     target: str | None = None
+    #: host ids → the container's own, when it runs in a user namespace (rootless podman,
+    #: unprivileged LXC): ls/stat/find/export show ownership as the container sees it
+    idmap: IdMap | None = None
 
     # -- errors: the one place OSError becomes CtrfsError for everything a Root does ------
     @contextmanager

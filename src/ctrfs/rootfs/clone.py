@@ -70,8 +70,7 @@ def _child(sock: socket.socket, mntns_fd: int, root_fd: int, recursive: bool) ->
         if recursive:
             flags |= _sys.AT_RECURSIVE
         fd = _sys.open_tree(root_fd, b"", flags)
-        setattr_flags = _sys.AT_EMPTY_PATH | (_sys.AT_RECURSIVE if recursive else 0)
-        _sys.mount_setattr(fd, b"", setattr_flags, _RDONLY_ATTRS, propagation=_sys.MS_PRIVATE)
+        _sys.mount_setattr(fd, _RDONLY_ATTRS, recursive=recursive, propagation=_sys.MS_PRIVATE)
     except OSError as err:
         sock.send(_ERRNO.pack(err.errno or errno.EIO))
         return 1

@@ -6,6 +6,8 @@ import os
 import select
 
 from ctrfs.errors import ProcessGone, translate_oserror
+from ctrfs.proc.stat import parse_status
+from ctrfs.proc.userns import read_id_map
 from ctrfs.rootfs.fd import FdRoot
 
 TYPE_CHECKING = False
@@ -28,9 +30,9 @@ class ProcRoot(FdRoot):
         pid = container.pid
         name = container.display_name
         with translate_oserror(target=name, pid=pid, proc_scope=True):
-            # A pidfd only means something for PIDs of our own pid namespace, i.e. our /proc
-            # (not a host procfs mounted under --host-root).
-            if pid is not None and os.path.realpath(container.roots.proc) == "/proc":
+            # A pidfd only means something for PIDs of our own pid namespace: our /proc, or a
+            # host procfs under --host-root when we share the host's (a hostPID node pod).
+            if pid is not None and own_pid_namespace(container.roots.proc):
                 self._pidfd = os.pidfd_open(pid)
             try:
                 container.check_alive()
@@ -41,6 +43,8 @@ class ProcRoot(FdRoot):
                 raise
         super().__init__(fd, target=name, fallback=fallback)
         try:
+            if pid is not None:
+                self.idmap = read_id_map(container.roots.proc, pid)
             self.check_alive()
         except BaseException:
             self.close()
@@ -67,3 +71,20 @@ class ProcRoot(FdRoot):
     def close(self) -> None:
         super().close()
         self._close_pidfd()
+
+
+def own_pid_namespace(proc: str) -> bool:
+    """Whether the procfs at ``proc`` numbers PIDs as this process does (it is of our own PID
+    namespace), so that pidfd_open(2) of one of its PIDs names that very process.
+
+    ``<proc>/self/status`` lists in ``NSpid`` our PID in every namespace from that procfs's one
+    down to our own (proc(5)): a single entry, our getpid(), when they are the same namespace.
+    """
+    if os.path.realpath(proc) == "/proc":
+        return True
+    try:
+        with open(os.path.join(proc, "self", "status"), "rb") as f:
+            nspid = parse_status(f.read()).get("NSpid", "").split()
+    except OSError:
+        return False
+    return nspid == [str(os.getpid())]

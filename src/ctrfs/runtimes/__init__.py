@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
 
-from ctrfs.runtimes import containerd, docker, runc, storage
+from ctrfs.runtimes import containerd, docker, lxc, runc, storage
 from ctrfs.runtimes.base import ContainerRecord, Pod, Roots
 
 REGISTRY: tuple[tuple[str, Callable[[Roots, Collection[str]], Iterator[ContainerRecord]]], ...] = (
@@ -17,6 +17,7 @@ REGISTRY: tuple[tuple[str, Callable[[Roots, Collection[str]], Iterator[Container
     ("containers-storage", storage.discover),
     ("containerd", containerd.discover),
     ("runc", runc.discover),
+    ("lxc", lxc.discover),
 )
 
 __all__ = ["REGISTRY", "ContainerRecord", "Pod", "Roots"]

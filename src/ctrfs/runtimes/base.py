@@ -11,6 +11,29 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+# The containerds Kubernetes distributions run beside (or instead of) the system's, as (state dir,
+# root dir); each is looked in too, and one that is missing costs one failed stat. From each
+# project's source:
+# - k3s: state "/run/k3s/containerd" (pkg/agent/config/config_linux.go,
+#   applyContainerdStateAndAddress), root "<data-dir>/agent/containerd" (pkg/agent/config/config.go,
+#   Containerd.Root), data-dir /var/lib/rancher/k3s.
+# - RKE2 runs k3s's agent code with data-dir /var/lib/rancher/rke2 (rke2 pkg/cli/cmds, the data-dir
+#   flag's default): the same state dir, root /var/lib/rancher/rke2/agent/containerd.
+# - microk8s: "--state ${SNAP_COMMON}/run/containerd", "--root ${SNAP_COMMON}/var/lib/containerd"
+#   (microk8s-resources/default-args/containerd), SNAP_COMMON = /var/snap/microk8s/common.
+# - k0s: "--state=/run/k0s/containerd", "--root=/var/lib/k0s/containerd" (k0s docs/runtime.md).
+# Upstream containerd's own defaults (/run/containerd, /var/lib/containerd) are the primary pair.
+# CRI-O keeps its containers in containers/storage at the defaults of ``storage``/``storage_run``
+# (cri-o docs/crio.conf.5.md: root /var/lib/containers/storage, runroot /var/run/containers/storage;
+# /var/run is a link to /run, which is read directly so that no absolute link is followed below
+# --host-root).
+KUBE_CONTAINERDS: tuple[tuple[str, str], ...] = (
+    ("/run/k3s/containerd", "/var/lib/rancher/k3s/agent/containerd"),
+    ("/run/k3s/containerd", "/var/lib/rancher/rke2/agent/containerd"),
+    ("/var/snap/microk8s/common/run/containerd", "/var/snap/microk8s/common/var/lib/containerd"),
+    ("/run/k0s/containerd", "/var/lib/k0s/containerd"),
+)
+
 
 @dataclass(frozen=True)
 class Roots:
@@ -21,9 +44,11 @@ class Roots:
     docker: str = "/var/lib/docker"
     docker_run: str = "/run/docker"
     containerd_run: str = "/run/containerd"
+    containerd_root: str = "/var/lib/containerd"
     storage: str = "/var/lib/containers/storage"
     storage_run: str = "/run/containers/storage"
     runc_dirs: tuple[str, ...] = ("/run/runc", "/run/crun")
+    lxc: str = "/var/lib/lxc"  # lxc-create's default lxcpath
 
     @classmethod
     def under(cls, prefix: str) -> Roots:
@@ -32,9 +57,25 @@ class Roots:
         j = lambda p: os.path.join(prefix, p.lstrip("/"))  # noqa: E731
         return cls(
             host=prefix, proc=j(d.proc), docker=j(d.docker), docker_run=j(d.docker_run),
-            containerd_run=j(d.containerd_run), storage=j(d.storage),
-            storage_run=j(d.storage_run), runc_dirs=tuple(j(p) for p in d.runc_dirs),
+            containerd_run=j(d.containerd_run), containerd_root=j(d.containerd_root),
+            storage=j(d.storage), storage_run=j(d.storage_run), runc_dirs=tuple(j(p) for p in d.runc_dirs),
+            lxc=j(d.lxc),
         )
+
+    @property
+    def containerd_runs(self) -> tuple[str, ...]:
+        """Every containerd state dir to look in: the configured one first, then those of the
+        Kubernetes distributions (KUBE_CONTAINERDS, below the host root)."""
+        return tuple(dict.fromkeys((self.containerd_run,
+                                    *(self.host_path(run) for run, _ in KUBE_CONTAINERDS))))
+
+    @property
+    def containerd_roots(self) -> tuple[str, ...]:
+        """Every containerd root dir (content store, snapshots), the configured one first: for
+        readers of containerd's images. Layer directories are named wherever they lie (their path
+        in mountinfo says which snapshotter, runtimes/snapshots.py), so discovery needs none."""
+        return tuple(dict.fromkeys((self.containerd_root,
+                                    *(self.host_path(root) for _, root in KUBE_CONTAINERDS))))
 
     def host_path(self, path: str) -> str:
         """A host path (as mountinfo or runtime state names it) as this process can open it."""

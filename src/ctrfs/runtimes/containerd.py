@@ -3,6 +3,9 @@
 ``<state>/io.containerd.runtime.v2.task/<namespace>/<id>/`` holds ``config.json`` (the OCI spec
 with CRI annotations), ``init.pid`` and the mounted ``rootfs``. Docker's own containerd keeps its
 bundles under ``<docker run>/containerd/daemon/…/moby``; those merge into the Docker records.
+Every containerd state dir of ``Roots.containerd_runs`` is read: the system's and those of
+Kubernetes distributions (k3s, RKE2, microk8s, k0s; see ``runtimes.base.KUBE_CONTAINERDS``).
+Record paths (bundle, rootfs) are host paths, as the rest of the record's.
 """
 
 from __future__ import annotations
@@ -24,23 +27,23 @@ TASK_DIR = "io.containerd.runtime.v2.task"
 
 
 def _task_roots(roots: Roots) -> list[tuple[str, str]]:
-    return [
-        (os.path.join(roots.containerd_run, TASK_DIR), "containerd"),
-        (os.path.join(roots.docker_run, "containerd", "daemon", TASK_DIR), "docker"),
-    ]
+    tasks = [(os.path.join(run, TASK_DIR), "containerd") for run in roots.containerd_runs]
+    tasks.append((os.path.join(roots.docker_run, "containerd", "daemon", TASK_DIR), "docker"))
+    return tasks
 
 
 def discover(roots: Roots, known: Collection[str] = ()) -> Iterator[ContainerRecord]:
     for base, runtime in _task_roots(roots):
         for ns in listdir(base):
             for cid in listdir(os.path.join(base, ns)):
-                bundle = os.path.join(base, ns, cid)
+                local = os.path.join(base, ns, cid)
+                bundle = roots.on_host(local)
                 if cid in known:
                     # Docker's (or an already described) container: the path alone says enough.
                     yield ContainerRecord(id=cid, runtime=runtime, namespace=ns, bundle=bundle,
-                                          sources=[os.path.join(bundle, "config.json")])
+                                          sources=[os.path.join(local, "config.json")])
                     continue
-                spec = read_json(os.path.join(bundle, "config.json"))
+                spec = read_json(os.path.join(local, "config.json"))
                 if not isinstance(spec, dict):
                     continue
                 ann = dict(spec.get("annotations") or {})
@@ -53,13 +56,13 @@ def discover(roots: Roots, known: Collection[str] = ()) -> Iterator[ContainerRec
                     name=name,
                     image=image_from_annotations(ann),
                     state="unknown",
-                    pid=read_int(os.path.join(bundle, "init.pid")),
+                    pid=read_int(os.path.join(local, "init.pid")),
                     namespace=ns,
                     pod=pod,
                     bundle=bundle,
                     rootfs=root if os.path.isabs(root) else os.path.join(bundle, root),
                     annotations=ann,
-                    sources=[os.path.join(bundle, "config.json")],
+                    sources=[os.path.join(local, "config.json")],
                 )
                 rec.extra["cgroups_path"] = (spec.get("linux") or {}).get("cgroupsPath")
                 yield rec

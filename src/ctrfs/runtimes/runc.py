@@ -1,7 +1,7 @@
 """Low-level OCI runtime state: runc ``state.json`` and crun ``status`` files.
 
 Every higher runtime leaves these too (Docker under ``/run/docker/runtime-runc/moby``, containerd
-under ``/run/containerd/runc/<ns>``, podman under ``/run/runc`` or ``/run/crun``); those records
+under ``<containerd state>/runc/<ns>``, podman under ``/run/runc`` or ``/run/crun``); those records
 merge into the higher runtime's record by ID. What remains is a container started by runc/crun
 directly.
 """
@@ -18,7 +18,8 @@ from ctrfs.runtimes.base import ContainerRecord, Roots, listdir, read_json
 def _state_dirs(roots: Roots) -> list[str]:
     dirs = list(roots.runc_dirs)
     dirs.append(os.path.join(roots.docker_run, "runtime-runc", "moby"))
-    dirs.extend(glob.glob(os.path.join(glob.escape(roots.containerd_run), "runc", "*")))
+    for run in roots.containerd_runs:
+        dirs.extend(glob.glob(os.path.join(glob.escape(run), "runc", "*")))
     return dirs
 
 

@@ -15,6 +15,8 @@ import struct
 
 from ctrfs.runtimes._bolt import Bolt, BoltError, Bucket, uvarint
 
+# Matched under any containerd root: the system's /var/lib/containerd or a Kubernetes
+# distribution's (k3s, RKE2, microk8s, k0s: runtimes.base.KUBE_CONTAINERDS).
 SNAPSHOT_DIR = re.compile(r"^(.*/io\.containerd\.snapshotter\.v1\.overlayfs)/snapshots/(\d+)/fs$")
 _SNAPSHOT_KINDS = {1: "view", 2: "active", 3: "committed"}
 
