@@ -6,7 +6,7 @@ SERVICES := scripts/services.sh
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv deps services services-stop test demo bench lint pyz
+.PHONY: test-no-mount-api help venv deps services services-stop test demo bench lint pyz
 
 help:
 	@echo "make demo        start a shell-less container and look inside it with ctrfs"
@@ -36,9 +36,15 @@ services-stop:
 
 # services.sh run stops what it started, also when pytest fails; a dockerd that was already
 # running is left alone. pytest's exit status is make's: 5 ("no tests collected") fails too,
-# since a suite that selected nothing has checked nothing.
+# since a suite that selected nothing has checked nothing. A full run (no PYTEST_ARGS) then
+# runs tests/security again without the mount API (CTRFS_MOUNT_API=0: no private clone of the
+# root mount; the fallbacks of ctrfs.views).
 test: deps venv
 	$(SERVICES) run $(VENV)/bin/pytest $(PYTEST_ARGS)
+	@if [ -z "$(PYTEST_ARGS)" ]; then CTRFS_MOUNT_API=0 $(SERVICES) run $(VENV)/bin/pytest tests/security; fi
+
+test-no-mount-api: deps venv
+	CTRFS_MOUNT_API=0 $(SERVICES) run $(VENV)/bin/pytest tests/security $(PYTEST_ARGS)
 
 demo: deps venv
 	$(SERVICES) run $(VENV)/bin/python scripts/demo.py

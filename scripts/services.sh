@@ -38,6 +38,7 @@ REQUIREMENTS=(
   "openssl:openssl"
   "newuidmap:uidmap"
   "gcc:gcc"
+  "mmdebstrap:mmdebstrap"
   "/usr/lib/x86_64-linux-gnu/libc.a:libc6-dev"
   "make:make"
   "musl-gcc:musl-tools"

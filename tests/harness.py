@@ -283,6 +283,29 @@ def busybox_image() -> str:
     return build_image_from_dir(root, f"{NAME_PREFIX}busybox:latest", changes=(f"CMD {cmd}",))
 
 
+# A Debian root filesystem (mmdebstrap --variant=minbase, ~170 MB, ~60 s): cached as an image by
+# this tag in each store and kept across sessions (no owner label, so sweep_stale leaves it).
+DEBIAN_TAG = "ctrfs-cache-debian-minbase:bookworm"
+DEBIAN_CMD = ("/bin/sleep", "100000")
+
+
+@functools.cache
+def _debian_tar() -> Path:
+    tar = _build_dir() / "debian-minbase.tar"
+    run("mmdebstrap", "--variant=minbase", "--quiet", "bookworm", str(tar), timeout=900)
+    return tar
+
+
+@functools.cache
+def debian_image(cli: str = "docker") -> str:
+    """The cached Debian minbase image in ``cli``'s store, built once per machine."""
+    ref = DEBIAN_TAG if cli == "docker" else f"localhost/{DEBIAN_TAG}"
+    if run(cli, "image", "inspect", ref, check=False).returncode != 0:
+        cmd = json.dumps(list(DEBIAN_CMD))
+        run(cli, "import", "--change", f"CMD {cmd}", str(_debian_tar()), ref, timeout=600)
+    return ref
+
+
 # What each layer of multilayer_image() holds, bottom first. "files" maps path → content; "whiteouts"
 # are paths deleted in that layer; "opaque" directories were deleted and recreated in that layer, so
 # nothing of them below shows through.

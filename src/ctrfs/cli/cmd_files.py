@@ -14,6 +14,7 @@ from ctrfs.access import open_root
 from ctrfs.cli.app import JSON, State, arg, command, natural
 from ctrfs.cli.common import emit_json, escape, get_container, split_target_path, stderr_is_tty
 from ctrfs.errors import CtrfsError, ProcessGone, UsageError
+from ctrfs.views import container_view
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,6 +32,11 @@ def _open(state: State, target: str, *, running: bool = False) -> Root:
     root = open_root(c)
     root.target = c.display_name
     return root
+
+
+def _open_view(state: State, target: str) -> Root:
+    """The container's Root as walks of export, cp, du, find and grep see it (ctrfs.views)."""
+    return container_view(_open(state, target))
 
 
 def _target_path(spec: str, *, default: str | None = None) -> tuple[str, str]:
@@ -233,7 +239,12 @@ def stat_cmd(args: Namespace, state: State) -> None:
 
 
 # -- find ------------------------------------------------------------------------------------
-@command("find", "Search for files inside a container (symlinks are not followed).", """
+@command("find", """
+Search for files inside a container (symlinks are not followed).
+
+Walks the container's view as cp copies it: volumes, binds and tmpfs mounts included,
+kernel interfaces (/proc, /sys, the runtime's /dev) as the root filesystem holds them.
+""", """
 Examples:
   ctrfs find web:/etc --name '*.conf'
   ctrfs find web --type f --size +10M          files over 10 MiB anywhere in the container
@@ -248,7 +259,8 @@ Examples:
     arg("--newer", metavar="PATH", help="modified more recently than PATH (inside the container)"),
     arg("--mmin", metavar="[+-]N", help="modified more (+), less (-) than or exactly N minutes ago"),
     arg("--maxdepth", metavar="N", type=natural, help="descend at most N levels"),
-    arg("--xdev", action="store_true", help="stay on the starting mount (like find -xdev)"),
+    arg("--xdev", action="store_true", help="stay on the starting mount (like find -xdev); from "
+        "the root mount, the root filesystem alone, beneath mount points included"),
     JSON,
     arg("spec", metavar="TARGET[:PATH]"))
 def find_cmd(args: Namespace, state: State) -> None:
@@ -263,7 +275,7 @@ def find_cmd(args: Namespace, state: State) -> None:
         raise UsageError("use either --newer or --mmin")
     q = FindQuery(name=args.glob, types=letters, size=parse_size(size) if size else None,
                   mmin=parse_mmin(mmin) if mmin else None, max_depth=args.maxdepth)
-    with _open(state, target) as root:
+    with _open_view(state, target) as root:
         if newer:
             q.newer_than = root.stat(newer).st_mtime
         results = find(root, path, q, one_filesystem=args.xdev, on_warning=_warn)
@@ -280,7 +292,8 @@ def find_cmd(args: Namespace, state: State) -> None:
 Print lines matching PATTERN in files inside a container. Exit 1 if nothing matched.
 
 Binary files (a NUL byte in the first 32 KiB, as GNU grep decides) are reported, not
-printed; FIFOs, sockets and devices are never read.
+printed; FIFOs, sockets and devices are never read. -r walks the container's view as cp
+copies it: volumes, binds and tmpfs mounts included, kernel interfaces left out.
 """, """
 Examples:
   ctrfs grep -n ERROR web:/var/log/app.log
@@ -304,7 +317,7 @@ def grep_cmd(args: Namespace, state: State) -> int:
     target, path = _target_path(args.spec, default="/" if recursive else None)
     rx = compile_pattern(args.pattern, ignore_case=args.ignore_case, extended=args.extended)
     matched = False
-    with _open(state, target) as root:
+    with _open_view(state, target) as root:
         prefix = recursive
         results = grep(root, rx, path, recursive=recursive, files_only=files_only,
                        on_warning=_warn)
@@ -394,7 +407,12 @@ def tail_cmd(args: Namespace, state: State) -> int:
 
 
 # -- du --------------------------------------------------------------------------------------
-@command("du", "Disk usage inside a container; hardlinked files count once.", """
+@command("du", """
+Disk usage inside a container; hardlinked files count once.
+
+From the root mount, counts the root filesystem alone (what docker export would hold,
+beneath mount points included) unless --all-mounts.
+""", """
 Examples:
   ctrfs du -sh web                 total size of the container's root filesystem
   ctrfs du -h web:/var/lib         per directory, like du
@@ -404,7 +422,8 @@ Examples:
     arg("-h", "--human-readable", dest="human_readable", action="store_true",
         help="sizes like 1.5K 234M 2G"),
     arg("--apparent-size", action="store_true", help="sum file sizes, not disk blocks"),
-    arg("--all-mounts", action="store_true", help="also count other mounts (volumes, /proc...)"),
+    arg("--all-mounts", action="store_true", help="count the container's view as cp copies it: "
+        "volumes, binds and tmpfs mounts too (kernel interfaces never)"),
     JSON,
     arg("spec", metavar="TARGET[:PATH]"),
     add_help=False)
@@ -413,7 +432,7 @@ def du_cmd(args: Namespace, state: State) -> None:
 
     human_readable = args.human_readable
     target, path = _target_path(args.spec, default="/")
-    with _open(state, target) as root:
+    with _open_view(state, target) as root:
         usages = du(root, path, summarize=args.summarize, apparent=args.apparent_size,
                     all_mounts=args.all_mounts, on_warning=_warn)
         if args.as_json:
@@ -431,13 +450,23 @@ Copy a file or directory out of a container. DEST '-' writes a tar stream to std
 
 Modes, mtimes, symlinks, hardlinks and (as root) ownership are kept; the copy is built
 under a temporary name next to DEST and renamed when complete.
+
+What is below SRC is copied as the container sees it, as docker cp does: files on other
+mounts (volumes, binds, tmpfs, the runtime's /etc/hosts, /etc/hostname, /etc/resolv.conf)
+with their content. Kernel interfaces are not followed: below /proc, /sys, cgroupfs, devpts,
+mqueue and the runtime's /dev, the root filesystem's own entries are copied. -x keeps to
+SRC's own mount.
 """, """
 Examples:
   ctrfs cp web:/etc/nginx ./nginx-conf       a directory tree to the host
   ctrfs cp web:/var/log/app.log /tmp/        into an existing directory
   ctrfs cp web:/app - | tar -tvf -           a tar stream, like docker cp
+  ctrfs cp -x web:/ ./rootfs                 the root filesystem only, no volumes or binds
 """,
     arg("-L", "--follow-link", action="store_true", help="copy what a symlink SRC leads to"),
+    arg("-x", "--one-file-system", action="store_true",
+        help="keep to SRC's own mount: from the root mount, the root filesystem alone (what "
+             "lies beneath mount points included), as export shows it"),
     arg("--preserve-all", action="store_true",
         help="keep setuid/setgid bits, extended attributes (file capabilities) and "
              "device nodes (dropped by default)"),
@@ -451,13 +480,13 @@ def cp_cmd(args: Namespace, state: State) -> None:
     dest, follow_link, as_json = args.dest, args.follow_link, args.as_json
     target, path = _target_path(args.spec)
     show = stderr_is_tty() and not as_json
-    with _open(state, target) as root:
+    with _open_view(state, target) as root:
         if dest == "-":
             if sys.stdout.isatty():
                 raise UsageError("refusing to write a tar stream to a terminal; redirect stdout")
             with _progress(show, "copying") as prog:
                 stats = write_tar(root, _out(), path, follow=follow_link, on_warning=_warn,
-                                  progress=prog)
+                                  progress=prog, include_mounts=not args.one_file_system)
             _out().flush()
             if as_json:
                 sys.stderr.write(json.dumps({"entries": stats.entries, "bytes": stats.bytes,
@@ -465,53 +494,50 @@ def cp_cmd(args: Namespace, state: State) -> None:
             return
         with _progress(show, "copying") as prog:
             result = copy_out(root, path, dest, follow=follow_link, preserve_all=args.preserve_all,
-                              on_warning=_warn, progress=prog)
+                              one_filesystem=args.one_file_system, on_warning=_warn,
+                              progress=prog)
     if as_json:
         emit_json(result.to_dict())
 
 
 # -- export ----------------------------------------------------------------------------------
-@command("export", "Write a container's root filesystem as a tar archive (to stdout or -o FILE).", """
+@command("export", """
+Write a container's root filesystem as a tar archive (to stdout or -o FILE).
+
+As docker export: the root filesystem alone, what it holds beneath mount points included
+(the runtime's /dev entries, the placeholder files under /etc/hosts and the like, with the
+root filesystem's modes), nothing of other mounts unless --include-mounts.
+""", """
 Examples:
   ctrfs export web -o web.tar            like 'docker export web -o web.tar', no daemon
   ctrfs export web | tar -tvf - | less
-  ctrfs export web --include-mounts -o full.tar    volumes, binds, /proc... included
+  ctrfs export web --include-mounts -o full.tar    volumes, binds, tmpfs included
 """,
     arg("-o", "--output", metavar="FILE", help="write to FILE (via a temporary name)"),
     arg("--include-mounts", action="store_true",
-        help="include other mounts' content (default: only their empty mount points)"),
+        help="the container's view, as cp copies it: volumes, binds and tmpfs mounts with "
+             "their content (default: the root filesystem alone)"),
     JSON,
     arg("target", metavar="TARGET"))
 def export_cmd(args: Namespace, state: State) -> None:
-    import tempfile
-
     from ctrfs.ops.archive import write_tar
+    from ctrfs.ops.outfile import replace_when_done
 
     output, include_mounts, as_json = args.output, args.include_mounts, args.as_json
     if output is None and sys.stdout.isatty():
         raise UsageError("refusing to write a tar archive to a terminal; use -o FILE or redirect")
     show = stderr_is_tty() and not as_json
-    with _open(state, args.target) as root:
+    with _open_view(state, args.target) as root:
         if output is None:
             with _progress(show, "exporting") as prog:
                 stats = write_tar(root, _out(), "/", include_mounts=include_mounts,
                                   on_warning=_warn, progress=prog)
             _out().flush()
         else:
-            d = os.path.dirname(os.path.abspath(output))
-            fd, tmp = tempfile.mkstemp(prefix=".ctrfs-export-", suffix=".tar", dir=d)
-            try:
-                with open(fd, "wb") as f, _progress(show, "exporting") as prog:
-                    stats = write_tar(root, f, "/", include_mounts=include_mounts,
-                                      on_warning=_warn, progress=prog)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, 0o644 & ~_umask())
-                os.rename(tmp, output)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+            with replace_when_done(output, prefix=".ctrfs-export-", suffix=".tar") as f, \
+                    _progress(show, "exporting") as prog:
+                stats = write_tar(root, f, "/", include_mounts=include_mounts,
+                                  on_warning=_warn, progress=prog)
     if as_json:
         data = {"entries": stats.entries, "bytes": stats.bytes, "warnings": stats.warnings,
                 "output": output}
@@ -520,8 +546,3 @@ def export_cmd(args: Namespace, state: State) -> None:
         else:
             emit_json(data)
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -168,7 +168,7 @@ def grep(root: Root, pattern: re.Pattern[bytes], path: PathArg, *, recursive: bo
                              target=root.target)
         pseudo = PseudoFilter(warn)
         seen = 0
-        for e in root.walk(path, on_warning=warn):
+        for e in root.walk(path, one_filesystem=False, on_warning=warn):
             if pseudo.skip(e) or not e.is_file():
                 continue
             try:

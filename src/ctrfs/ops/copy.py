@@ -298,10 +298,11 @@ class _Copier:
 
 
 def copy_out(root: Root, src: PathArg, dest: str, *, follow: bool = False,
-             preserve_all: bool = False, on_warning: WarnFn | None = None,
-             progress: ProgressFn | None = None) -> CopyResult:
+             preserve_all: bool = False, one_filesystem: bool = False,
+             on_warning: WarnFn | None = None, progress: ProgressFn | None = None) -> CopyResult:
     """Copy ``src`` (a file, symlink or tree; ``follow`` dereferences a symlink given as
-    ``src``, like docker cp -L) to the host path ``dest``. Returns what was copied."""
+    ``src``, like docker cp -L) to the host path ``dest``. Returns what was copied.
+    ``one_filesystem`` keeps to ``src``'s own mount (see :meth:`Root.walk`)."""
     shown = norm_path(src)
     final = plan_dest(shown, dest)
     result = CopyResult(shown, final)
@@ -317,7 +318,8 @@ def copy_out(root: Root, src: PathArg, dest: str, *, follow: bool = False,
         c = _Copier(root, tmpfd, preserve_all=preserve_all, warn=on_warning or (lambda w: None),
                     progress=progress, result=result)
         pseudo = PseudoFilter(c.warn_fn)
-        for e in root.walk(src, follow=follow, one_filesystem=False, on_warning=on_warning):
+        for e in root.walk(src, follow=follow, one_filesystem=one_filesystem,
+                           on_warning=on_warning):
             if pseudo.skip(e):
                 continue
             c.add(e, "data" if e.depth == 0 else e.name)

@@ -26,7 +26,8 @@ gets ``C parent``.
 ``podman`` — containers/storage's fork of the same native code (v1.43, podman 4.3 reports
 "Native Overlay Diff: true" and uses it): as ``moby-native``, but a lower layer that whites the
 path (or a parent) out ends the search with ``A``; an opaque directory is ``D`` only when some
-lower layer really holds it; every unreported ancestor gets ``C``; then libpod ``GetDiff`` drops
+lower layer really holds it; every unreported ancestor gets ``C``, up to ``/`` (past
+ancestors already reported, pkg/archive/changes.go ``changes()``); then libpod ``GetDiff`` drops
 the mount points podman itself creates (``initInodes``).
 
 Mounts: Docker's ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf`` and ``/dev/*`` mount
@@ -372,22 +373,23 @@ class _Walker:
                 break
         out: list[Change] = []
         if kind in ("A", "D"):
+            # moby: the parent gets C unless reported. containers/storage goes on up to "/":
+            # every ancestor not reported yet gets C, also above one that was (a directory
+            # whose own mtime changed is C, and so are its unchanged parents: podman lists
+            # C /usr and C /usr/share for a deletion in /usr/share/doc).
             missing: list[_fs.Frame[_Upper]] = []
             f: _fs.Frame[_Upper] | None = fr
-            while f is not None and f.parent is not None and not f.data.reported:
-                missing.append(f)
-                f.data.reported = True
+            while f is not None and f.parent is not None:
+                if not f.data.reported:
+                    missing.append(f)
+                    f.data.reported = True
                 if not self.podman:
                     break
                 f = f.parent
-            if missing:
-                above = missing[-1].parent
-                base = above.path() if above is not None else b""
-                for g in reversed(missing):
-                    base = base + b"/" + g.name
-                    c = self._emit("C", base, "dir", None)
-                    if c is not None:
-                        out.append(c)
+            for g in reversed(missing):
+                c = self._emit("C", g.path(), "dir", None)
+                if c is not None:
+                    out.append(c)
         path = fr.path() + b"/" + name
         if kind == "D":
             c = self._emit("D", path, dtype, None, opaque)

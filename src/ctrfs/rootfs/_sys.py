@@ -350,9 +350,10 @@ def fsmount(fsfd: int, attr_flags: int = 0) -> int:
     return _check(_syscall_fsmount(SYS_fsmount, fsfd, FSMOUNT_CLOEXEC, attr_flags))
 
 
-def mount_setattr(fd: int, attr_set: int, *, recursive: bool = True) -> None:
-    """mount_setattr(2) on the mount (tree) ``fd`` refers to."""
-    attr = _MountAttr(attr_set, 0, 0, 0)
+def mount_setattr(fd: int, attr_set: int, *, recursive: bool = True, propagation: int = 0) -> None:
+    """mount_setattr(2) on the mount (tree) ``fd`` refers to; ``propagation`` (MS_PRIVATE...)
+    also changes its propagation type."""
+    attr = _MountAttr(attr_set, 0, propagation, 0)
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     _check(_syscall_mount_setattr(SYS_mount_setattr, fd, b"", flags, ctypes.byref(attr),
                                   ctypes.sizeof(attr)))

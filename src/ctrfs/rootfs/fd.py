@@ -206,6 +206,8 @@ class FdEntry(Entry):
         try:
             if not stat_mod.S_ISREG(self.stat.st_mode):
                 raise NotRegularFile(self.kind, path=self.path, target=self._root_target())
+            if self._fd < 0 and self._root is not None and self._root.direct_open:
+                return self._open_direct()
             if self._fd >= 0:
                 fd = os.dup(self._fd)
             else:
@@ -220,6 +222,21 @@ class FdEntry(Entry):
         except (OSError, CtrfsError):
             with self._errors():
                 raise
+
+    def _open_direct(self) -> int:
+        """One openat for reading, on a Root whose mount cannot open devices (see FdRoot)."""
+        fd = os.open(self.name, _O_READ | os.O_NOFOLLOW, dir_fd=self._dirfd)
+        try:
+            st = os.fstat(fd)
+            if not stat_mod.S_ISREG(st.st_mode):
+                raise NotRegularFile(file_kind(st.st_mode), path=self.path,
+                                     target=self._root_target())
+            if st.st_ino != self.stat.st_ino or st.st_dev != self.stat.st_dev:
+                raise OSError(errno.ENOENT, "replaced since it was listed", self.path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def readlink(self) -> bytes:
         with self._errors():
@@ -261,13 +278,23 @@ class _Frame:
 
 
 class FdRoot(Root):
-    """A Root over an open directory fd. ``fallback`` forces the user-space resolver."""
+    """A Root over an open directory fd. ``fallback`` forces the user-space resolver.
+
+    ``direct_open`` says the fd is on a mount made ``nodev`` (a private clone, see
+    ctrfs.rootfs.clone): a walk then opens a listed regular file with one
+    ``openat(O_RDONLY|O_NOFOLLOW|O_NONBLOCK|O_NOCTTY)`` and checks it with fstat, instead of
+    an ``O_PATH`` open and a re-open through ``/proc/self/fd``. The kernel refuses device
+    nodes on such a mount (EACCES), sockets cannot be opened (ENXIO), a symlink is refused
+    (ELOOP); only a FIFO swapped in since the listing could be opened, without blocking, and
+    is closed at once. Such a clone is made without its submounts: no walk entry on it is a
+    mount point, so walks skip the per-entry statx(STATX_MNT_ID) there."""
 
     def __init__(self, rootfd: int, *, target: str | None = None,
-                 fallback: bool | None = None) -> None:
+                 fallback: bool | None = None, direct_open: bool = False) -> None:
         self._rootfd = rootfd
         self.target = target
         self.fallback = fallback
+        self.direct_open = direct_open
 
     def _translate(self, err: OSError, shown: str | None) -> CtrfsError:
         # A container that went away makes every lookup fail; say so rather than
@@ -424,6 +451,7 @@ class FdRoot(Root):
                      one_filesystem: bool, warn: WarnFn) -> Iterator[Entry]:
         ancestors = {fr.ident for fr in frames}
         stream_levels = _stream_levels()
+        one_mount = self.direct_open
 
         def shown(fr: _Frame) -> str:
             return top if fr.depth == 0 else fr.dir.base()
@@ -458,13 +486,18 @@ class FdRoot(Root):
                     continue
             is_dir = stat_mod.S_ISDIR(st.st_mode)
             bname = os.fsencode(name)
-            try:
-                mnt = _sys.mount_id(dirfd, bname)
-            except FileNotFoundError:
-                warn(WalkWarning(wp.cur + "/" + name, "vanished during the walk; skipped"))
-                continue
+            if one_mount:
+                mnt = fr.mnt  # a tree of one mount (see direct_open): no statx per entry
+            else:
+                try:
+                    mnt = _sys.mount_id(dirfd, bname)
+                except FileNotFoundError:
+                    warn(WalkWarning(wp.cur + "/" + name, "vanished during the walk; skipped"))
+                    continue
             # A mount point: on another mount than the directory holding it.
-            if fr.mnt is not None and mnt is not None:
+            if one_mount:
+                mount_point = False
+            elif fr.mnt is not None and mnt is not None:
                 mount_point = mnt != fr.mnt
             else:
                 # No STATX_MNT_ID (Linux < 5.8): a directory on another device is another
