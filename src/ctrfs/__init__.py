@@ -15,15 +15,11 @@ command pays only for the modules it runs.
 
 from __future__ import annotations
 
-import sys
-import types
-
 from ctrfs._version import __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ctrfs.access import open_root
-    from ctrfs.container import Container
     from ctrfs.errors import (
         AccessDenied,
         Ambiguous,
@@ -35,6 +31,7 @@ if TYPE_CHECKING:
         Unsupported,
         UsageError,
     )
+    from ctrfs.model import Container
     from ctrfs.runtimes.base import Roots
 
 __all__ = [
@@ -55,7 +52,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Container": "ctrfs.container",
+    "Container": "ctrfs.model",
     "open_root": "ctrfs.access",
     **dict.fromkeys(("AccessDenied", "Ambiguous", "CtrfsError", "NotFound", "ProcessGone",
                      "TargetNotFound", "UnsafePath", "Unsupported", "UsageError"), "ctrfs.errors"),
@@ -85,19 +82,3 @@ def container(target: str, roots: Roots | None = None) -> Container:
     from ctrfs.targets import resolve  # the facade imports on use: see the module docstring
 
     return resolve(target, roots)
-
-
-class _Package(types.ModuleType):
-    """The package's own module type: the function ``container`` shares its name with the
-    submodule ``ctrfs.container``, and the import system binds a submodule on its package
-    (``setattr(ctrfs, "container", module)``) when it is first imported, which happens on first
-    use now that nothing is imported eagerly. The function keeps the name; the submodule stays
-    reachable through ``sys.modules`` and ``from ctrfs.container import ...``."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name == "container" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

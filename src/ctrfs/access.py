@@ -9,8 +9,8 @@ read as streams (:class:`~ctrfs.rootfs.tarroot.TarLayersRoot`). All are
 
 from __future__ import annotations
 
-from ctrfs.container import Container
 from ctrfs.errors import AccessDenied, NotFound, Unsupported
+from ctrfs.model import Container
 from ctrfs.proc.userns import IdMap
 from ctrfs.rootfs.base import Root
 from ctrfs.rootfs.fd import DirRoot

@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 
 from ctrfs._record import dataclass, field
-from ctrfs.container import LAZY, Container, RootFS
 from ctrfs.errors import AccessDenied, UsageError
 from ctrfs.hostmounts import HostMounts, host_pid, ns_inode, read_bytes
+from ctrfs.model import LAZY, Container, RootFS
 from ctrfs.proc.cgroup import (
     ContainerRef,
     cgroup_path,

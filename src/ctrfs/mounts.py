@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ctrfs.container import Container
+    from ctrfs.model import Container
 
 # Filesystems that are never a host directory: the kind is the fstype itself.
 _VIRTUAL = {"proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2", "securityfs", "debugfs",

@@ -7,9 +7,9 @@ import os
 from collections.abc import Callable
 
 from ctrfs._record import dataclass
-from ctrfs.container import Container, RootFS
 from ctrfs.discovery import discover, namespaces_of, rootfs_of
 from ctrfs.errors import Ambiguous, TargetNotFound, UsageError
+from ctrfs.model import Container, RootFS
 from ctrfs.proc.stat import parse_stat
 from ctrfs.runtimes.base import ContainerRecord, Roots
 

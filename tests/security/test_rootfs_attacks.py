@@ -315,8 +315,8 @@ def test_case16_container_stops_mid_operation(resolver, tmp_path: Path, command:
 
 
 def test_case16_pid_reused(resolver) -> None:
-    from ctrfs.container import Container
     from ctrfs.errors import ProcessGone
+    from ctrfs.model import Container
     from ctrfs.rootfs.proc import ProcRoot
     from ctrfs.runtimes.base import ContainerRecord
 

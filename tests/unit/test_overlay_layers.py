@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ctrfs.container import Container, RootFS
 from ctrfs.errors import NotFound
+from ctrfs.model import Container, RootFS
 from ctrfs.overlay.layers import layer_stack
 from ctrfs.runtimes.base import ContainerRecord, Roots
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ctrfs.container import Container, RootFS
+from ctrfs.model import Container, RootFS
 from ctrfs.probes import container_libs, uprobe_targets
 from ctrfs.probes.libs import _Layers
 from ctrfs.proc.stat import parse_stat

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from ctrfs.access import open_root
-from ctrfs.container import Container
 from ctrfs.errors import ProcessGone
+from ctrfs.model import Container
 from ctrfs.proc.stat import parse_stat
 from ctrfs.rootfs.proc import ProcRoot
 from ctrfs.runtimes.base import ContainerRecord

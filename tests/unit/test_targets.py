@@ -61,18 +61,19 @@ def test_escape_for_terminal(name: str | bytes, shown: str) -> None:
 
 
 def test_public_container_function_survives_the_submodule_import() -> None:
-    """ctrfs.container(TARGET) is the public API (README, the package docstring), and ctrfs has
-    a submodule of the same name that the first call itself imports: the second call, and any
-    call after ``import ctrfs.overlay.layers`` or the like, must still reach the function.
-    In a fresh interpreter, so that the import order is the user's."""
+    """ctrfs.container(TARGET) is the public API (README, the package docstring), and the package
+    loads its names on first use: importing the model and the modules above it (which bind
+    submodules on the package) must leave the function reachable, before and after a call.
+    In a fresh interpreter, so that the import order is the user's. (The model module was once
+    called ``container`` and replaced the function on the package.)"""
     import subprocess
     import sys
 
-    probe = ("import ctrfs, ctrfs.container, ctrfs.overlay.layers\n"
-             "from ctrfs.container import Container\n"
+    probe = ("import ctrfs, ctrfs.model, ctrfs.overlay.layers\n"
+             "from ctrfs.model import Container\n"
              "assert callable(ctrfs.container) and not isinstance(ctrfs.container, type(ctrfs)), "
              "ctrfs.container\n"
-             "assert Container is sys.modules['ctrfs.container'].Container\n"
+             "assert Container is sys.modules['ctrfs.model'].Container\n"
              "try:\n    ctrfs.container('pid://999999999')\nexcept ctrfs.CtrfsError:\n    pass\n"
              "print('ok')\n")
     res = subprocess.run([sys.executable, "-c", "import sys\n" + probe], capture_output=True,

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ctrfs.access import open_root
-from ctrfs.container import Container
 from ctrfs.errors import CtrfsError, NotFound, ProcessGone, Unsupported, from_oserror
+from ctrfs.model import Container
 from ctrfs.ops.content import GrepFile, GrepMatch, compile_pattern, grep
 from ctrfs.ops.copy import CopyResult, copy_out
 from ctrfs.ops.du import human as du_human

@@ -18,7 +18,7 @@ from ctrfs.proc.stat import CAP_SYS_ADMIN, effective_capabilities
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ctrfs.container import Container
+    from ctrfs.model import Container
 
 
 def _say(line: str) -> None:

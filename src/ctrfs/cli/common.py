@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ctrfs.cli.app import State
-    from ctrfs.container import Container
+    from ctrfs.model import Container
 
 
 def split_target_path(spec: str, *, require_path: bool = False) -> tuple[str, str | None]:

@@ -19,9 +19,9 @@ from ctrfs._record import dataclass
 from ctrfs.access import open_root
 from ctrfs.cli import app
 from ctrfs.cli.main import COMMANDS, GLOBAL_OPTIONS, build_parser
-from ctrfs.container import Container
 from ctrfs.discovery import discover
 from ctrfs.errors import CtrfsError
+from ctrfs.model import Container
 from ctrfs.runtimes.base import Roots
 from ctrfs.targets import resolve
 

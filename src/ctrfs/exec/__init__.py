@@ -31,7 +31,7 @@ from ctrfs.exec.facts import read_target
 from ctrfs.exec.session import ChildIO, Spec, helper_main
 
 if TYPE_CHECKING:
-    from ctrfs.container import Container
+    from ctrfs.model import Container
 
 __all__ = ["CommandNotRun", "Result", "Spec", "run"]
 

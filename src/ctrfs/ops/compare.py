@@ -22,8 +22,8 @@ import stat as st_mod
 from collections.abc import Iterable
 
 from ctrfs.access import open_root
-from ctrfs.container import Container
 from ctrfs.errors import NotFound, Unsupported
+from ctrfs.model import Container
 from ctrfs.overlay.diff import (
     DOCKER,
     PODMAN_HIDDEN,

@@ -61,7 +61,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ctrfs.container import Container
+    from ctrfs.model import Container
 
 # libpod/diff.go initInodes (podman 3.x–5.x): mount points podman itself creates in the upper
 # dir; ``podman diff`` hides exactly these paths (not what is below them).

@@ -31,7 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ctrfs.container import Container
+    from ctrfs.model import Container
 
 
 @dataclass

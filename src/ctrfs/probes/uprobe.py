@@ -29,7 +29,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ctrfs.container import Container
+    from ctrfs.model import Container
 
 # bpftrace's attach-point lexer splits on ':' and stops at whitespace; quote anything unusual
 # (Go symbols such as "net/http.(*conn).serve" need it too).

@@ -12,7 +12,7 @@ from ctrfs.rootfs.fd import FdRoot
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ctrfs.container import Container
+    from ctrfs.model import Container
 
 
 class ProcRoot(FdRoot):
