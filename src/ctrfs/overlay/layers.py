@@ -263,17 +263,25 @@ def count_layer(stack: LayerStack, la: Layer) -> None:
     la.files, la.dirs, la.size, la.whiteouts, la.opaque_dirs = files, dirs, size, whiteouts, opaque
 
 
+# count_wasted remembers every path of the layers above the one it walks: past this many it gives
+# up (``wasted`` stays None) so that memory stays bounded on a huge upper dir (about 20 MiB here).
+WASTED_PATHS_MAX = 100_000
+
+
 def count_wasted(stack: LayerStack) -> None:
     """Fill each layer's ``wasted``: bytes of its regular files (each inode once) that a layer
-    above hides, walking the layers top first and remembering what each path is above.
+    above hides, walking the layers top first and remembering what each path is above. The
+    paths of the bottom layer are not remembered (nothing lies below it); with more than
+    WASTED_PATHS_MAX paths above, no layer's ``wasted`` is filled.
 
     overlayfs lookup (fs/overlayfs/namei.c): a name found in a layer hides the same name below,
     whatever its type; below a whiteout, a non-directory or an opaque directory nothing of the
     lower layers shows; below a plain directory the lower directories merge."""
     above: dict[bytes, bool] = {}  # path -> True when it ends the merge (nothing below shows)
-    for la in stack.layers:
-        if not la.exists:
-            continue
+    present = [la for la in stack.layers if la.exists]
+    results: list[tuple[Layer, int]] = []
+    for n, la in enumerate(present):
+        remember = n < len(present) - 1  # the bottom layer hides nothing
         mine: dict[bytes, bool] = {}
         wasted = 0
         seen: set[tuple[int, int]] = set()
@@ -293,11 +301,15 @@ def count_wasted(stack: LayerStack) -> None:
                 if st_mod.S_ISDIR(s.st_mode):
                     sub = walk.enter(name, data=hidden or above.get(path) is True)
                     opaque = sub is not None and sub.state is not None and _fs.is_opaque(sub.state)
-                    if not hidden:
+                    if not hidden and remember:
                         mine[path] = opaque
+                        if len(mine) + len(above) > WASTED_PATHS_MAX:
+                            return
                     continue
-                if not hidden:
+                if not hidden and remember:
                     mine[path] = True
+                    if len(mine) + len(above) > WASTED_PATHS_MAX:
+                        return
                 if not st_mod.S_ISREG(s.st_mode) or not (hidden or path in above):
                     continue
                 if s.st_nlink > 1:
@@ -314,6 +326,10 @@ def count_wasted(stack: LayerStack) -> None:
         finally:
             walk.close()
             os.close(root)
-        la.wasted = wasted
+        results.append((la, wasted))
         for p, ends in mine.items():
             above[p] = above.get(p, False) or ends
+        if len(above) > WASTED_PATHS_MAX:
+            return
+    for la, wasted in results:
+        la.wasted = wasted
