@@ -179,9 +179,14 @@ def _norm_ref(ref: str) -> str:
 
 
 def match_images(ref: str, images: list[ImageRecord]) -> list[ImageRecord]:
-    """Images ``ref`` names: a full or abbreviated name, else an id or unique id prefix."""
+    """Images ``ref`` names: its name exactly as a store records it, else a name it abbreviates
+    (``x`` for ``docker.io/library/x:latest`` or ``localhost/x:latest``), else an id or unique id
+    prefix. An exact name wins: ``app:1`` is Docker's ``app:1``, not podman's ``localhost/app:1``."""
+    exact = [i for i in images if ref in i.names]
+    if exact:
+        return exact
     want = _norm_ref(ref)
-    named = [i for i in images if ref in i.names or any(_norm_ref(n) == want for n in i.names)]
+    named = [i for i in images if any(_norm_ref(n) == want for n in i.names)]
     if named:
         return named
     hexpart = ref.removeprefix("sha256:")
@@ -204,7 +209,10 @@ def resolve_image(ref: str, roots: Roots) -> ImageRecord:
         raise TargetNotFound("no such image in Docker's or containers/storage's stores"
                              + ("; nearest: " + ", ".join(near) if near else "; see ctrfs images"),
                              target=shown, candidates=near)
-    if len({(i.id, i.store, i.driver) for i in found}) > 1:
+    # One image id in several stores (docker save | podman load) is one image: its id is the
+    # digest of a config that names every layer's content, so each copy reads the same. The first
+    # store (Docker's, then root's containers/storage, then users') is read.
+    if len({i.id for i in found}) > 1:
         raise Ambiguous(target=shown, candidates=[
             f"{i.runtime} image {i.short_id} ({', '.join(i.names) or 'untagged'}"
             + (f", user {i.user}" if i.user and i.user != "root" else "") + ")" for i in found])

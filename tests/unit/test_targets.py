@@ -79,3 +79,22 @@ def test_public_container_function_survives_the_submodule_import() -> None:
     res = subprocess.run([sys.executable, "-c", "import sys\n" + probe], capture_output=True,
                          text=True, timeout=60)
     assert res.stdout == "ok\n", res.stderr
+
+
+def test_image_refs_prefer_exact_names_and_one_id_is_one_image() -> None:
+    """An exact stored name beats an abbreviation; the same image id in two stores is one image;
+    two different images under one abbreviation stay ambiguous."""
+    from ctrfs.runtimes.images import ImageRecord
+    from ctrfs.targets import match_images
+
+    def img(iid: str, runtime: str, *names: str) -> ImageRecord:
+        return ImageRecord(id="sha256:" + iid * 64, runtime=runtime, names=list(names), layers=[],
+                           store="/s/" + runtime, driver="overlay")
+
+    docker_app = img("a", "docker", "app:1")
+    podman_app = img("a", "podman", "localhost/app:1")
+    other = img("b", "podman", "localhost/app:1")
+    assert match_images("app:1", [docker_app, podman_app]) == [docker_app]
+    assert match_images("localhost/app:1", [docker_app, podman_app]) == [podman_app]
+    assert len(match_images("aaaa", [docker_app, podman_app])) == 2  # same id: resolve takes the first
+    assert len({i.id for i in match_images("app:1", [img("c", "podman", "localhost/app:1"), other])}) == 2
