@@ -409,8 +409,9 @@ def test_libs_race_check_catches_a_naive_resolver(racing, host_canary, elf_pair,
     name, _ = host_canary
     _, legit_id, canary_id = elf_pair
 
-    def naive_resolve(obj, proc, layers):  # type: ignore[no-untyped-def]
-        obj.host_path = f"{proc}/{obj.pids[0]}/root{obj.path}"
+    def naive_resolve(obj, roots, layers):  # type: ignore[no-untyped-def]
+        # local_path: what libs opens to read the ELF; host_path: what it prints for a tracer
+        obj.local_path = obj.host_path = f"{roots.proc}/{obj.pids[0]}/root{obj.path}"
         obj.host_path_via, obj.identity = "root", probes_libs.VERIFIED
         return None
 
