@@ -76,6 +76,8 @@ class BoundRoot(Root):
         self.kind = kind  # how the view was made: "clone", "merged", "offline"
         self.target = live.target
         inner.target = live.target
+        # Owners as the container sees them (its user namespace): the live root knows the map.
+        self.idmap = inner.idmap = live.idmap
 
     def resolve(self, path: PathArg, *, follow: bool = True) -> int:
         return self.inner.resolve(path, follow=follow)
@@ -124,6 +126,7 @@ class ContainerView(Root):
         self.live = live
         self.base = base
         self.target = live.target
+        self.idmap = base.idmap = live.idmap  # as in BoundRoot
         self.root_mount = _sys.mount_id(live.fd)
         self.followed = followed_mounts(mounts, self.root_mount or -1)
         self.by_id = {m.mount_id: m for m in mounts}
