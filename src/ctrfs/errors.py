@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 
@@ -171,3 +171,40 @@ def translate_oserror(
         raise
     except OSError as err:
         raise from_oserror(err, target=target, pid=pid, path=path, proc_scope=proc_scope) from err
+
+
+def run_program(prog: str, program: Callable[[], int], *, debug: bool,
+                shown: Callable[[str], str] = str) -> int:
+    """Run a command-line program and turn how it ended into its exit status: the one table from
+    exception to exit code (docs/design.md) for ``ctrfs`` and ``kubectl-ctrfs``. A signal that
+    unwinds as KeyboardInterrupt with a ``signum`` gives 128+N (Ctrl-C: 130); errors are one line
+    on stderr (``shown`` makes the message safe for a terminal), tracebacks only with ``debug``."""
+    import sys
+
+    try:
+        return program()
+    except SystemExit as e:  # argparse: --help (0) and usage errors (2)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except KeyboardInterrupt as e:
+        return 128 + int(getattr(e, "signum", 2))
+    except BrokenPipeError:
+        # After EPIPE, point stdout at /dev/null so the interpreter's final flush stays silent.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except OSError:
+            pass
+        return 0
+    except CtrfsError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        sys.stderr.write(f"{prog}: {shown(str(e))}\n")
+        return 2 if isinstance(e, UsageError) else e.exit_code
+    except Exception as e:  # noqa: BLE001 — last resort: a message, never a traceback by default
+        if debug:
+            raise
+        sys.stderr.write(f"{prog}: internal error: {type(e).__name__}: {e} (run with --debug)\n")
+        return 1

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from ctrfs._version import __version__
-from ctrfs.errors import CtrfsError, UsageError
+from ctrfs.errors import UsageError, run_program
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,28 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args == ["--version"]:  # answered before anything is imported
         sys.stdout.write(f"ctrfs, version {__version__}\n")
         return 0
-    debug = "--debug" in args
-    try:
-        return program(args)
-    except SystemExit as e:  # argparse: --help (0) and usage errors (2)
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        _quiet_stdout()
-        return 0
-    except CtrfsError as e:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        sys.stderr.write(f"ctrfs: {_sanitize(str(e))}\n")
-        return 2 if isinstance(e, UsageError) else e.exit_code
-    except Exception as e:  # noqa: BLE001 — last resort: a message, never a traceback by default
-        if debug:
-            raise
-        sys.stderr.write(f"ctrfs: internal error: {type(e).__name__}: {e} (run with --debug)\n")
-        return 1
+    return run_program("ctrfs", lambda: program(args), debug="--debug" in args, shown=_sanitize)
 
 
 def program(args: list[str]) -> int:
@@ -186,15 +165,3 @@ def _sanitize(text: str) -> str:
     from ctrfs.cli.common import escape
 
     return escape(text)
-
-
-def _quiet_stdout() -> None:
-    # After EPIPE, point stdout at /dev/null so the interpreter's final flush stays silent.
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except OSError:
-        pass

@@ -20,7 +20,7 @@ from types import FrameType
 
 import ctrfs
 from ctrfs._version import __version__
-from ctrfs.errors import Ambiguous, CtrfsError, UsageError
+from ctrfs.errors import Ambiguous, CtrfsError, UsageError, run_program
 from ctrfs.kube import fanout, manifests
 from ctrfs.kube import pyz as pyz_mod
 from ctrfs.kube.kubectl import Kubectl, find_kubectl
@@ -135,29 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args[: _split(args)]
     for s in (signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)):
         signal.signal(s, _on_signal)
-    try:
-        return program(args)
-    except SystemExit as e:  # argparse: --help (0), usage errors (2)
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    except Terminated as e:
-        return 128 + e.signum
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        _quiet_stdout()
-        return 0
-    except CtrfsError as e:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        sys.stderr.write(f"kubectl-ctrfs: {e}\n")
-        return 2 if isinstance(e, UsageError) else e.exit_code
-    except Exception as e:  # noqa: BLE001 — last resort: a message, never a traceback by default
-        if debug:
-            raise
-        sys.stderr.write(f"kubectl-ctrfs: internal error: {type(e).__name__}: {e} (run with --debug)\n")
-        return 1
+    return run_program("kubectl-ctrfs", lambda: program(args), debug=debug)
 
 
 def _split(args: Sequence[str]) -> int:
@@ -491,15 +469,6 @@ def undeploy(kubectl: Kubectl, args: list[str]) -> int:
     text = out.decode("utf-8", "replace")
     sys.stdout.write(json.dumps(text.split()) + "\n" if a.as_json else text)
     return 0
-
-
-def _quiet_stdout() -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except OSError:
-        pass
 
 
 if __name__ == "__main__":
