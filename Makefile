@@ -17,7 +17,8 @@ help:
 	@echo "make venv        .venv with ctrfs installed editable, with test tools"
 	@echo "make services    install and start dockerd/containerd/tracefs (services-stop undoes it)"
 
-$(VENV)/.installed: pyproject.toml
+# setup.py builds ctrfs's C core (src/ctrfs/_native.c) in place: a change to it reinstalls.
+$(VENV)/.installed: pyproject.toml setup.py src/ctrfs/_native.c
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || $(SERVICES) install
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[test]'

@@ -87,6 +87,10 @@ cmd_install() {
   if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     missing+=(python3-venv)
   fi
+  # The C core of ctrfs export (setup.py) is compiled against Python's headers.
+  if [ ! -e "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]; then
+    missing+=(python3-dev)
+  fi
   [ ${#missing[@]} -eq 0 ] && return 0
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   log "installing: ${missing[*]}"

@@ -1,7 +1,11 @@
 """Tar streams out of a container (export, ``cp TARGET:PATH -``), written from fds.
 
 Each member's header comes from the entry's fstat-equivalent metadata and its data from the
-entry's own fd (:meth:`Entry.open_fd`), never by opening a path again. Headers are pax
+entry's own fd (:meth:`Entry.open_fd`), never by opening a path again. On a private nodev clone
+of the container's root mount (:func:`ctrfs.views.rootfs_view`), the walk and the common members
+(small files, directories, symlinks) are done by the C core ``ctrfs._native`` when it is built;
+it hands every other member to :meth:`TarWriter.add` (see :class:`_NativeHooks`), so both write
+the same archive byte for byte. Headers are pax
 (POSIX.1-2001) formatted here rather than by :mod:`tarfile` (whose TarInfo per member cost
 more than the rest of an export together); output reads back identically with tarfile and
 GNU tar. The tar is streamed, so memory stays flat whatever the size of the tree.
@@ -14,7 +18,6 @@ import contextlib
 import errno
 import fcntl
 import io
-import itertools
 import os
 import queue
 import select
@@ -37,6 +40,15 @@ from ctrfs.rootfs.base import (
     base_name,
     norm_path,
 )
+from ctrfs.rootfs.fd import FdEntry, FdRoot
+from ctrfs.rootfs.view import BoundRoot
+
+try:
+    # The C core of the walk (setup.py builds it where a compiler is found); without it, or with
+    # CTRFS_NATIVE=0, every member is written by the Python code below, the reference.
+    from ctrfs import _native
+except ImportError:
+    _native = None  # type: ignore[assignment]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -630,6 +642,118 @@ def _arcname(entry_path: str, top: str, prefix: str) -> str:
     return rel
 
 
+def native_enabled() -> bool:
+    """Whether exports use the C core (built, and not turned off by ``CTRFS_NATIVE=0``)."""
+    return _native is not None and os.environ.get("CTRFS_NATIVE", "1") != "0"
+
+
+def _native_root(root: Root, first: Entry) -> FdRoot | None:
+    """The Root the C core may walk from ``first``: a direct-open FdRoot (a private nodev
+    clone without submounts, see FdRoot), reached directly or through a BoundRoot."""
+    if not native_enabled():
+        return None
+    inner = root.inner if isinstance(root, BoundRoot) else root
+    if (isinstance(inner, FdRoot) and inner.direct_open and isinstance(first, FdEntry)
+            and first._fd >= 0 and first.is_dir()):
+        return inner
+    return None
+
+
+class _NativeHooks:
+    """What the C core calls back (src/ctrfs/_native.c says when): it appends members to
+    ``buf`` (the TarWriter's output buffer, the same bytearray), and hands every member it does
+    not write itself to :meth:`member`, i.e. to :meth:`TarWriter.add`."""
+
+    # Directory levels the C core keeps open (one fd each); deeper ones go to deep(), the
+    # Python walk, with its own fd bound.
+    LEVELS = 32
+
+    def __init__(self, w: TarWriter, fast: FdRoot, root: Root, first: Entry, prefix: str,
+                 warn: WarnFn) -> None:
+        self.w = w
+        self.buf = w.buf
+        self.fast = fast
+        self.root = root
+        self.first = first
+        self.base = first.path.rstrip("/")  # container path of the start, "" for the root
+        self.arcpre = prefix + "/" if prefix else ""
+        self.warn_fn = warn
+
+    def run(self) -> None:
+        assert isinstance(self.first, FdEntry) and _native is not None
+        st = self.first.stat
+        with self.fast._errors(self.first.path):
+            dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.first._fd)
+        try:
+            cst = os.fstat(dfd)
+            if (cst.st_dev, cst.st_ino) != (st.st_dev, st.st_ino):
+                raise CtrfsError("replaced while opened; try again", target=self.fast.target,
+                                 path=self.first.path)
+            try:
+                _native.tar_tree(dfd, self, os.fsencode(self.arcpre), self.LEVELS)
+            except OSError as err:
+                raise self.fast._translate(err, self.first.path) from err
+        finally:
+            os.close(dfd)
+            self.w.buf = self.buf  # what the core appended is the writer's
+
+    def _path(self, rel: bytes) -> str:
+        return self.base + "/" + os.fsdecode(rel)
+
+    def flush(self) -> None:
+        self.w._flush()
+        self.buf = self.w.buf
+        if self.w.sink is not None and self.w.sink.warnings:
+            self.w._sink_warnings()
+
+    def member(self, dirfd: int, name: bytes, st: tuple[Any, ...], depth: int,
+               rel: bytes) -> None:
+        e = FdEntry(path=self._path(rel), name=os.fsdecode(name), stat=os.stat_result(st),
+                    depth=depth, _root=self.fast, _dirfd=dirfd)
+        self.w.add(e, self.arcpre + os.fsdecode(rel))
+        self.buf = self.w.buf
+
+    def warn(self, rel: bytes, message: str) -> None:
+        self.warn_fn(WalkWarning(self._path(rel) if rel else self.first.path, message))
+
+    def tick(self, entries: int, nbytes: int) -> None:
+        stats = self.w.stats
+        stats.entries += entries
+        stats.bytes += nbytes
+        if self.w.progress is not None:
+            self.w.progress(stats.entries, stats.bytes)
+        self.root.check_alive()
+
+    def owner(self, uid: int, gid: int) -> tuple[int, int, bytes, bytes, bool]:
+        idmap = self.w.idmap
+        if idmap is not None:  # owners as the container sees them (its user namespace)
+            uid, gid = idmap.uid(uid), idmap.gid(gid)
+        uname, gname, fits = self.w._owner(uid, gid)
+        return uid, gid, uname, gname, fits
+
+    def deep(self, rel: bytes, dev: int, ino: int, depth: int) -> None:
+        """The tree below a directory the core does not enter (deeper than LEVELS): walked
+        by the Python walk from its path, if it is still the directory listed."""
+        path = self._path(rel)
+        arc = self.arcpre + os.fsdecode(rel)
+        walk = self.fast.walk(path, follow=False, one_filesystem=True, on_warning=self.warn_fn)
+        try:
+            try:
+                top = next(walk)
+            except NotFound:
+                self.warn_fn(WalkWarning(path, "vanished during the walk; skipped"))
+                return
+            if (top.stat.st_dev, top.stat.st_ino) != (dev, ino):
+                self.warn_fn(WalkWarning(path, "replaced during the walk; skipped"))
+                return
+            for e in walk:
+                e.depth += depth
+                self.w.add(e, arc + e.path[len(path):])
+        finally:
+            walk.close()  # type: ignore[attr-defined]
+            self.buf = self.w.buf
+
+
 def write_tar(root: Root, out: BinaryIO, path: PathArg = "/", *, prefix: str | None = None,
               include_mounts: bool = False, follow: bool = True,
               on_warning: WarnFn | None = None,
@@ -660,14 +784,17 @@ def write_tar(root: Root, out: BinaryIO, path: PathArg = "/", *, prefix: str | N
                       include_mounts=include_mounts)
         w.stats = stats
         pseudo = PseudoFilter(warn)
-        for e in itertools.chain((first,), entries):
-            if pseudo.skip(e):
-                continue
-            if e.depth == 0:
-                if is_root:
-                    continue  # docker export has no "./" member
-                e.mount_point = False
-            w.add(e, _arcname(e.path, top, prefix))
+        pseudo.skip(first)  # the start itself is kept; below a kernel interface, nothing
+        if not is_root:  # docker export has no "./" member
+            first.mount_point = False
+            w.add(first, _arcname(first.path, top, prefix))
+        fast = _native_root(root, first) if pseudo.prefix is None else None
+        if fast is not None:
+            _NativeHooks(w, fast, root, first, prefix, warn).run()
+        else:
+            for e in entries:
+                if not pseudo.skip(e):
+                    w.add(e, _arcname(e.path, top, prefix))
         root.check_alive()
         # The end-of-archive blocks only after success: a failed stream stays visibly truncated.
         w.close()
