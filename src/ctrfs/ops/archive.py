@@ -41,7 +41,6 @@ from ctrfs.rootfs.base import (
     norm_path,
 )
 from ctrfs.rootfs.fd import FdEntry, FdRoot
-from ctrfs.rootfs.view import BoundRoot
 
 try:
     # The C core of the walk (setup.py builds it where a compiler is found); without it, or with
@@ -647,15 +646,15 @@ def native_enabled() -> bool:
     return _native is not None and os.environ.get("CTRFS_NATIVE", "1") != "0"
 
 
-def _native_root(root: Root, first: Entry) -> FdRoot | None:
-    """The Root the C core may walk from ``first``: a direct-open FdRoot (a private nodev
-    clone without submounts, see FdRoot), reached directly or through a BoundRoot."""
-    if not native_enabled():
+def _native_root(first: Entry, one_filesystem: bool) -> FdRoot | None:
+    """The Root the C core may walk from ``first``: the direct-open FdRoot (a private nodev
+    clone without submounts, see FdRoot) whose walk yielded it, when the walk keeps to that
+    Root (one filesystem: a BoundRoot or a ContainerView then hands the whole walk to it)."""
+    if not native_enabled() or not one_filesystem or not isinstance(first, FdEntry):
         return None
-    inner = root.inner if isinstance(root, BoundRoot) else root
-    if (isinstance(inner, FdRoot) and inner.direct_open and isinstance(first, FdEntry)
-            and first._fd >= 0 and first.is_dir()):
-        return inner
+    fast = first._root
+    if fast is not None and fast.direct_open and first._fd >= 0 and first.is_dir():
+        return fast
     return None
 
 
@@ -788,7 +787,7 @@ def write_tar(root: Root, out: BinaryIO, path: PathArg = "/", *, prefix: str | N
         if not is_root:  # docker export has no "./" member
             first.mount_point = False
             w.add(first, _arcname(first.path, top, prefix))
-        fast = _native_root(root, first) if pseudo.prefix is None else None
+        fast = _native_root(first, not include_mounts) if pseudo.prefix is None else None
         if fast is not None:
             _NativeHooks(w, fast, root, first, prefix, warn).run()
         else:
