@@ -540,7 +540,7 @@ def export_cmd(args: Namespace, state: State) -> None:
                                   on_warning=_warn, progress=prog)
     if as_json:
         data = {"entries": stats.entries, "bytes": stats.bytes, "warnings": stats.warnings,
-                "output": output}
+                "output": output, "core": stats.core}
         if output is None:
             sys.stderr.write(json.dumps(data) + "\n")
         else:

@@ -66,6 +66,7 @@ class ArchiveStats:
     entries: int = 0
     bytes: int = 0
     warnings: int = 0
+    core: str = "python"  # "c" when the C core walked the tree (see _NativeHooks)
 
 
 # -- the tar format, written directly ----------------------------------------------------------
@@ -789,6 +790,7 @@ def write_tar(root: Root, out: BinaryIO, path: PathArg = "/", *, prefix: str | N
             w.add(first, _arcname(first.path, top, prefix))
         fast = _native_root(first, not include_mounts) if pseudo.prefix is None else None
         if fast is not None:
+            stats.core = "c"
             _NativeHooks(w, fast, root, first, prefix, warn).run()
         else:
             for e in entries:
