@@ -60,7 +60,10 @@ def stage_dependencies(stage: Path, python: str) -> None:
 
 def stage_ctrfs(stage: Path) -> None:
     src = REPO / "src" / "ctrfs"
-    shutil.copytree(src, stage / "ctrfs", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # Not the C core (_native*.so, built in place by an editable install): zipimport cannot load
+    # it, and without it ctrfs runs its pure-Python code (ctrfs.ops.archive falls back).
+    shutil.copytree(src, stage / "ctrfs", ignore=shutil.ignore_patterns(
+        "__pycache__", "*.pyc", "_native*.so", "*.c"))
 
 
 def prune(stage: Path) -> None:

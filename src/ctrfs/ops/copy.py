@@ -103,42 +103,54 @@ class _Copier:
         self.warn_fn(WalkWarning(path, message))
 
     def up(self) -> None:
-        name, st, entry = self.stack.pop()
+        _name, st, entry = self.stack.pop()
+        self._meta(self.cur, st, entry=entry)  # every entry is in it now: its times last
         parent = os.open("..", _O_DIR & ~os.O_NOFOLLOW, dir_fd=self.cur)
         os.close(self.cur)
         self.cur = parent
         self.names.pop()
-        self._meta(name, st, entry=entry)
 
-    def _meta(self, name: str, st: os.stat_result, *, is_link: bool = False,
+    def _meta(self, name: str | int, st: os.stat_result, *, is_link: bool = False,
               entry: Entry | None = None) -> None:
+        """Owner, mode, xattrs and times of the copy ``name`` (in the current directory), or of
+        the open file ``name`` is (an fd: no lookup by name, three fewer per file)."""
         # Order matters: chown clears setuid/setgid and security.capability (chown(2),
         # capabilities(7)), so mode and xattrs come after it, and mtime last.
+        by_fd = isinstance(name, int)
         if self.as_root:
-            os.chown(name, st.st_uid, st.st_gid, dir_fd=self.cur, follow_symlinks=False)
+            if by_fd:
+                os.fchown(name, st.st_uid, st.st_gid)
+            else:
+                os.chown(name, st.st_uid, st.st_gid, dir_fd=self.cur, follow_symlinks=False)
         if not is_link:  # Linux has no lchmod; a symlink's own mode is always 0777
             mode = stat_mod.S_IMODE(st.st_mode)
             if not self.preserve_all:
                 mode &= ~(stat_mod.S_ISUID | stat_mod.S_ISGID)
-            os.chmod(name, mode, dir_fd=self.cur)
+            if by_fd:
+                os.fchmod(name, mode)
+            else:
+                os.chmod(name, mode, dir_fd=self.cur)
         if entry is not None:
             self._xattrs(entry, name)
-        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=self.cur,
-                 follow_symlinks=False)
+        if by_fd:
+            os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns))
+        else:
+            os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=self.cur,
+                     follow_symlinks=False)
 
-    def _xattrs(self, entry: Entry, name: str) -> None:
+    def _xattrs(self, entry: Entry, name: str | int) -> None:
         if not self.preserve_all:
             return
         try:
             attrs = entry.xattrs()
         except CtrfsError:
             return
-        path = f"/proc/self/fd/{self.cur}/{name}"
+        path = name if isinstance(name, int) else f"/proc/self/fd/{self.cur}/{name}"
         for k, v in attrs.items():
             if k.startswith(SKIP_XATTR_PREFIXES):
                 continue
             try:
-                os.setxattr(path, k, v, follow_symlinks=False)
+                os.setxattr(path, k, v, follow_symlinks=isinstance(name, int))
             except OSError as err:
                 self.warn(entry.path, f"extended attribute {k} not restored: {err.strerror}")
 
@@ -214,11 +226,11 @@ class _Copier:
                          0o600, dir_fd=self.cur)
             try:
                 self._data(e, src, fd)
+                self._meta(fd, e.stat, entry=e)
             finally:
                 os.close(fd)
         finally:
             os.close(src)
-        self._meta(name, e.stat, entry=e)
 
     def _data(self, e: Entry, src: int, dst: int) -> None:
         """``e``'s listed size of data from ``src`` to ``dst``: holes kept as holes, a file
