@@ -116,9 +116,8 @@ class _Copier:
         the open file ``name`` is (an fd: no lookup by name, three fewer per file)."""
         # Order matters: chown clears setuid/setgid and security.capability (chown(2),
         # capabilities(7)), so mode and xattrs come after it, and mtime last.
-        by_fd = isinstance(name, int)
         if self.as_root:
-            if by_fd:
+            if isinstance(name, int):
                 os.fchown(name, st.st_uid, st.st_gid)
             else:
                 os.chown(name, st.st_uid, st.st_gid, dir_fd=self.cur, follow_symlinks=False)
@@ -126,13 +125,13 @@ class _Copier:
             mode = stat_mod.S_IMODE(st.st_mode)
             if not self.preserve_all:
                 mode &= ~(stat_mod.S_ISUID | stat_mod.S_ISGID)
-            if by_fd:
+            if isinstance(name, int):
                 os.fchmod(name, mode)
             else:
                 os.chmod(name, mode, dir_fd=self.cur)
         if entry is not None:
             self._xattrs(entry, name)
-        if by_fd:
+        if isinstance(name, int):
             os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns))
         else:
             os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=self.cur,
