@@ -42,6 +42,22 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # @pytest.mark.tar_cores: the test runs once with the C core of export (ctrfs._native) and
+    # once with the pure-Python writer, the reference (CTRFS_NATIVE=0), in this process and in
+    # every ctrfs it starts.
+    if metafunc.definition.get_closest_marker("tar_cores") is not None:
+        metafunc.parametrize("tar_core", ["c-core", "python-core"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def tar_core(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    core = getattr(request, "param", None)
+    if core is not None:
+        monkeypatch.setenv("CTRFS_NATIVE", "1" if core == "c-core" else "0")
+    return core
+
+
 def _container_fixtures(item: pytest.Item) -> set[str]:
     """The container fixtures a test uses: by argument name, and by the fixture names it is
     parametrized with when it gets its containers through ``request.getfixturevalue(name)``

@@ -469,6 +469,7 @@ def test_nothing_created_by_dangling_links(world) -> None:  # type: ignore[no-un
     assert sh(world, f"ls -d /nonexistent-{CANARY} 2>/dev/null || echo absent").strip() == "absent"
 
 
+@pytest.mark.tar_cores
 @pytest.mark.parametrize("state", ["running", "stopped"])
 def test_export_of_the_trap_container(request, state: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """export walks every trap at once: no canary, specials as entries without data, no hang."""

@@ -135,6 +135,7 @@ def _check_tar(path: str, tree: str, links: int, total: int | None, top: str) ->
         assert kinds["all"] == total, kinds
 
 
+@pytest.mark.tar_cores
 def test_export_bounded(big, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     c, links, counts = big
     out = str(tmp_path / "export.tar")

@@ -291,6 +291,7 @@ def test_case11_passwd_to_dev_zero_is_not_read(resolver) -> None:
 
 # -- 16 ---------------------------------------------------------------------------------------
 
+@pytest.mark.tar_cores
 @pytest.mark.parametrize("command", ["export", "cp"])
 def test_case16_container_stops_mid_operation(resolver, tmp_path: Path, command: str) -> None:
     with own_container() as c:
@@ -365,6 +366,7 @@ def test_case17_copies_stay_under_the_destination(victim, resolver, tmp_path: Pa
     assert (tmp_path / "dst-link").read_bytes() == b"container-file\n"
 
 
+@pytest.mark.tar_cores
 @pytest.mark.parametrize("suffix,top", [("", None), ("/dir/..", None), ("/.", None),
                                         ("/dir/file/", "file")])
 def test_case17_tar_stream_names_are_relative(victim, resolver, suffix, top) -> None:
