@@ -56,19 +56,38 @@ def _out() -> Any:
     return sys.stdout.buffer
 
 
+def _lines(lines: Iterable[str]) -> None:
+    """Write lines to stdout: to a terminal as they come, elsewhere in batches, one write(2)
+    per batch even when the interpreter runs unbuffered (PYTHONUNBUFFERED=1, python -u)."""
+    out = sys.stdout
+    if out.isatty():
+        for line in lines:
+            out.write(line)
+        return
+    batch: list[str] = []
+    try:
+        for line in lines:
+            batch.append(line)
+            if len(batch) >= 512:
+                out.write("".join(batch))
+                batch.clear()
+    finally:  # what was found before an error is still printed, as it was line by line
+        out.write("".join(batch))
+
+
 def _json_stream(items: Iterable[Any]) -> None:
     """A JSON array written item by item (a find over a big tree never sits in memory).
 
     The opening ``[`` waits for the first item: a command that fails before producing anything
     (missing start path, target gone) leaves stdout empty rather than an unclosed array."""
-    w = sys.stdout.write
-    first = True
-    for it in items:
-        row = json.dumps(it.to_dict(), ensure_ascii=False)
-        w("[\n  " if first else ",\n  ")
-        w(row)
-        first = False
-    w("[]\n" if first else "\n]\n")
+    def rows() -> Iterator[str]:
+        first = True
+        for it in items:
+            yield ("[\n  " if first else ",\n  ") + json.dumps(it.to_dict(), ensure_ascii=False)
+            first = False
+        yield "[]\n" if first else "\n]\n"
+
+    _lines(rows())
 
 
 def _mtime(ts: float) -> str:
@@ -282,9 +301,7 @@ def find_cmd(args: Namespace, state: State) -> None:
         if args.as_json:
             _json_stream(results)
             return
-        w = sys.stdout.write
-        for info in results:
-            w(escape(info.path) + "\n")
+        _lines(escape(info.path) + "\n" for info in results)
 
 
 # -- grep ------------------------------------------------------------------------------------
@@ -438,10 +455,8 @@ def du_cmd(args: Namespace, state: State) -> None:
         if args.as_json:
             _json_stream(usages)
             return
-        w = sys.stdout.write
-        for u in usages:
-            size = human(u.bytes) if human_readable else str(-(-u.bytes // 1024))
-            w(f"{size}\t{escape(u.path)}\n")
+        _lines(f"{human(u.bytes) if human_readable else -(-u.bytes // 1024)}\t{escape(u.path)}\n"
+               for u in usages)
 
 
 # -- cp --------------------------------------------------------------------------------------
