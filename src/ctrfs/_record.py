@@ -61,6 +61,53 @@ else:
                 else:
                     setattr(cls, name, f.default)
         setattr(cls, _FIELDS, fields)
+        own = cls.__dict__
+        if "__init__" not in own:  # as dataclasses: methods the class defines itself are kept
+            # Generated on the first instance: compiling an __init__ costs ~0.2 ms, and a
+            # command start defines dozens of records it never makes.
+            def __init__(self, *args, **kwargs):
+                if cls.__dict__.get("__init__") is __init__:
+                    cls.__init__ = _make_init(cls, fields, frozen)
+                cls.__init__(self, *args, **kwargs)
+
+            __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+            cls.__init__ = __init__
+        shown = tuple(n for n, f in fields.items() if f.repr)
+        compared = tuple(n for n, f in fields.items() if f.compare)
+
+        def __repr__(self):
+            inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in shown)
+            return f"{type(self).__qualname__}({inner})"
+
+        def __eq__(self, other):
+            if other.__class__ is not self.__class__:
+                return NotImplemented
+            return all(getattr(self, n) == getattr(other, n) for n in compared)
+
+        if "__repr__" not in own:
+            cls.__repr__ = __repr__
+        own_eq = "__eq__" in own  # (own is live: read before __eq__ is set below)
+        if not own_eq:
+            cls.__eq__ = __eq__
+        if frozen:
+            def __hash__(self):
+                return hash(tuple(getattr(self, n) for n in compared))
+
+            def __setattr__(self, name, value):
+                raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+            def __delattr__(self, name):
+                raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+            if "__hash__" not in own or own["__hash__"] is None:
+                cls.__hash__ = __hash__
+            cls.__setattr__ = __setattr__
+            cls.__delattr__ = __delattr__
+        elif not own_eq:  # as dataclasses: a mutable record with a generated __eq__ is unhashable
+            cls.__hash__ = None
+        return cls
+
+    def _make_init(cls, fields, frozen):
         ns = {"_MISSING": _MISSING, "_set": object.__setattr__}
         params, body = [], []
         for name, f in fields.items():
@@ -80,42 +127,7 @@ else:
         exec(src, ns)  # noqa: S102 — generated from the class's own field names, as dataclasses does
         init = ns["__init__"]
         init.__qualname__ = f"{cls.__qualname__}.__init__"
-        own = cls.__dict__
-        if "__init__" not in own:  # as dataclasses: methods the class defines itself are kept
-            cls.__init__ = init
-        shown = tuple(n for n, f in fields.items() if f.repr)
-        compared = tuple(n for n, f in fields.items() if f.compare)
-
-        def __repr__(self):
-            inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in shown)
-            return f"{type(self).__qualname__}({inner})"
-
-        def __eq__(self, other):
-            if other.__class__ is not self.__class__:
-                return NotImplemented
-            return all(getattr(self, n) == getattr(other, n) for n in compared)
-
-        if "__repr__" not in own:
-            cls.__repr__ = __repr__
-        if "__eq__" not in own:
-            cls.__eq__ = __eq__
-        if frozen:
-            def __hash__(self):
-                return hash(tuple(getattr(self, n) for n in compared))
-
-            def __setattr__(self, name, value):
-                raise FrozenInstanceError(f"cannot assign to field {name!r}")
-
-            def __delattr__(self, name):
-                raise FrozenInstanceError(f"cannot delete field {name!r}")
-
-            if "__hash__" not in own or own["__hash__"] is None:
-                cls.__hash__ = __hash__
-            cls.__setattr__ = __setattr__
-            cls.__delattr__ = __delattr__
-        elif "__eq__" not in own:
-            cls.__hash__ = None
-        return cls
+        return init
 
     def is_dataclass(obj):
         return hasattr(obj if isinstance(obj, type) else type(obj), _FIELDS)
