@@ -185,6 +185,26 @@ def test_hot_commands_import_nothing_they_do_not_need(argv: list[str]) -> None:
         assert "datetime" not in mods
 
 
+def _imported(*argv: str) -> set[str]:
+    res = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True, text=True,
+                         timeout=60, check=True)
+    return {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines()
+            if line.startswith("import time:")}
+
+
+def test_installed_commands_import_only_the_program() -> None:
+    """The installed ``ctrfs`` and ``kubectl-ctrfs`` are bin/'s script files (pyproject.toml's
+    script-files), put next to this interpreter by ``pip install`` and ``pip install -e``: pip's
+    wrapper for an entry point would import re (~12 ms) before ctrfs runs."""
+    bindir = Path(sys.executable).parent
+    for name, main in (("ctrfs", "ctrfs.cli.main"), ("kubectl-ctrfs", "ctrfs.kube.main")):
+        script = (bindir / name).read_text()
+        assert script.startswith("#!/"), name  # pip rewrote the #!python line to its interpreter
+        assert f"from {main} import main" in script and "import re" not in script, name
+    loaded = _imported(str(bindir / "ctrfs"), "--version") - _imported("-c", "pass")
+    assert "re" not in loaded and "ctrfs.cli.main" in loaded
+
+
 def test_du_h_is_human_readable_like_gnu_du(tmp_path: Path) -> None:
     """-h belongs to du (--human-readable), not to help; sizes as GNU du prints them. The target
     is this test's own process: pid://PID outside any container is the host."""
