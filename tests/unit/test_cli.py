@@ -120,7 +120,8 @@ TYPING_ALLOWED = ("probes/elf.py", "browse/")
 # What no hot command (cat, ls, stat, ps) may pay for at start-up: typing and dataclasses are for
 # the type checker only (docs/conventions.md), the rest serve the rare paths that import them.
 HOT_FORBIDDEN = frozenset({"typing", "dataclasses", "click", "rich", "elftools", "shutil", "socket",
-                           "difflib", "glob", "ctrfs.views", "ctrfs.overlay.root"})
+                           "difflib", "glob", "ctrfs.views", "ctrfs.overlay.root",
+                           "argparse", "gettext", "locale"})  # app.quick_parse reads these lines
 
 
 def _modules_after(*argv: str) -> set[str]:

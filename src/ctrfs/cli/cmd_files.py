@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import sys
-from argparse import Namespace
 from collections.abc import Iterable, Iterator
 
 from ctrfs.access import open_root
@@ -17,6 +16,7 @@ from ctrfs.errors import CtrfsError, ProcessGone, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from argparse import Namespace
     from typing import Any
 
     from ctrfs.ops.listing import FileInfo
