@@ -13,15 +13,20 @@ import functools
 import os
 
 from ctrfs.proc.mountinfo import Mount, ParseError, parse_mountinfo, parse_mountinfo_line, unescape
-from ctrfs.runtimes.base import Roots
+from ctrfs.runtimes.base import Roots, read_all
 
 
 def read_bytes(path: str) -> bytes | None:
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        return read_all(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def ns_inode(proc: str, pid: int | str, kind: str = "mnt") -> int | None:

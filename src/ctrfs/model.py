@@ -96,10 +96,12 @@ class Container:
     @property
     def owner(self) -> str | None:
         """:attr:`owner_uid` as the host names it (its own /etc/passwd)."""
+        return self._owner(self.owner_uid)
+
+    def _owner(self, uid: int | None) -> str | None:
         name = self.record.extra.get("user")
         if isinstance(name, str):
             return name
-        uid = self.owner_uid
         if uid is None:
             return None
         return "root" if uid == 0 else user_name(self.roots, uid) or str(uid)
@@ -143,6 +145,7 @@ class Container:
 
     def summary_dict(self) -> dict[str, Any]:
         """What ``ctrfs ps --json`` lists: identity and state, no layer details (no mountinfo read)."""
+        uid = self.owner_uid  # an ioctl on the user namespace: once for both fields
         return {
             "id": self.id,
             "short_id": self.short_id,
@@ -157,8 +160,8 @@ class Container:
             "pod": asdict(self.pod) if self.pod else None,
             "rootfs_kind": self.rootfs_kind,
             "created": self.record.created,
-            "user": self.owner,
-            "uid": self.owner_uid,
+            "user": self._owner(uid),
+            "uid": uid,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable
 
@@ -86,9 +85,16 @@ def _labels(cs: list[Container]) -> list[str]:
     return out
 
 
+def _close(word: str, names: list[str], cutoff: float) -> list[str]:
+    """Up to 3 of ``names`` like ``word``: the suggestions of a target that is not found."""
+    import difflib  # start-up: only a target that is not found needs it
+
+    return difflib.get_close_matches(word, names, n=3, cutoff=cutoff)
+
+
 def _nearest(ref: str, pool: list[Container]) -> list[str]:
     names = {c.name for c in pool if c.name} | {c.short_id for c in pool}
-    return difflib.get_close_matches(ref, sorted(names), n=3, cutoff=0.5)
+    return _close(ref, sorted(names), 0.5)
 
 
 def _choose(t: Target, found: list[Container], pool: list[Container]) -> Container:
@@ -137,8 +143,7 @@ def _resolve_k8s(t: Target, pool: list[Container]) -> Container:
         return running[0]
     if not in_pod:
         pods = sorted({f"{c.pod.namespace}/{c.pod.name}" for c in pool if c.pod and c.pod.name})
-        raise TargetNotFound(target=t.text, candidates=difflib.get_close_matches(
-            f"{ns}/{pod}", pods, n=3, cutoff=0.4))
+        raise TargetNotFound(target=t.text, candidates=_close(f"{ns}/{pod}", pods, 0.4))
     return _choose(t, running or in_pod, pool)
 
 
@@ -204,8 +209,7 @@ def resolve_image(ref: str, roots: Roots) -> ImageRecord:
     shown = f"image://{ref}"
     if not found:
         names = sorted({n for i in images for n in i.names})
-        near = difflib.get_close_matches(ref, names, n=3, cutoff=0.4) or difflib.get_close_matches(
-            _norm_ref(ref), [_norm_ref(n) for n in names], n=3, cutoff=0.4)
+        near = _close(ref, names, 0.4) or _close(_norm_ref(ref), [_norm_ref(n) for n in names], 0.4)
         raise TargetNotFound("no such image in Docker's or containers/storage's stores"
                              + ("; nearest: " + ", ".join(near) if near else "; see ctrfs images"),
                              target=shown, candidates=near)

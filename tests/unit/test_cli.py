@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -110,6 +111,99 @@ def test_version_and_help_import_nothing_they_do_not_need() -> None:
     assert {"argparse", "ctrfs.cli.cmd_files"} <= mods
     assert not any(m.startswith(("click", "rich", "elftools", "shutil", "ctrfs.cli.cmd_layers",
                                  "ctrfs.cli.cmd_probes", "ctrfs.cli.cmd_discover")) for m in mods)
+
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "ctrfs"
+# Modules that only a heavy optional dependency's work imports (pyelftools, textual): those
+# libraries import typing themselves, so these may too.
+TYPING_ALLOWED = ("probes/elf.py", "browse/")
+# What no hot command (cat, ls, stat, ps) may pay for at start-up: typing and dataclasses are for
+# the type checker only (docs/conventions.md), the rest serve the rare paths that import them.
+HOT_FORBIDDEN = frozenset({"typing", "dataclasses", "click", "rich", "elftools", "shutil", "socket",
+                           "difflib", "glob", "ctrfs.views", "ctrfs.overlay.root",
+                           "argparse", "gettext", "locale"})  # app.quick_parse reads these lines
+
+
+def _modules_after(*argv: str) -> set[str]:
+    """The modules loaded by ``ctrfs ARGV`` run in one process, less those a bare interpreter
+    loads (its site module's own imports are not ctrfs's)."""
+    probe = ("import sys; from ctrfs.cli.main import main; rc = main(sys.argv[1:]); "
+             "sys.stderr.write('\\n' + '\\n'.join(sorted(sys.modules)))")
+    bare = subprocess.run([sys.executable, "-c", "import sys; print('\\n'.join(sys.modules))"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    res = subprocess.run([sys.executable, "-c", probe, *argv], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    return set(res.stderr.split()) - set(bare)
+
+
+def _typing_at_run_time(tree: ast.Module) -> list[int]:
+    """Lines importing typing anywhere but under ``if TYPE_CHECKING:``."""
+    found = []
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            todo.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "typing" for a in node.names):
+            found.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "typing" and node.level == 0:
+            found.append(node.lineno)
+        todo.extend(ast.iter_child_nodes(node))
+    return sorted(found)
+
+
+def test_typing_is_imported_for_the_type_checker_only() -> None:
+    """``import typing`` costs ~6 ms of a start; ctrfs names its types under ``if TYPE_CHECKING:``
+    (annotations are strings: ``from __future__ import annotations``)."""
+    offenders = {}
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if rel.startswith(TYPING_ALLOWED):
+            continue
+        lines = _typing_at_run_time(ast.parse(path.read_text(), str(path)))
+        if lines:
+            offenders[rel] = lines
+    assert offenders == {}
+
+
+@pytest.mark.parametrize("argv", [
+    ["cat", "{pid}:/etc/os-release"],
+    ["ls", "{pid}:/etc"],
+    ["stat", "{pid}:/etc/passwd"],
+    ["ps", "--json"],
+    ["ps", "-a"],
+])
+def test_hot_commands_import_nothing_they_do_not_need(argv: list[str]) -> None:
+    """A real run of each hot command (this test's own process as the target: pid://PID outside
+    any container is the host, and reaches the same modules a container does)."""
+    args = [a.format(pid=f"pid://{os.getpid()}") for a in argv]
+    mods = _modules_after(*args)
+    assert "ctrfs.cli.app" in mods  # the probe ran the command
+    assert sorted(mods & HOT_FORBIDDEN) == []
+    if argv[0] != "stat":  # stat shows ISO dates; the others none (ls: only with -l)
+        assert "datetime" not in mods
+
+
+def _imported(*argv: str) -> set[str]:
+    res = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True, text=True,
+                         timeout=60, check=True)
+    return {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines()
+            if line.startswith("import time:")}
+
+
+def test_installed_commands_import_only_the_program() -> None:
+    """The installed ``ctrfs`` and ``kubectl-ctrfs`` are bin/'s script files (pyproject.toml's
+    script-files), put next to this interpreter by ``pip install`` and ``pip install -e``: pip's
+    wrapper for an entry point would import re (~12 ms) before ctrfs runs."""
+    bindir = Path(sys.executable).parent
+    for name, main in (("ctrfs", "ctrfs.cli.main"), ("kubectl-ctrfs", "ctrfs.kube.main")):
+        script = (bindir / name).read_text()
+        assert script.startswith("#!/"), name  # pip rewrote the #!python line to its interpreter
+        assert f"from {main} import main" in script and "import re" not in script, name
+    loaded = _imported(str(bindir / "ctrfs"), "--version") - _imported("-c", "pass")
+    assert "re" not in loaded and "ctrfs.cli.main" in loaded
 
 
 def test_du_h_is_human_readable_like_gnu_du(tmp_path: Path) -> None:

@@ -8,25 +8,29 @@ A command module declares each command once::
     def cat_cmd(args: Namespace, state: State) -> int | None: ...
 
 ``main`` imports only the module of the command being run and builds only that command's parser,
-so ``ctrfs cat`` pays for neither the other commands nor a CLI library: argparse and this module
-are the whole framework (`make bench BENCH_ARGS=startup` measures what a start costs).
+so ``ctrfs cat`` pays for neither the other commands nor a CLI library: argparse
+(:mod:`ctrfs.cli.argparsing`) and this module are the whole framework (`make bench
+BENCH_ARGS=startup` measures what a start costs).
+
+:func:`quick_parse` reads the simplest command lines of a few hot commands from the same
+declarations without argparse, and declines everything else (argparse then parses, reports the
+error or prints the help): one definition of each command's options, two readers of it.
+tests/unit/test_quick_parse.py checks that it gives argparse's answer or none.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import re
-import sys
 from collections.abc import Callable
+from types import SimpleNamespace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
+    import argparse
+    from typing import Any
 
     from ctrfs.runtimes.base import Roots
 
-Handler = Callable[[argparse.Namespace, "State"], "int | None"]
+Handler = Callable[["argparse.Namespace", "State"], "int | None"]
 
 
 class State:
@@ -87,6 +91,8 @@ def natural(text: str) -> int:
     except ValueError:
         n = -1
     if n < 0:
+        import argparse  # only for the error: argparse is then parsing (quick_parse declines)
+
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return n
 
@@ -136,45 +142,98 @@ def command(name: str, help: str, epilog: str, *args: Arg | Group,  # noqa: A002
     return register
 
 
-def _terminal_width() -> int:
-    """What ``shutil.get_terminal_size`` answers ($COLUMNS, else stdout's terminal, else 80),
-    without importing shutil and the compression modules it pulls in."""
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
+# What quick_parse reads: the declarations of these commands' options are plain enough (flags,
+# options with one value, positionals), and they are the ones whose start-up is budgeted.
+QUICK_COMMANDS = frozenset({"cat", "diff", "inspect", "ls", "ps", "stat", "tail"})
+_FLAG_KEYS = frozenset({"action", "dest", "help"})
+_OPTION_KEYS = frozenset({"dest", "help", "metavar", "default", "type", "choices"})
+_POSITIONAL_KEYS = frozenset({"nargs", "metavar", "help"})
+
+
+def _option_dest(flags: tuple[str, ...], kwargs: dict[str, Any]) -> str:
+    """argparse's dest: given, else the first long flag (else the first), dashes to '_'."""
+    if "dest" in kwargs:
+        return str(kwargs["dest"])
+    longs = [f for f in flags if f.startswith("--")]
+    return (longs or list(flags))[0].lstrip("-").replace("-", "_")
+
+
+def quick_parse(cmd: Command, argv: list[str]) -> SimpleNamespace | None:
+    """The command's own attributes argparse would give for ``argv`` (the words after the command's
+    name, nothing before it), or None at any doubt, argparse's to parse then.
+
+    Read: flags (``store_true``), options taking the next word as their value (``type`` and
+    ``choices`` applied), positionals (one word, ``?`` or ``+`` last), positional words in one
+    run. Declined: any other kind of declaration, a word starting with ``-`` that is not a flag
+    or option named exactly (``-h``, ``--``, ``-la``, ``--lines=5``, ``-1``), an option value
+    starting with ``-``, positionals split by an option, a word count the positionals do not
+    take, a value its type or choices refuse."""
+    if cmd.name not in QUICK_COMMANDS or not cmd.add_help:
+        return None
+    values: dict[str, Any] = {"_handler": cmd.func}
+    named: dict[str, tuple[str, Arg | None]] = {}  # flag → (dest, Arg taking a value, else None)
+    positionals: list[Arg] = []
+    for a in cmd.args:
+        if isinstance(a, Group):
+            return None
+        kw = a.kwargs
+        if not a.flags[0].startswith("-"):
+            if set(kw) - _POSITIONAL_KEYS or kw.get("nargs") not in (None, "?", "+"):
+                return None
+            positionals.append(a)
+            continue
+        dest = _option_dest(a.flags, kw)
+        if kw.get("action") == "store_true" and not set(kw) - _FLAG_KEYS:
+            values[dest] = False
+            named.update((f, (dest, None)) for f in a.flags)
+        elif "action" not in kw and not set(kw) - _OPTION_KEYS and not (
+                "type" in kw and isinstance(kw.get("default"), str)):  # argparse converts those
+            values[dest] = kw.get("default")
+            named.update((f, (dest, a)) for f in a.flags)
+        else:
+            return None
+    if any(p.kwargs.get("nargs") is not None for p in positionals[:-1]):
+        return None
+    words: list[str] = []
+    after_words = False  # an option came after positional words: argparse splits them
+    i = 0
+    while i < len(argv):
+        w = argv[i]
+        i += 1
+        if not w.startswith("-"):
+            if after_words:
+                return None
+            words.append(w)
+            continue
+        if w not in named:
+            return None
+        after_words = bool(words)
+        dest, takes = named[w]
+        if takes is None:
+            values[dest] = True
+            continue
+        if i >= len(argv) or argv[i].startswith("-"):
+            return None
+        raw = argv[i]
+        i += 1
+        convert = takes.kwargs.get("type")
         try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 80
-    return columns
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Examples shown as written. argparse builds a formatter for every ``add_argument`` (to check
-    the metavar), and its default one imports shutil for the width: ~3 ms of every start."""
-
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: int | None = None) -> None:
-        super().__init__(prog, indent_increment, max_help_position,
-                         _terminal_width() - 2 if width is None else width)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with examples shown as written, no abbreviated options (``--rec`` is not
-    ``--recursive``: a later option must not change what an old script means), and a usage
-    error as one line on stderr with exit status 2."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(**kwargs)
-        self.commands: dict[str, Parser] = {}  # the subcommand parsers built (top level only)
-        # A word starting with '-' and a digit is a value, not an option: `find --size -10M`,
-        # `--mmin -5` (argparse alone takes only plain negative numbers so, and refuses "-10M").
-        # No ctrfs option looks like "-<digit>", so nothing is lost.
-        self._negative_number_matcher = re.compile(r"-\d")
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+            value = convert(raw) if convert is not None else raw
+        except Exception:  # noqa: BLE001 - any refusal is argparse's to report
+            return None
+        if "choices" in takes.kwargs and value not in takes.kwargs["choices"]:
+            return None
+        values[dest] = value
+    last = positionals[-1].kwargs.get("nargs") if positionals else None
+    fixed = len(positionals) - (last is not None)
+    most = {None: fixed, "?": fixed + 1, "+": len(words)}[last]
+    least = fixed + (last == "+")
+    if not least <= len(words) <= most:
+        return None
+    for p, w in zip(positionals[:fixed], words, strict=False):
+        values[p.flags[0]] = w
+    if last == "+":
+        values[positionals[-1].flags[0]] = words[fixed:]
+    elif last == "?":
+        values[positionals[-1].flags[0]] = words[fixed] if len(words) > fixed else None
+    return SimpleNamespace(**values)

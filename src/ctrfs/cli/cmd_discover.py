@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from argparse import Namespace
-
 from ctrfs.cli.app import JSON, State, arg, command
 from ctrfs.cli.common import emit_json, escape, get_container, table
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from argparse import Namespace
 
 
 def _pod_label(c) -> str:  # type: ignore[no-untyped-def]

@@ -7,17 +7,16 @@ import contextlib
 import json
 import os
 import sys
-from argparse import Namespace
 from collections.abc import Iterable, Iterator
 
 from ctrfs.access import open_root
 from ctrfs.cli.app import JSON, State, arg, command, natural
 from ctrfs.cli.common import emit_json, escape, get_container, split_target_path, stderr_is_tty
 from ctrfs.errors import CtrfsError, ProcessGone, UsageError
-from ctrfs.views import container_view
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from argparse import Namespace
     from typing import Any
 
     from ctrfs.ops.listing import FileInfo
@@ -36,6 +35,10 @@ def _open(state: State, target: str, *, running: bool = False) -> Root:
 
 def _open_view(state: State, target: str) -> Root:
     """The container's Root as walks of export, cp, du, find and grep see it (ctrfs.views)."""
+    # Imported here: the views bring the mount clone (socket) and the offline overlay merge,
+    # which cat, ls, stat and tail never use and must not pay for at start-up.
+    from ctrfs.views import container_view
+
     return container_view(_open(state, target))
 
 

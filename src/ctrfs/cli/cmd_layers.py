@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from argparse import Namespace
 
 from ctrfs.cli.app import JSON, State, arg, command
 from ctrfs.cli.common import emit_json, escape, get_container, split_target_path, stdout_is_tty, table
@@ -18,6 +17,8 @@ from ctrfs.proc.stat import CAP_SYS_ADMIN, effective_capabilities
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from argparse import Namespace
+
     from ctrfs.model import Container
 
 

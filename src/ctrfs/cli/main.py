@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ctrfs.cli.app import Parser
+    from ctrfs.cli.argparsing import Parser
 
 # name → module that defines it (with ctrfs.cli.app.command). A command's module is imported only
 # when it runs, so `ctrfs cat` pays for neither rich nor pyelftools. Sorted; one line per command.
@@ -97,16 +97,18 @@ def program(args: list[str]) -> int:
     names = [name] if name is not None else sorted(COMMANDS)
     for n in names:
         importlib.import_module(COMMANDS[n])
-    parser = build_parser(names)
-    ns, extra = parser.parse_known_args(args)
-    if extra:  # reported by the command's parser (it names the command) unless given before it
-        before = set(args[:args.index(name)]) if name is not None else set(args)
-        sub = parser if before.intersection(extra) else parser.commands.get(name or "", parser)
-        sub.error(f"unrecognized arguments: {' '.join(extra)}")
-    handler = getattr(ns, "_handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
-        return 2
+    ns = quick_namespace(args)
+    if ns is None:
+        parser = build_parser(names)
+        ns, extra = parser.parse_known_args(args)
+        if extra:  # reported by the command's parser (it names the command) unless given before it
+            before = set(args[:args.index(name)]) if name is not None else set(args)
+            sub = parser if before.intersection(extra) else parser.commands.get(name or "", parser)
+            sub.error(f"unrecognized arguments: {' '.join(extra)}")
+        if getattr(ns, "_handler", None) is None:
+            parser.print_help(sys.stderr)
+            return 2
+    handler = ns._handler
     overrides = {field: getattr(ns, "g_" + field) for _flag, field, *_ in GLOBAL_OPTIONS
                  if field is not None and getattr(ns, "g_" + field) is not None}
     state = app.State(ns.g_host_root, overrides, ns.g_debug)
@@ -114,11 +116,27 @@ def program(args: list[str]) -> int:
     return rv if isinstance(rv, int) else 0
 
 
+def quick_namespace(args: list[str]) -> Any:
+    """What ``build_parser(...).parse_known_args(args)`` gives, without argparse, for the plain
+    command line of a hot command with no global option (see ``app.quick_parse``); else None.
+    The command's module is imported."""
+    from ctrfs.cli import app
+
+    cmd = app.REGISTRY.get(args[0]) if args else None
+    ns = app.quick_parse(cmd, args[1:]) if cmd is not None else None
+    if ns is not None:
+        for _flag, field, *_ in GLOBAL_OPTIONS:
+            setattr(ns, "g_" + (field or "host_root"), None)
+        ns.g_debug = False
+    return ns
+
+
 def build_parser(names: Sequence[str]) -> Parser:
     """The top-level parser with the subcommands ``names`` (each one's module imported)."""
     from ctrfs.cli import app
+    from ctrfs.cli.argparsing import Parser
 
-    parser = app.Parser(prog="ctrfs", description=DESCRIPTION, epilog=EPILOG)
+    parser = Parser(prog="ctrfs", description=DESCRIPTION, epilog=EPILOG)
     for flag, field, metavar, help_ in GLOBAL_OPTIONS:
         parser.add_argument(flag, dest="g_" + (field or "host_root"), metavar=metavar, help=help_)
     parser.add_argument("--debug", dest="g_debug", action="store_true", help="show tracebacks")

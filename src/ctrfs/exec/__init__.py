@@ -23,13 +23,13 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ctrfs.errors import AccessDenied, CtrfsError, ProcessGone
 from ctrfs.exec import relay, toolbox
 from ctrfs.exec.facts import read_target
 from ctrfs.exec.session import ChildIO, Spec, helper_main
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ctrfs.model import Container
 

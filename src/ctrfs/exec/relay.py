@@ -23,7 +23,10 @@ import time
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _CHUNK = 1 << 16
 _IN_BUFFER = 1 << 20  # stop reading ctrfs's stdin while this much is waiting for the session

@@ -35,13 +35,16 @@ import sys
 import termios
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import NoReturn
 
 from ctrfs.errors import CtrfsError, from_oserror
 from ctrfs.exec import facts, toolbox, view
 from ctrfs.exec.facts import NS_FLAGS, Target
 from ctrfs.proc.stat import parse_stat
 from ctrfs.rootfs import _sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 _MAX_LINE = 4096
 

@@ -14,12 +14,15 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any
 
 from ctrfs.errors import CtrfsError
 from ctrfs.kube.kubectl import Kubectl
 from ctrfs.kube.node import Session, stop_all
 from ctrfs.kube.pyz import Pyz
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 MAX_WORKERS = 8
 # Commands whose text output starts with a header row (printed once, with the tag's column).

@@ -17,9 +17,12 @@ import subprocess
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ctrfs.errors import AccessDenied, CtrfsError, TargetNotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # How long one API read or write may take before kubectl gives up (its --request-timeout).
 REQUEST_TIMEOUT = "30s"

@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import re
 import sys
-from typing import Any
 
 from ctrfs.kube.boot import SLEEPER
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_IMAGE = "python:3.12-slim"
 AGENT_NAMESPACE = "ctrfs"

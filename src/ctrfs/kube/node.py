@@ -16,15 +16,18 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any
 
 from ctrfs.errors import CtrfsError
 from ctrfs.kube import boot, manifests
 from ctrfs.kube.kubectl import Kubectl, error_from
 from ctrfs.kube.pyz import Pyz
 
-Consumer = Callable[[IO[bytes]], object]
-ErrWriter = Callable[[bytes], object]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
+
+    Consumer = Callable[[IO[bytes]], object]
+    ErrWriter = Callable[[bytes], object]
 
 _TERMINATED = re.compile(rb"^command terminated with exit code \d+\s*$")
 # How runtimes say the image has no python3: runc/containerd 'exec: "python3": executable file

@@ -8,10 +8,13 @@ same container on the node.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ctrfs.errors import Ambiguous, CtrfsError, TargetNotFound, UsageError
 from ctrfs.kube.kubectl import Kubectl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # kubectl's annotation for the container that `kubectl exec/logs` pick when -c is not given.
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"

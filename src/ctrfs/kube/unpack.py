@@ -24,11 +24,14 @@ import stat as stat_mod
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
-from typing import IO
 
 from ctrfs.errors import CtrfsError, UnsafePath, UsageError
 from ctrfs.ops.copy import CopyResult, plan_dest
 from ctrfs.rootfs.base import base_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

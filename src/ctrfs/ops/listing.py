@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from ctrfs._record import dataclass
 from ctrfs.errors import CtrfsError, NotFound
@@ -33,6 +32,8 @@ def text(name: str | bytes) -> str:
 
 
 def iso(ts: float) -> str:
+    from datetime import UTC, datetime  # start-up: cat and ls (but -l) have no dates to show
+
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 

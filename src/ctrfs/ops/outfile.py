@@ -10,7 +10,10 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import BinaryIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 
 @contextlib.contextmanager

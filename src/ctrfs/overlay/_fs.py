@@ -14,9 +14,26 @@ import resource
 import stat as st_mod
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Any, Generic, Protocol, TypeVar
 
 from ctrfs.errors import CtrfsError
+
+# typing is the type checker's only: importing it costs ~6 ms of every start, and a hot command
+# (cat, ls, stat) imports this module. Run time needs no type parameters (annotations are never
+# evaluated here), so Frame and TreeWalk subclass a stand-in for Generic that ignores them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Generic, Protocol, TypeVar
+
+    K = TypeVar("K")
+    S = TypeVar("S")
+else:
+    class Generic:
+        __slots__ = ()
+
+        def __class_getitem__(cls, _params):
+            return cls
+
+    S = None
 
 # O_PATH fds are enough for fstatat/openat/readlinkat relative to a directory; reading entries
 # (fdopendir) and fgetxattr need a real O_RDONLY fd.
@@ -68,9 +85,6 @@ def open_dir_at(dir_fd: int, name: bytes, flags: int = O_DIR_PATH) -> int | None
         if err.errno == errno.ELOOP:  # a symlink (O_NOFOLLOW)
             return None
         raise
-
-
-K = TypeVar("K")
 
 
 def lookup_in_layers(layers: Iterable[tuple[K, int]], name: bytes, *, open_dirs: bool = True
@@ -194,20 +208,18 @@ def fd_budget() -> int:
 # stream in the order the filesystem gives, so memory stays bounded whatever their size.
 SORT_UP_TO = 4096
 
-S = TypeVar("S")
+if TYPE_CHECKING:  # a Protocol: what TreeWalk needs of its ops, for the type checker
+    class WalkOps(Protocol[S]):
+        """How one kind of walk opens, lists and closes its directories (``S``: a directory's open
+        state, e.g. an fd, or fds in several layers)."""
 
-
-class WalkOps(Protocol[S]):
-    """How one kind of walk opens, lists and closes its directories (``S``: a directory's open
-    state, e.g. an fd, or fds in several layers)."""
-
-    def open_child(self, parent: S, name: bytes) -> S | None: ...  # None: no longer a dir
-    def key(self, state: S) -> tuple[int, int]: ...  # (st_dev, st_ino) of the directory
-    def fds(self, state: S) -> int: ...  # fds ``state`` holds
-    def close(self, state: S) -> None: ...
-    # Entries as (name, item) where item is what lookup() gives (a stat, a merged node...).
-    def listing(self, state: S) -> Iterator[tuple[bytes, Any]] | list[bytes]: ...
-    def lookup(self, state: S, name: bytes) -> Any | None: ...  # None: vanished
+        def open_child(self, parent: S, name: bytes) -> S | None: ...  # None: no longer a dir
+        def key(self, state: S) -> tuple[int, int]: ...  # (st_dev, st_ino) of the directory
+        def fds(self, state: S) -> int: ...  # fds ``state`` holds
+        def close(self, state: S) -> None: ...
+        # Entries as (name, item) where item is what lookup() gives (a stat, a merged node...).
+        def listing(self, state: S) -> Iterator[tuple[bytes, Any]] | list[bytes]: ...
+        def lookup(self, state: S, name: bytes) -> Any | None: ...  # None: vanished
 
 
 class Moved(CtrfsError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import stat as st_mod
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from ctrfs._record import dataclass, replace
 from ctrfs.errors import CtrfsError, NotFound, translate_oserror
@@ -20,6 +19,10 @@ from ctrfs.overlay import _fs
 from ctrfs.overlay.layers import LayerStack
 from ctrfs.overlay.merge import MergedView
 from ctrfs.rootfs.base import file_type
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass

@@ -21,13 +21,16 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
 
 from ctrfs.errors import CtrfsError
 from ctrfs.proc.mountinfo import Mount
 from ctrfs.rootfs import _sys
 from ctrfs.rootfs.base import Entry, PathArg, Root, WarnFn
 from ctrfs.rootfs.fd import FdRoot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 # Filesystems that are kernel interfaces, not data: never followed by a copy (their files
 # claim sizes they do not have, reads may block or have effects, device nodes are not data).

@@ -8,7 +8,6 @@ directly.
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Collection, Iterator
 
@@ -19,7 +18,8 @@ def _state_dirs(roots: Roots) -> list[str]:
     dirs = list(roots.runc_dirs)
     dirs.append(os.path.join(roots.docker_run, "runtime-runc", "moby"))
     for run in roots.containerd_runs:
-        dirs.extend(glob.glob(os.path.join(glob.escape(run), "runc", "*")))
+        # one state dir per containerd namespace (containerd's runc shim: <state>/runc/<ns>)
+        dirs.extend(os.path.join(run, "runc", ns) for ns in sorted(listdir(os.path.join(run, "runc"))))
     return dirs
 
 
