@@ -404,10 +404,12 @@ static int do_file(Walk *w, int dirfd, const char *name, int depth, size_t rel_l
     ssize_t got = 0;
     int xattrs = 0;
     if (simple) {
-        size_t want = (size_t)st.st_size + 1;  /* one byte more: did it grow? */
+        /* As the reference: one pread of a byte more than the size listed (a regular file
+         * reads short only at its end, so a full answer means it grew), more only if short. */
+        size_t want = (size_t)st.st_size + 1;
         Py_BEGIN_ALLOW_THREADS
         xattrs = has_xattrs_fd(fd);
-        while (!xattrs && (size_t)got < want) {
+        while (!xattrs && got < st.st_size) {
             ssize_t k = pread(fd, w->data + got, want - (size_t)got, got);
             if (k < 0) {
                 if (errno == EINTR)
@@ -418,8 +420,6 @@ static int do_file(Walk *w, int dirfd, const char *name, int depth, size_t rel_l
             if (k == 0)
                 break;
             got += k;
-            if ((size_t)got > (size_t)st.st_size)
-                break;
         }
         close(fd);
         Py_END_ALLOW_THREADS
