@@ -93,6 +93,8 @@ def _measure(r: Runner, name: str) -> None:
             peer_label = " ".join(a if a != name else "C" for a in peer)
             r.time_command(peer_label, peer)
             r.compare(subject, peer_label, goal, f"ctrfs {label} faster than {peer_label}")
+            r.compare(subject, "python3 -I -c pass", 0,
+                      "reference: the bare interpreter's start (no goal)")
     for label, argv, _peer, _goal in _hot(name):
         total, own, top = import_profile(argv)
         r.facts[f"importtime ctrfs {label}"] = {"total_us": total, "self_us": own,
