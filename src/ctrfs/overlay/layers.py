@@ -17,6 +17,7 @@ Sources of names (all on-disk, no daemon call):
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat as st_mod
@@ -29,6 +30,7 @@ from ctrfs.runtimes.base import Roots
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from ctrfs.model import Container
@@ -221,18 +223,38 @@ def _same_dir(a: str, b: str) -> bool:
 
 # -- counting ---------------------------------------------------------------------------------
 
-def count_layer(stack: LayerStack, la: Layer) -> None:
-    """Fill files/dirs/size/whiteouts/opaque_dirs by walking the layer directory by fd."""
-    files = dirs = size = whiteouts = opaque = 0
-    seen: set[tuple[int, int]] = set()
+@contextlib.contextmanager
+def _layer_walk(stack: LayerStack, la: Layer, **kwargs: Any) -> Iterator[_fs.TreeWalk[Any] | None]:
+    """An fd walk of one layer directory (None when it does not exist); what goes wrong in it
+    comes out as the layer's CtrfsError (EMFILE with the fd budget's advice)."""
     try:
         with translate_oserror(target=stack.target, path=la.path):
             root = os.open(stack.host_path(la.path), _fs.O_DIR_READ)
     except NotFound:
-        la.exists = False
+        yield None
         return
-    walk = _fs.TreeWalk(_fs.FdOps(), root, budget=_fs.walk_budget(), target=stack.target)
+    walk = _fs.TreeWalk(_fs.FdOps(), root, budget=_fs.walk_budget(), target=stack.target,
+                        **kwargs)
     try:
+        yield walk
+    except OSError as err:
+        if err.errno in (errno.EMFILE, errno.ENFILE):
+            raise _fs.emfile(err, stack.target, la.path) from err
+        with translate_oserror(target=stack.target, path=la.path):
+            raise
+    finally:
+        walk.close()
+        os.close(root)
+
+
+def count_layer(stack: LayerStack, la: Layer) -> None:
+    """Fill files/dirs/size/whiteouts/opaque_dirs by walking the layer directory by fd."""
+    files = dirs = size = whiteouts = opaque = 0
+    seen: set[tuple[int, int]] = set()
+    with _layer_walk(stack, la) as walk:
+        if walk is None:
+            la.exists = False
+            return
         while (item := walk.next()) is not None:
             _, name, s = item
             if st_mod.S_ISDIR(s.st_mode):
@@ -252,14 +274,6 @@ def count_layer(stack: LayerStack, la: Layer) -> None:
                         continue
                     seen.add(key)
                 size += s.st_size
-    except OSError as err:
-        if err.errno in (errno.EMFILE, errno.ENFILE):
-            raise _fs.emfile(err, stack.target, la.path) from err
-        with translate_oserror(target=stack.target, path=la.path):
-            raise
-    finally:
-        walk.close()
-        os.close(root)
     la.files, la.dirs, la.size, la.whiteouts, la.opaque_dirs = files, dirs, size, whiteouts, opaque
 
 
@@ -285,15 +299,10 @@ def count_wasted(stack: LayerStack) -> None:
         mine: dict[bytes, bool] = {}
         wasted = 0
         seen: set[tuple[int, int]] = set()
-        try:
-            with translate_oserror(target=stack.target, path=la.path):
-                root = os.open(stack.host_path(la.path), _fs.O_DIR_READ)
-        except NotFound:
-            continue
         # A frame's data: True when a layer above hides the whole directory.
-        walk = _fs.TreeWalk(_fs.FdOps(), root, budget=_fs.walk_budget(), target=stack.target,
-                            root_data=False)
-        try:
+        with _layer_walk(stack, la, root_data=False) as walk:
+            if walk is None:
+                continue
             while (item := walk.next()) is not None:
                 fr, name, s = item
                 path = fr.path() + b"/" + name
@@ -318,14 +327,6 @@ def count_wasted(stack: LayerStack) -> None:
                         continue
                     seen.add(key)
                 wasted += s.st_size
-        except OSError as err:
-            if err.errno in (errno.EMFILE, errno.ENFILE):
-                raise _fs.emfile(err, stack.target, la.path) from err
-            with translate_oserror(target=stack.target, path=la.path):
-                raise
-        finally:
-            walk.close()
-            os.close(root)
         results.append((la, wasted))
         for p, ends in mine.items():
             above[p] = above.get(p, False) or ends
