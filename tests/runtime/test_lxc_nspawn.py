@@ -164,6 +164,12 @@ def nspawn_machine(tmp: Path) -> Iterator[Machine]:
         pid = int(harness.wait_until(
             lambda: payload.exists() and payload.read_text().split()[:1] and
             payload.read_text().split()[0], "nspawn payload"))
+        # The payload's process joins the cgroup as nspawn's own child, some 60 ms before it
+        # sets up the root and execs the command (longer on a cold machine): until then it is
+        # no machine yet, for ctrfs as for nsenter. It is one once it carries nspawn's marker.
+        harness.wait_until(
+            lambda: b"container=systemd-nspawn" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"),
+            "nspawn payload exec")
         m = Machine("nspawn", name, pid, rootfs)
         m.exec("sh", "-c", CHANGES)
         yield m
