@@ -1,4 +1,4 @@
-"""The optional C core of ctrfs (src/ctrfs/_native.c: the hot loop of ``ctrfs export``).
+"""The optional C core of ctrfs (src/ctrfs/_native.c: the hot loops of ``ctrfs export`` and ``cp``).
 
 Everything else is in pyproject.toml. ``optional=True``: where no C compiler or Python headers are
 found, the install goes on without it and ctrfs uses its pure-Python code (the reference, which

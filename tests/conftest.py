@@ -43,9 +43,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # @pytest.mark.tar_cores: the test runs once with the C core of export (ctrfs._native) and
-    # once with the pure-Python writer, the reference (CTRFS_NATIVE=0), in this process and in
-    # every ctrfs it starts.
+    # @pytest.mark.tar_cores: the test runs once with the C cores of export and cp
+    # (ctrfs._native) and once with the pure-Python code, the reference (CTRFS_NATIVE=0), in
+    # this process and in every ctrfs it starts.
     if metafunc.definition.get_closest_marker("tar_cores") is not None:
         metafunc.parametrize("tar_core", ["c-core", "python-core"], indirect=True)
 

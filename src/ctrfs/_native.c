@@ -1,25 +1,30 @@
-/* ctrfs._native: the hot loop of `ctrfs export` in C (walk + ustar header + small-file data).
+/* ctrfs._native: the hot loops of `ctrfs export` and `ctrfs cp` in C.
  *
- * One function, tar_tree(dirfd, hooks, levels), walks the directory open as `dirfd` depth-first in
+ * tar_tree(dirfd, hooks, arcprefix, levels) walks the directory open as `dirfd` depth-first in
  * getdents order (the order of the pure-Python walk in ctrfs.rootfs.fd, so both write the same
- * archive byte for byte) and appends tar members to `hooks.buf` (a bytearray). It is used only on
- * a Root whose mount cannot open devices and has no submounts (a private nodev clone of the
- * container's root mount: ctrfs.rootfs.clone), where a direct openat(O_RDONLY|O_NOFOLLOW|
- * O_NONBLOCK|O_NOCTTY) of a listed name cannot open a device, block on a FIFO or follow a symlink,
- * and fstat on the opened fd then says what was opened.
+ * archive byte for byte) and appends tar members to `hooks.buf` (a bytearray).
+ * copy_tree(srcfd, dstfd, hooks, levels, as_root, covered) walks it the same way and copies each
+ * entry into the directory open as `dstfd`, as ctrfs.ops.copy._Copier.add would.
+ * Both are used only on a Root whose mount cannot open devices and has no submounts (a private
+ * nodev clone of the container's root mount: ctrfs.views), where a direct openat(O_RDONLY|
+ * O_NOFOLLOW|O_NONBLOCK|O_NOCTTY) of a listed name cannot open a device, block on a FIFO or
+ * follow a symlink, and fstat on the opened fd then says what was opened.
  *
- * Policy stays in Python. This code writes the common members itself: regular files of one link
- * and at most SMALL_FILE bytes, directories and symlinks, whose names, owners and times fit the
- * ustar fields and which carry no extended attributes. Everything else (big, sparse or
- * multi-link files, devices, FIFOs, sockets, long or non-ASCII names, xattrs, any error) goes to
- * hooks.member(), which writes it with the reference code (TarWriter.add). Warnings go to
- * hooks.warn(), owner names come from hooks.owner(), liveness and progress from hooks.tick()
- * every TICK entries, and a directory deeper than `levels` is walked by hooks.deep(), so this
- * code holds at most `levels` directory fds however deep the tree.
+ * Policy stays in Python. This code does the common entries itself: regular files of one link
+ * (tar: at most SMALL_FILE bytes; cp: any size, not sparse), directories and symlinks (tar: whose
+ * names, owners and times fit the ustar fields and which carry no extended attributes).
+ * Everything else (hard links, sparse files, devices, FIFOs, sockets, long or non-ASCII names,
+ * xattrs, the mount points of the mounts a copy follows, any error) goes to hooks.member(), which
+ * does it with the reference code (TarWriter.add, _Copier.add). Warnings go to hooks.warn(),
+ * owner names come from hooks.owner(), liveness and progress from hooks.tick() every TICK
+ * entries, and a directory deeper than `levels` is walked by hooks.deep(), so this code holds at
+ * most `levels` directory fds (two per level for a copy) however deep the tree.
  *
  * docs/security.md: nothing here resolves a path; every open is one component relative to a
- * directory fd this walk opened and checked (fstat after open), never following a symlink.
+ * directory fd this walk opened and checked (fstat after open), never following a symlink; every
+ * name created is one component relative to a directory this copy made, with O_EXCL.
  */
+#define _GNU_SOURCE  /* copy_file_range */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -34,6 +39,7 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/sendfile.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -45,6 +51,7 @@
 #define MAX_LEVELS 256
 #define MAX_OCTAL_8 (8LL * 8 * 8 * 8 * 8 * 8 * 8)
 #define MAX_OCTAL_12 (MAX_OCTAL_8 * 8 * 8 * 8 * 8)
+#define SENDFILE_MAX 0x7FFFF000L  /* as ctrfs.ops.archive.SENDFILE_MAX */
 
 struct linux_dirent64 {
     uint64_t d_ino;
@@ -62,7 +69,14 @@ typedef struct {
     char *dents;
     long pos, end;
     int eof;
+    int dfd;          /* copy_tree: this directory's copy, its owner, mode and times set */
+    struct stat st;   /* when the walk leaves it (from this stat) */
 } Level;
+
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+} Ident;
 
 typedef struct {
     PyObject *hooks;
@@ -76,6 +90,11 @@ typedef struct {
     size_t arcpre_len;
     long long n_entries, n_bytes, seen;
     char *data;        /* SMALL_FILE + 1 bytes: a small file's content */
+    int copy;          /* 1: copy_tree (the level's dfd is the copy), 0: tar_tree */
+    int as_root;       /* copy_tree: owners are restored (euid 0) */
+    int kcopy;         /* copy_tree: 0 copy_file_range, 1 sendfile, 2 pread/pwrite */
+    Ident *covered;    /* copy_tree: inodes a followed mount covers (hooks.member decides) */
+    Py_ssize_t n_covered;
 } Walk;
 
 static PyObject *s_buf, *s_flush, *s_warn;
@@ -628,6 +647,359 @@ static int next_dent(Walk *w, Level *L, struct linux_dirent64 **d) {
     }
 }
 
+/* -- copy_tree: the hot loop of `ctrfs cp` --------------------------------------------------- */
+
+/* An OSError for an operation on the copy (the host side): as os.open() and friends raise it. */
+static int dst_error(const char *name) {
+    PyObject *fn = PyUnicode_DecodeFSDefault(name);
+    if (fn == NULL)
+        return -1;
+    PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, fn);
+    Py_DECREF(fn);
+    return -1;
+}
+
+static int is_covered(Walk *w, const struct stat *st) {
+    for (Py_ssize_t i = 0; i < w->n_covered; i++)
+        if (w->covered[i].dev == st->st_dev && w->covered[i].ino == st->st_ino)
+            return 1;
+    return 0;
+}
+
+/* The reference code copies this entry: hooks.member(srcdirfd, dstdirfd, name, stat, depth,
+ * rel, covered); with `covered` the whole tree the container's view shows at its path. */
+static int cp_member(Walk *w, int sdir, int ddir, const char *name, const struct stat *st,
+                     int depth, size_t rel_len, int covered) {
+    PyObject *t = stat_tuple(st);
+    PyObject *nm = PyBytes_FromString(name);
+    PyObject *rel = rel_bytes(w, rel_len);
+    PyObject *r = NULL;
+    if (t != NULL && nm != NULL && rel != NULL)
+        r = PyObject_CallMethod(w->hooks, "member", "iiOOiOi", sdir, ddir, nm, t, depth, rel,
+                                covered);
+    Py_XDECREF(t);
+    Py_XDECREF(nm);
+    Py_XDECREF(rel);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Owner (as root), mode without setuid/setgid, then times (last: the others change ctime
+ * only) of the open copy `fd`, from the source's stat: the reference's order. */
+static int set_meta_fd(Walk *w, int fd, const struct stat *st, const char *name) {
+    struct timespec ts[2] = {st->st_atim, st->st_mtim};
+    int r = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (w->as_root && fchown(fd, st->st_uid, st->st_gid) < 0)
+        r = -1;
+    if (r == 0 && fchmod(fd, st->st_mode & 07777 & ~(mode_t)(S_ISUID | S_ISGID)) < 0)
+        r = -1;
+    if (r == 0 && futimens(fd, ts) < 0)
+        r = -1;
+    Py_END_ALLOW_THREADS
+    return r < 0 ? dst_error(name) : 0;
+}
+
+static int write_all(int fd, const char *p, size_t n, off_t off) {
+    while (n > 0) {
+        ssize_t k = pwrite(fd, p, n, off);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += k;
+        n -= (size_t)k;
+        off += k;
+    }
+    return 0;
+}
+
+static int no_kernel_copy(int e) {
+    return e == EXDEV || e == EINVAL || e == ENOSYS || e == EOPNOTSUPP || e == EBADF;
+}
+
+/* [0, size) of src into dst at the same offsets, in the kernel where it can (copy_file_range,
+ * else sendfile: the reference's order, remembered for the rest of the copy); the bytes copied
+ * (fewer if src ends first), or -1 with errno (*src_side says which file failed). */
+static long long copy_range(Walk *w, int src, int dst, long long size, int *src_side) {
+    long long got = 0;
+    *src_side = 0;
+    while (got < size) {
+        long long want = size - got;
+        ssize_t k;
+        if (w->kcopy == 0) {
+            loff_t in = got, out = got;
+            k = copy_file_range(src, &in, dst, &out, (size_t)want, 0);
+        } else if (w->kcopy == 1) {
+            if (lseek(dst, (off_t)got, SEEK_SET) < 0)
+                return -1;
+            off_t off = (off_t)got;
+            k = sendfile(dst, src, &off, (size_t)(want > SENDFILE_MAX ? SENDFILE_MAX : want));
+        } else {
+            k = pread(src, w->data, (size_t)(want > SMALL_FILE ? SMALL_FILE : want), (off_t)got);
+            if (k < 0 && errno != EINTR) {
+                *src_side = 1;
+                return -1;
+            }
+            if (k > 0 && write_all(dst, w->data, (size_t)k, (off_t)got) < 0)
+                return -1;
+        }
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            if (w->kcopy < 2 && no_kernel_copy(errno)) {
+                w->kcopy++;
+                continue;
+            }
+            return -1;
+        }
+        if (k == 0)
+            break;
+        got += k;
+    }
+    return got;
+}
+
+/* A regular file listed as such: copied here unless it is one the reference must handle. */
+static int cp_file(Walk *w, int sdir, int ddir, const char *name, int depth, size_t rel_len) {
+    struct stat st;
+    int fd;
+    Py_BEGIN_ALLOW_THREADS
+    fd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd >= 0 && fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        fd = -1;
+        errno = e;
+    }
+    Py_END_ALLOW_THREADS
+    if (fd < 0) {
+        int r = lstat_at(w, sdir, name, &st, rel_len);
+        return r != 0 ? (r < 0 ? -1 : 0) : cp_member(w, sdir, ddir, name, &st, depth, rel_len, 0);
+    }
+    int covered = w->n_covered && is_covered(w, &st);
+    if (covered || !S_ISREG(st.st_mode) || st.st_nlink > 1 ||
+        (st.st_size > SMALL_FILE && (long long)st.st_blocks * 512 < st.st_size)) {
+        close(fd);  /* hard links, sparse files, mount points, a file replaced: the reference */
+        return cp_member(w, sdir, ddir, name, &st, depth, rel_len, covered);
+    }
+    long long size = st.st_size, got = 0;
+    int grew = 0, out, src_side = 0, failed = 0, e;
+    Py_BEGIN_ALLOW_THREADS
+    out = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (out >= 0 && size > 0 && size <= SMALL_FILE) {
+        /* As the reference: one pread of a byte more than listed (a full answer: it grew) */
+        while (got < size) {
+            ssize_t k = pread(fd, w->data + got, (size_t)(size + 1 - got), (off_t)got);
+            if (k < 0) {
+                if (errno == EINTR)
+                    continue;
+                failed = src_side = 1;
+                break;
+            }
+            if (k == 0)
+                break;
+            got += k;
+        }
+        grew = got > size;
+        if (grew)
+            got = size;
+        if (!failed && write_all(out, w->data, (size_t)got, 0) < 0)
+            failed = 1;
+    } else if (out >= 0 && size > 0) {
+        got = copy_range(w, fd, out, size, &src_side);
+        if (got < 0) {
+            failed = 1;
+        } else {
+            char c;
+            ssize_t k;
+            do
+                k = pread(fd, &c, 1, (off_t)size);
+            while (k < 0 && errno == EINTR);
+            if (k < 0)
+                failed = src_side = 1;
+            grew = k > 0;
+        }
+    }
+    if (out >= 0 && !failed && got < size && ftruncate(out, (off_t)size) < 0)
+        failed = 1;
+    e = errno;
+    close(fd);
+    errno = e;
+    Py_END_ALLOW_THREADS
+    if (out < 0)
+        return dst_error(name);
+    if (failed) {
+        e = errno;
+        close(out);
+        errno = e;
+        if (src_side) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        return dst_error(name);
+    }
+    w->n_bytes += got;
+    int r = set_meta_fd(w, out, &st, name);
+    close(out);
+    if (r < 0)
+        return -1;
+    w->n_entries++;
+    if (got < size) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "shrank by %lld bytes while read; zero-padded", size - got);
+        return warn(w, rel_len, msg);
+    }
+    if (grew)
+        return warn(w, rel_len, "grew while read; copied the size it had when listed");
+    return 0;
+}
+
+static int cp_symlink(Walk *w, int sdir, int ddir, const char *name, int depth, size_t rel_len,
+                      const struct stat *st) {
+    if (w->n_covered && is_covered(w, st))
+        return cp_member(w, sdir, ddir, name, st, depth, rel_len, 1);
+    char link[PATH_MAX];
+    ssize_t n;
+    Py_BEGIN_ALLOW_THREADS
+    n = readlinkat(sdir, name, link, sizeof link - 1);
+    Py_END_ALLOW_THREADS
+    if (n < 0 && errno == ENOENT)
+        return warn(w, rel_len, "vanished during the copy; skipped");
+    if (n < 0 || n >= (ssize_t)sizeof link - 1)
+        return cp_member(w, sdir, ddir, name, st, depth, rel_len, 0);
+    link[n] = '\0';
+    struct timespec ts[2] = {st->st_atim, st->st_mtim};
+    int r;
+    Py_BEGIN_ALLOW_THREADS
+    r = symlinkat(link, ddir, name);
+    if (r == 0 && w->as_root)
+        r = fchownat(ddir, name, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW);
+    if (r == 0)
+        r = utimensat(ddir, name, ts, AT_SYMLINK_NOFOLLOW);
+    Py_END_ALLOW_THREADS
+    if (r < 0)
+        return dst_error(name);
+    w->n_entries++;
+    return 0;
+}
+
+/* A directory beyond the levels held open: the reference copies it and all below it from its
+ * path, if it is still the directory listed: hooks.deep(rel, dev, ino, depth, dstdirfd). */
+static int cp_deep(Walk *w, size_t rel_len, const struct stat *st, int depth, int ddir) {
+    PyObject *rel = rel_bytes(w, rel_len);
+    if (rel == NULL)
+        return -1;
+    PyObject *r = PyObject_CallMethod(w->hooks, "deep", "OKKii", rel,
+                                      (unsigned long long)st->st_dev,
+                                      (unsigned long long)st->st_ino, depth, ddir);
+    Py_DECREF(rel);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* A directory listed as such: made (mode 0700 until the walk leaves it), then entered. */
+static int cp_dir(Walk *w, int sdir, int ddir, const char *name, int depth, size_t rel_len) {
+    struct stat st;
+    int cfd, err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    cfd = openat(sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (cfd < 0) {
+        err = errno;
+    } else if (fstat(cfd, &st) < 0) {
+        err = errno;
+        close(cfd);
+        cfd = -1;
+    }
+    Py_END_ALLOW_THREADS
+    if (cfd < 0) {
+        int r = lstat_at(w, sdir, name, &st, rel_len);
+        if (r != 0)
+            return r < 0 ? -1 : 0;
+        int covered = w->n_covered && is_covered(w, &st);
+        if (cp_member(w, sdir, ddir, name, &st, depth, rel_len, covered) < 0)
+            return -1;
+        if (!S_ISDIR(st.st_mode) || covered)
+            return 0;  /* replaced by a file since the listing: copied as what it is now */
+        if (err == ENOENT || err == ENOTDIR || err == ELOOP)
+            return warn(w, rel_len, "vanished or replaced during the walk; skipped");
+        if (err == EACCES || err == EPERM)
+            return warn(w, rel_len, "permission denied; not entered");
+        errno = err;
+        return errno_oserror(name);
+    }
+    if (w->n_covered && is_covered(w, &st)) {
+        close(cfd);  /* a followed mount's mount point: the container's view decides */
+        return cp_member(w, sdir, ddir, name, &st, depth, rel_len, 1);
+    }
+    if (w->depth + 1 >= w->max_levels) {
+        close(cfd);
+        return cp_deep(w, rel_len, &st, depth, ddir);
+    }
+    int dfd, r;
+    Py_BEGIN_ALLOW_THREADS
+    r = mkdirat(ddir, name, 0700);
+    dfd = r < 0 ? -1 : openat(ddir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    Py_END_ALLOW_THREADS
+    if (dfd < 0) {
+        int e = errno;
+        close(cfd);
+        errno = e;
+        return dst_error(name);
+    }
+    w->n_entries++;
+    for (int i = 0; i <= w->depth; i++) {
+        if (w->lv[i].dev == st.st_dev && w->lv[i].ino == st.st_ino) {
+            close(cfd);
+            r = set_meta_fd(w, dfd, &st, name);
+            close(dfd);
+            if (r < 0)
+                return -1;
+            return warn(w, rel_len, "directory loop (a bind mount of an ancestor); not entered");
+        }
+    }
+    Level *L = &w->lv[w->depth + 1];
+    if (L->dents == NULL) {
+        L->dents = PyMem_Malloc(DENTS_BUF);
+        if (L->dents == NULL) {
+            close(cfd);
+            close(dfd);
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    L->fd = cfd;
+    L->dfd = dfd;
+    L->st = st;
+    L->dev = st.st_dev;
+    L->ino = st.st_ino;
+    L->rel_len = rel_len;
+    L->pos = L->end = 0;
+    L->eof = 0;
+    w->depth++;
+    return 0;
+}
+
+static int cp_other(Walk *w, int sdir, int ddir, const char *name, int depth, size_t rel_len) {
+    struct stat st;
+    int r = lstat_at(w, sdir, name, &st, rel_len);
+    if (r != 0)
+        return r < 0 ? -1 : 0;
+    if (S_ISDIR(st.st_mode))
+        return cp_dir(w, sdir, ddir, name, depth, rel_len);
+    if (S_ISREG(st.st_mode))
+        return cp_file(w, sdir, ddir, name, depth, rel_len);
+    if (S_ISLNK(st.st_mode))
+        return cp_symlink(w, sdir, ddir, name, depth, rel_len, &st);
+    /* FIFOs, devices, sockets: the reference makes or skips them */
+    return cp_member(w, sdir, ddir, name, &st, depth, rel_len, w->n_covered && is_covered(w, &st));
+}
+
 static int walk(Walk *w) {
     while (w->depth >= 0) {
         Level *L = &w->lv[w->depth];
@@ -636,8 +1008,19 @@ static int walk(Walk *w) {
         if (r < 0)
             return -1;
         if (r == 0) {
-            if (w->depth > 0)
+            if (w->depth > 0) {
                 close(L->fd);
+                if (w->copy) {  /* every entry is in it now: its mode and times last */
+                    w->rel[L->rel_len] = '\0';  /* this directory's path, for an error */
+                    int m = set_meta_fd(w, L->dfd, &L->st, w->rel);
+                    close(L->dfd);
+                    L->dfd = -1;
+                    if (m < 0) {
+                        L->fd = -1;
+                        return -1;
+                    }
+                }
+            }
             L->fd = -1;
             w->depth--;
             continue;
@@ -648,21 +1031,88 @@ static int walk(Walk *w) {
         if (push_rel(w, L->rel_len, d->d_name, &rel_len) < 0)
             return -1;
         int depth = w->depth + 1;
-        switch (d->d_type) {
-        case DT_REG:
-            r = do_file(w, L->fd, d->d_name, depth, rel_len);
-            break;
-        case DT_DIR:
-            r = do_dir(w, L->fd, d->d_name, depth, rel_len);
-            break;
-        default:
-            r = do_other(w, L->fd, d->d_name, depth, rel_len);
-            break;
+        if (w->copy) {
+            switch (d->d_type) {
+            case DT_REG:
+                r = cp_file(w, L->fd, L->dfd, d->d_name, depth, rel_len);
+                break;
+            case DT_DIR:
+                r = cp_dir(w, L->fd, L->dfd, d->d_name, depth, rel_len);
+                break;
+            default:
+                r = cp_other(w, L->fd, L->dfd, d->d_name, depth, rel_len);
+                break;
+            }
+        } else {
+            switch (d->d_type) {
+            case DT_REG:
+                r = do_file(w, L->fd, d->d_name, depth, rel_len);
+                break;
+            case DT_DIR:
+                r = do_dir(w, L->fd, d->d_name, depth, rel_len);
+                break;
+            default:
+                r = do_other(w, L->fd, d->d_name, depth, rel_len);
+                break;
+            }
         }
         if (r < 0)
             return -1;
     }
     return 0;
+}
+
+/* The walk's state for `levels` open directories from dirfd; -1 with an exception. */
+static int walk_init(Walk *w, int dirfd, PyObject *hooks, int levels) {
+    memset(w, 0, sizeof *w);
+    w->hooks = hooks;
+    w->owners = PyDict_New();
+    w->lv = PyMem_Calloc((size_t)levels, sizeof(Level));
+    w->rel_cap = 4096;
+    w->rel = PyMem_Malloc(w->rel_cap);
+    w->data = PyMem_Malloc(SMALL_FILE + 1);
+    if (w->owners == NULL || w->lv == NULL || w->rel == NULL || w->data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int i = 0; i < levels; i++)
+        w->lv[i].fd = w->lv[i].dfd = -1;
+    w->max_levels = levels;  /* walk_free closes what these levels hold from now on */
+    struct stat st;
+    if (fstat(dirfd, &st) < 0)
+        return errno_oserror("fstat");
+    w->rel[0] = '\0';
+    w->lv[0].fd = dirfd;
+    w->lv[0].dev = st.st_dev;
+    w->lv[0].ino = st.st_ino;
+    w->lv[0].dents = PyMem_Malloc(DENTS_BUF);
+    if (w->lv[0].dents == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Closes what the walk opened (never level 0's fds: the caller's) and frees its state. */
+static void walk_free(Walk *w) {
+    if (w->lv != NULL) {
+        for (int i = 0; i < w->max_levels; i++) {
+            if (i > 0 && w->lv[i].fd >= 0)
+                close(w->lv[i].fd);
+            if (i > 0 && w->lv[i].dfd >= 0)
+                close(w->lv[i].dfd);
+            PyMem_Free(w->lv[i].dents);
+        }
+    }
+    PyMem_Free(w->lv);
+    PyMem_Free(w->rel);
+    PyMem_Free(w->data);
+    PyMem_Free(w->covered);
+    Py_XDECREF(w->owners);
+}
+
+static int clamp_levels(int levels) {
+    return levels < 1 ? 1 : levels > MAX_LEVELS ? MAX_LEVELS : levels;
 }
 
 static PyObject *tar_tree(PyObject *self, PyObject *args) {
@@ -673,61 +1123,64 @@ static PyObject *tar_tree(PyObject *self, PyObject *args) {
     Py_ssize_t arcpre_len;
     if (!PyArg_ParseTuple(args, "iOy#i", &dirfd, &hooks, &arcpre, &arcpre_len, &levels))
         return NULL;
-    if (levels < 1)
-        levels = 1;
-    if (levels > MAX_LEVELS)
-        levels = MAX_LEVELS;
     if (arcpre_len > 100) {
         PyErr_SetString(PyExc_ValueError, "prefix too long for the fast path");
         return NULL;
     }
     Walk w;
-    memset(&w, 0, sizeof w);
-    w.hooks = hooks;
+    int ok = walk_init(&w, dirfd, hooks, clamp_levels(levels));
     w.arcpre = arcpre;
     w.arcpre_len = (size_t)arcpre_len;
-    w.max_levels = levels;
-    w.owners = PyDict_New();
-    w.lv = PyMem_Calloc((size_t)levels, sizeof(Level));
-    w.rel_cap = 4096;
-    w.rel = PyMem_Malloc(w.rel_cap);
-    w.data = PyMem_Malloc(SMALL_FILE + 1);
-    int ok = -1;
-    if (w.owners == NULL || w.lv == NULL || w.rel == NULL || w.data == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (int i = 0; i < levels; i++)
-        w.lv[i].fd = -1;
-    struct stat st;
-    if (fstat(dirfd, &st) < 0) {
-        errno_oserror("fstat");
-        goto done;
-    }
-    w.rel[0] = '\0';
-    w.lv[0].fd = dirfd;
-    w.lv[0].dev = st.st_dev;
-    w.lv[0].ino = st.st_ino;
-    w.lv[0].dents = PyMem_Malloc(DENTS_BUF);
-    if (w.lv[0].dents == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    ok = walk(&w);
+    if (ok == 0)
+        ok = walk(&w);
     if (ok == 0)
         ok = tick(&w);
-done:
-    if (w.lv != NULL) {
-        for (int i = 0; i < levels; i++) {
-            if (i > 0 && w.lv[i].fd >= 0)
-                close(w.lv[i].fd);
-            PyMem_Free(w.lv[i].dents);
+    walk_free(&w);
+    if (ok < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *copy_tree(PyObject *self, PyObject *args) {
+    (void)self;
+    int srcfd, dstfd, levels, as_root;
+    PyObject *hooks, *covered;
+    if (!PyArg_ParseTuple(args, "iiOipO", &srcfd, &dstfd, &hooks, &levels, &as_root, &covered))
+        return NULL;
+    PyObject *seq = PySequence_Fast(covered, "covered must be a sequence of (dev, ino)");
+    if (seq == NULL)
+        return NULL;
+    Walk w;
+    int ok = walk_init(&w, srcfd, hooks, clamp_levels(levels));
+    w.arcpre = "";
+    w.copy = 1;
+    w.as_root = as_root;
+    if (ok == 0)
+        w.lv[0].dfd = dstfd;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (ok == 0 && n > 0) {
+        w.covered = PyMem_Calloc((size_t)n, sizeof(Ident));
+        if (w.covered == NULL) {
+            PyErr_NoMemory();
+            ok = -1;
+        }
+        for (Py_ssize_t i = 0; ok == 0 && i < n; i++) {
+            unsigned long long dev, ino;
+            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "KK", &dev, &ino)) {
+                ok = -1;
+                break;
+            }
+            w.covered[i].dev = (dev_t)dev;
+            w.covered[i].ino = (ino_t)ino;
+            w.n_covered = i + 1;
         }
     }
-    PyMem_Free(w.lv);
-    PyMem_Free(w.rel);
-    PyMem_Free(w.data);
-    Py_XDECREF(w.owners);
+    Py_DECREF(seq);
+    if (ok == 0)
+        ok = walk(&w);
+    if (ok == 0)
+        ok = tick(&w);
+    walk_free(&w);
     if (ok < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -736,12 +1189,15 @@ done:
 static PyMethodDef methods[] = {
     {"tar_tree", tar_tree, METH_VARARGS,
      "tar_tree(dirfd, hooks, arcprefix, levels): tar members of the tree below dirfd to hooks.buf"},
+    {"copy_tree", copy_tree, METH_VARARGS,
+     "copy_tree(srcfd, dstfd, hooks, levels, as_root, covered): copy the tree below srcfd into dstfd"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "ctrfs._native",
-    "The hot loop of ctrfs export in C; ctrfs.ops.archive is the reference and the fallback.", -1,
+    "The hot loops of ctrfs export and cp in C; ctrfs.ops.archive and ctrfs.ops.copy are the "
+    "reference and the fallback.", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 

@@ -1,2 +1,5 @@
-# The C core of ctrfs export (src/ctrfs/_native.c); ctrfs.ops.archive._NativeHooks is `hooks`.
+# The C cores of ctrfs export and cp (src/ctrfs/_native.c); `hooks` is ctrfs.ops.archive's
+# _NativeHooks for tar_tree, ctrfs.ops.copy's _CopyHooks for copy_tree.
 def tar_tree(dirfd: int, hooks: object, arcprefix: bytes, levels: int, /) -> None: ...
+def copy_tree(srcfd: int, dstfd: int, hooks: object, levels: int, as_root: bool,
+              covered: list[tuple[int, int]], /) -> None: ...

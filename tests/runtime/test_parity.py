@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import stat
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +21,13 @@ import pytest
 
 import harness
 from harness import RunningContainer
+from trees import snapshot
 
 pytestmark = pytest.mark.root
 
 MODES = {"clone": {}, "fallback": {"CTRFS_MOUNT_API": "0"}}
-# Exports on the clone are written by the C core (ctrfs._native) unless CTRFS_NATIVE=0: the
-# pure-Python reference is compared with docker too.
+# Exports and copies on the clone are done by the C core (ctrfs._native) unless CTRFS_NATIVE=0:
+# the pure-Python reference is compared with docker too.
 EXPORT_MODES = {**MODES, "clone-python": {"CTRFS_NATIVE": "0"}}
 
 # What the Debian containers change, deep in lower directories: nested copy-ups (/usr/share/zz),
@@ -175,10 +177,32 @@ def test_cp_etc_equals_docker_cp(mounted: RunningContainer, mode: str) -> None:
     assert ours["etc/hostname"][4] > 0 and ours["etc/resolv.conf"][4] > 0
 
 
-@pytest.mark.parametrize("mode", MODES)
+def _tree(top: Path) -> dict[bytes, tuple[object, ...]]:
+    """A copied tree entry by entry, as a tar member can carry it (mtimes in whole seconds),
+    directories' own sizes left out (the filesystem's, not the container's)."""
+    return {p: (*m[:3], 0 if stat.S_ISDIR(m[0]) else m[3], m[4] // 10**9, *m[5:])
+            for p, m in snapshot(top).items()}
+
+
+@pytest.mark.parametrize("mode", EXPORT_MODES)
+def test_cp_into_directory_equals_docker_cp(mounted: RunningContainer, mode: str,
+                                            tmp_path: Path) -> None:
+    """cp of the root into a directory (the C core's work on the clone, and the reference's)
+    gives what `docker cp -a` gives, across the bind, the volume and docker's /etc binds."""
+    res = harness.ctrfs("cp", "--json", f"{mounted.name}:/", str(tmp_path / "ours"),
+                        env=EXPORT_MODES[mode])
+    assert json.loads(res.stdout)["core"] == ("c" if mode == "clone" else "python")
+    harness.run("docker", "cp", "-a", f"{mounted.name}:/", str(tmp_path / "peer"))
+    ours, peer = _tree(tmp_path / "ours"), _tree(tmp_path / "peer")
+    assert ours[b"vol/f.txt"][-1] == peer[b"vol/f.txt"][-1]
+    diffs = {p for p in set(ours) | set(peer) if ours.get(p) != peer.get(p)}
+    assert diffs == {b"mnt", b"mnt/t.txt"}, TMPFS_REASON
+
+
+@pytest.mark.parametrize("mode", EXPORT_MODES)
 def test_cp_into_directory_follows_mounts(mounted: RunningContainer, mode: str,
                                           tmp_path: Path) -> None:
-    harness.ctrfs("cp", f"{mounted.name}:/", str(tmp_path / "out"), env=MODES[mode])
+    harness.ctrfs("cp", f"{mounted.name}:/", str(tmp_path / "out"), env=EXPORT_MODES[mode])
     out = tmp_path / "out"
     assert (out / "data" / "sub" / "y").read_text() == "y\n"
     assert (out / "vol" / "f.txt").read_text() == "volfile\n"
@@ -186,7 +210,7 @@ def test_cp_into_directory_follows_mounts(mounted: RunningContainer, mode: str,
     assert (out / "etc" / "hosts").stat().st_size > 0
     assert sorted(p.name for p in (out / "dev").iterdir()) == ["console", "pts", "shm"]
     assert not any((out / "proc").iterdir())
-    harness.ctrfs("cp", "-x", f"{mounted.name}:/", str(tmp_path / "x"), env=MODES[mode])
+    harness.ctrfs("cp", "-x", f"{mounted.name}:/", str(tmp_path / "x"), env=EXPORT_MODES[mode])
     assert not (tmp_path / "x" / "data" / "v.txt").exists()
     assert (tmp_path / "x" / "etc" / "hosts").stat().st_size == 0  # the root fs's placeholder
 

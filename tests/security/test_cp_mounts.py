@@ -5,6 +5,7 @@ clone of the root mount) and without it (CTRFS_MOUNT_API=0)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import secrets
 import shutil
@@ -84,6 +85,31 @@ def test_cp_root_across_mounts(trap: tuple[RunningContainer, Path, subprocess.Po
     assert m["vol/canary"].issym() and m["vol/canary"].linkname == f"{canary}/secret"
     assert m["vol/file"].isfile() and m["vol/file"].size == len("in the volume\n")
     assert m["fifo"].isfifo()
+    _assert_fifo_not_opened(writer)
+
+
+@pytest.mark.tar_cores
+@pytest.mark.parametrize("mode", MODES)
+def test_cp_root_into_directory_across_mounts(
+        trap: tuple[RunningContainer, Path, subprocess.Popen[bytes]], mode: str, tar_core: str,
+        tmp_path: Path) -> None:
+    """Into a directory, the root with the volume and the FIFO bind: the links are copied as
+    links (never followed to the host), the FIFO made, never opened. On the clone, the C core
+    copies the root filesystem and hands the followed mounts to the reference."""
+    c, canary, writer = trap
+    out = tmp_path / "out"
+    res = _ctrfs(MODES[mode], "cp", "--json", f"{c.name}:/", str(out))
+    assert res.returncode == 0, res.stderr
+    core = "c" if mode == "clone" and tar_core == "c-core" else "python"
+    assert json.loads(res.stdout)["core"] == core
+    assert os.readlink(out / "vol" / "rootlink") == "/"
+    assert os.readlink(out / "vol" / "canary") == f"{canary}/secret"
+    assert os.readlink(out / "vol" / "up") == "../../../../.."
+    assert (out / "vol" / "file").read_text() == "in the volume\n"
+    assert (out / "fifo").is_fifo()
+    found = subprocess.run(["grep", "-rl", "--devices=skip", SECRET, str(out)],
+                           capture_output=True)
+    assert found.returncode == 1, found.stdout  # nothing holds the host-only secret
     _assert_fifo_not_opened(writer)
 
 

@@ -154,6 +154,7 @@ def test_cp_to_stdout(big, tree: str, tmp_path: Path) -> None:  # type: ignore[n
     _check_tar(out, tree, links, counts[tree], f"{tree}/")
 
 
+@pytest.mark.tar_cores  # the C core of cp and the reference
 @pytest.mark.parametrize("tree", TREES)
 def test_cp_to_directory(big, tree: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     c, links, counts = big

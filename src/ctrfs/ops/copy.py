@@ -7,11 +7,18 @@ inside a fresh private temporary directory next to DEST; names come from directo
 complete; on any failure (including the container going away) the temporary tree is removed.
 Setuid/setgid bits and extended attributes (file capabilities) are dropped unless
 ``preserve_all``; device nodes and sockets are skipped then too.
+
+The per-entry work of a tree on the private nodev clone of the container's root (directories,
+symlinks and regular files of one link) is done by the C core ``ctrfs._native.copy_tree`` when it
+is built, as for export; everything else (hard links, sparse files, FIFOs, devices, the mounts the
+container's view follows, any error) comes back to :meth:`_Copier.add`, the reference, which
+copies every entry itself under ``CTRFS_NATIVE=0``, with ``preserve_all`` and on every other Root.
 """
 
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import shutil
 import stat as stat_mod
@@ -25,6 +32,7 @@ from ctrfs.ops.archive import (
     SMALL_FILE,
     ProgressFn,
     data_segments,
+    native_enabled,
 )
 from ctrfs.ops.listing import text
 from ctrfs.rootfs.base import (
@@ -38,10 +46,18 @@ from ctrfs.rootfs.base import (
     base_name,
     norm_path,
 )
+from ctrfs.rootfs.fd import FdEntry, FdRoot, stream_levels
 from ctrfs.rootfs.resolve import resolve as resolve_in
+from ctrfs.rootfs.view import ContainerView
+
+try:
+    from ctrfs import _native  # the C core (see the module docstring); None where not built
+except ImportError:
+    _native = None  # type: ignore[assignment]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -62,10 +78,11 @@ class CopyResult:
     entries: int = 0
     bytes: int = 0
     warnings: int = 0
+    core: str = "python"  # "c" when the C core copied the tree (see _CopyHooks)
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": text(self.source), "dest": text(self.dest), "entries": self.entries,
-                "bytes": self.bytes, "warnings": self.warnings}
+                "bytes": self.bytes, "warnings": self.warnings, "core": self.core}
 
 
 def plan_dest(src: str, dest: str) -> str:
@@ -99,8 +116,7 @@ class _Copier:
         self.kernel_copy: str | None = "copy_file_range"  # then "sendfile", then None
 
     def warn(self, path: str, message: str) -> None:
-        self.result.warnings += 1
-        self.warn_fn(WalkWarning(path, message))
+        self.warn_fn(WalkWarning(path, message))  # counted by copy_out's warn
 
     def up(self) -> None:
         _name, st, entry = self.stack.pop()
@@ -307,6 +323,128 @@ class _Copier:
         os.close(self.cur)
         self.cur = -1
 
+    def sub(self, dstfd: int, names: list[str], entries: Iterable[Entry]) -> None:
+        """Copy ``entries`` (a walk's, depths from 0) into the directory ``dstfd`` (the copy
+        at ``names`` below the temporary directory), as :meth:`add` does: the C core hands
+        over what it leaves to the reference this way. The copier's own place is kept."""
+        saved = self.cur, self.stack, self.names
+        self.cur, self.stack, self.names = os.dup(dstfd), [], list(names)
+        try:
+            for e in entries:
+                self.add(e, e.name)
+            while self.stack:
+                self.up()
+        finally:
+            os.close(self.cur)
+            self.cur, self.stack, self.names = saved
+
+
+class _CopyHooks:
+    """What the C core of cp calls back (src/ctrfs/_native.c, copy_tree): the entries it does
+    not copy itself go to :meth:`member`, i.e. to :meth:`_Copier.add`; the mounts the
+    container's view follows (whose mount points' inodes the core is given) and directories
+    deeper than LEVELS are copied by the Python walk from their path."""
+
+    # Directory levels the core keeps open, two fds each (the source and its copy), at most;
+    # fewer under a low RLIMIT_NOFILE, so that the Python walk below them has its share.
+    LEVELS = 32
+
+    def __init__(self, c: _Copier, root: Root, fast: FdRoot, first: FdEntry,
+                 one_filesystem: bool) -> None:
+        self.c = c
+        self.root = root
+        self.fast = fast
+        self.first = first
+        self.one_filesystem = one_filesystem
+        self.base = first.path.rstrip("/")  # container path of the start, "" for the root
+        self.names = list(c.names)  # where the start's copy is below the temporary directory
+
+    def run(self) -> None:
+        assert _native is not None
+        st = self.first.stat
+        with self.fast._errors(self.first.path):
+            dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.first._fd)
+        try:
+            cst = os.fstat(dfd)
+            if (cst.st_dev, cst.st_ino) != (st.st_dev, st.st_ino):
+                raise CtrfsError("replaced while opened; try again", target=self.fast.target,
+                                 path=self.first.path)
+            covered: list[tuple[int, int]] = []
+            if isinstance(self.root, ContainerView) and not self.one_filesystem:
+                covered = sorted(self.root.covered)
+            try:
+                levels = max(1, min(self.LEVELS, stream_levels() // 2))
+                _native.copy_tree(dfd, self.c.cur, self, levels, self.c.as_root, covered)
+            except OSError as err:
+                if err.filename is not None:
+                    raise  # the copy's side (the host's disk), as the reference raises it
+                raise self.fast._translate(err, self.first.path) from err
+        finally:
+            os.close(dfd)
+
+    def _path(self, rel: bytes) -> str:
+        return self.base + "/" + os.fsdecode(rel)
+
+    def _names(self, rel: bytes) -> list[str]:
+        return [*self.names, *os.fsdecode(rel).split("/")[:-1]]
+
+    def member(self, srcdirfd: int, dstdirfd: int, name: bytes, st: tuple[Any, ...], depth: int,
+               rel: bytes, covered: bool) -> None:
+        if covered:
+            self._tree(dstdirfd, rel, None)
+            return
+        e = FdEntry(path=self._path(rel), name=os.fsdecode(name), stat=os.stat_result(st),
+                    depth=0, _root=self.fast, _dirfd=srcdirfd)
+        self.c.sub(dstdirfd, self._names(rel), [e])
+
+    def deep(self, rel: bytes, dev: int, ino: int, depth: int, dstdirfd: int) -> None:
+        self._tree(dstdirfd, rel, (dev, ino))
+
+    def _tree(self, dstdirfd: int, rel: bytes, ident: tuple[int, int] | None) -> None:
+        """What the container's view shows at ``rel`` and below (a followed mount: its own
+        content), or the directory the core listed as ``ident`` if it still is that one."""
+        path = self._path(rel)
+        warn = self.c.warn_fn
+        walk = self.root.walk(path, follow=False, one_filesystem=self.one_filesystem,
+                              on_warning=warn)
+        try:
+            try:
+                top = next(walk)
+            except NotFound:
+                warn(WalkWarning(path, "vanished during the walk; skipped"))
+                return
+            if ident is not None and (top.stat.st_dev, top.stat.st_ino) != ident:
+                warn(WalkWarning(path, "replaced during the walk; skipped"))
+                return
+            pseudo = PseudoFilter(warn)
+            self.c.sub(dstdirfd, self._names(rel),
+                       (e for e in itertools.chain((top,), walk) if not pseudo.skip(e)))
+        finally:
+            walk.close()  # type: ignore[attr-defined]
+
+    def warn(self, rel: bytes, message: str) -> None:
+        self.c.warn_fn(WalkWarning(self._path(rel) if rel else self.first.path, message))
+
+    def tick(self, entries: int, nbytes: int) -> None:
+        result = self.c.result
+        result.entries += entries
+        result.bytes += nbytes
+        if self.c.progress is not None:
+            self.c.progress(result.entries, result.bytes)
+        self.root.check_alive()
+
+
+def _native_start(e: Entry, preserve_all: bool) -> FdRoot | None:
+    """The Root the C core may copy from ``e`` (the start of the walk): the direct-open FdRoot
+    (the private nodev clone, no submounts) that yielded it, a directory. Not with
+    ``preserve_all``: extended attributes and device nodes are the reference's alone."""
+    if preserve_all or not native_enabled() or not isinstance(e, FdEntry) or not e.is_dir():
+        return None
+    fast = e._root
+    if fast is not None and fast.direct_open and e._fd >= 0:
+        return fast
+    return None
+
 
 def copy_out(root: Root, src: PathArg, dest: str, *, follow: bool = False,
              preserve_all: bool = False, one_filesystem: bool = False,
@@ -317,6 +455,11 @@ def copy_out(root: Root, src: PathArg, dest: str, *, follow: bool = False,
     shown = norm_path(src)
     final = plan_dest(shown, dest)
     result = CopyResult(shown, final)
+
+    def warn(w: WalkWarning) -> None:  # every warning counts, the walk's as the copy's
+        result.warnings += 1
+        if on_warning is not None:
+            on_warning(w)
     st = root.stat(src) if follow else root.lstat(src)
     if stat_mod.S_ISDIR(st.st_mode) and os.path.lexists(final):
         raise UsageError(f"{final!r} already exists; remove it or choose another destination")
@@ -326,14 +469,23 @@ def copy_out(root: Root, src: PathArg, dest: str, *, follow: bool = False,
     done = False
     c: _Copier | None = None
     try:
-        c = _Copier(root, tmpfd, preserve_all=preserve_all, warn=on_warning or (lambda w: None),
-                    progress=progress, result=result)
+        c = _Copier(root, tmpfd, preserve_all=preserve_all, warn=warn, progress=progress,
+                    result=result)
         pseudo = PseudoFilter(c.warn_fn)
-        for e in root.walk(src, follow=follow, one_filesystem=one_filesystem,
-                           on_warning=on_warning):
-            if pseudo.skip(e):
-                continue
-            c.add(e, "data" if e.depth == 0 else e.name)
+        walk = root.walk(src, follow=follow, one_filesystem=one_filesystem, on_warning=c.warn_fn)
+        try:
+            for e in walk:
+                if pseudo.skip(e):
+                    continue
+                c.add(e, "data" if e.depth == 0 else e.name)
+                fast = _native_start(e, preserve_all) if e.depth == 0 else None
+                if fast is not None and pseudo.prefix is None:
+                    result.core = "c"
+                    assert isinstance(e, FdEntry)
+                    _CopyHooks(c, root, fast, e, one_filesystem).run()
+                    break
+        finally:
+            walk.close()  # type: ignore[attr-defined]
         c.finish()
         root.check_alive()
         if not os.path.lexists(os.path.join(tmp, "data")):

@@ -41,7 +41,7 @@ _O_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 # A walk keeps one streaming directory fd (plus the one os.scandir(fd) dups) per level down to
-# this depth, or fewer when RLIMIT_NOFILE is low (see _stream_levels); deeper levels are listed
+# this depth, or fewer when RLIMIT_NOFILE is low (see stream_levels); deeper levels are listed
 # into memory one directory at a time and share a single fd that moves down by openat(name) and
 # back up by openat("..") checked against the recorded (dev, ino). Bounds fds at
 # ~2*STREAM_LEVELS however deep the tree (docs/security.md case 15).
@@ -450,7 +450,7 @@ class FdRoot(Root):
     def _walk_frames(self, top: str, wp: _WalkPath, frames: list[_Frame], max_depth: int | None,
                      one_filesystem: bool, warn: WarnFn) -> Iterator[Entry]:
         ancestors = {fr.ident for fr in frames}
-        stream_levels = _stream_levels()
+        streamed = stream_levels()
         one_mount = self.direct_open
 
         def shown(fr: _Frame) -> str:
@@ -535,7 +535,7 @@ class FdRoot(Root):
                 os.close(cfd)
                 warn(WalkWarning(path, "replaced during the walk; skipped"))
                 continue
-            if len(frames) < stream_levels:
+            if len(frames) < streamed:
                 try:
                     it_new = os.scandir(cfd)
                 except BaseException:
@@ -590,7 +590,7 @@ class FdRoot(Root):
         _close_frame(fr)
 
 
-def _stream_levels() -> int:
+def stream_levels() -> int:
     """How many levels a walk may stream (2 fds each) within RLIMIT_NOFILE, keeping
     FD_RESERVE fds for its consumer; at least the start directory streams."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
