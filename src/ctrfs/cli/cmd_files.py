@@ -11,7 +11,14 @@ from collections.abc import Iterable, Iterator
 
 from ctrfs.access import open_root
 from ctrfs.cli.app import JSON, State, arg, command, natural
-from ctrfs.cli.common import emit_json, escape, get_container, split_target_path, stderr_is_tty
+from ctrfs.cli.common import (
+    emit_json,
+    escape,
+    get_container,
+    split_target_path,
+    stderr_is_tty,
+    write_lines,
+)
 from ctrfs.errors import CtrfsError, ProcessGone, UsageError
 
 TYPE_CHECKING = False
@@ -59,25 +66,6 @@ def _out() -> Any:
     return sys.stdout.buffer
 
 
-def _lines(lines: Iterable[str]) -> None:
-    """Write lines to stdout: to a terminal as they come, elsewhere in batches, one write(2)
-    per batch even when the interpreter runs unbuffered (PYTHONUNBUFFERED=1, python -u)."""
-    out = sys.stdout
-    if out.isatty():
-        for line in lines:
-            out.write(line)
-        return
-    batch: list[str] = []
-    try:
-        for line in lines:
-            batch.append(line)
-            if len(batch) >= 512:
-                out.write("".join(batch))
-                batch.clear()
-    finally:  # what was found before an error is still printed, as it was line by line
-        out.write("".join(batch))
-
-
 def _json_stream(items: Iterable[Any]) -> None:
     """A JSON array written item by item (a find over a big tree never sits in memory).
 
@@ -90,7 +78,7 @@ def _json_stream(items: Iterable[Any]) -> None:
             first = False
         yield "[]\n" if first else "\n]\n"
 
-    _lines(rows())
+    write_lines(rows())
 
 
 def _mtime(ts: float) -> str:
@@ -304,7 +292,7 @@ def find_cmd(args: Namespace, state: State) -> None:
         if args.as_json:
             _json_stream(results)
             return
-        _lines(escape(info.path) + "\n" for info in results)
+        write_lines(escape(info.path) + "\n" for info in results)
 
 
 # -- grep ------------------------------------------------------------------------------------
@@ -458,7 +446,7 @@ def du_cmd(args: Namespace, state: State) -> None:
         if args.as_json:
             _json_stream(usages)
             return
-        _lines(f"{human(u.bytes) if human_readable else -(-u.bytes // 1024)}\t{escape(u.path)}\n"
+        write_lines(f"{human(u.bytes) if human_readable else -(-u.bytes // 1024)}\t{escape(u.path)}\n"
                for u in usages)
 
 

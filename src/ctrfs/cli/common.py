@@ -11,6 +11,7 @@ from ctrfs.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
     from ctrfs.cli.app import State
@@ -62,6 +63,25 @@ def get_container(state: State, target: str) -> Container:
     from ctrfs.targets import resolve
 
     return resolve(target, state.roots)
+
+
+def write_lines(lines: Iterable[str]) -> None:
+    """Write lines to stdout: to a terminal as they come, elsewhere in batches, one write(2)
+    per batch even when the interpreter runs unbuffered (PYTHONUNBUFFERED=1, python -u)."""
+    out = sys.stdout
+    if out.isatty():
+        for line in lines:
+            out.write(line)
+        return
+    batch: list[str] = []
+    try:
+        for line in lines:
+            batch.append(line)
+            if len(batch) >= 512:
+                out.write("".join(batch))
+                batch.clear()
+    finally:  # what was found before an error is still printed, as it was line by line
+        out.write("".join(batch))
 
 
 def emit_json(data: Any) -> None:
