@@ -12,9 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ctrfs.errors import CtrfsError, NotFound
-from ctrfs.overlay.diff import DOCKER, MOBY_NATIVE, PODMAN, changes
+from ctrfs.overlay.diff import DOCKER, MOBY_NATIVE, PODMAN, _MountPoints, changes
 from ctrfs.overlay.layers import Layer, LayerStack
 from ctrfs.overlay.merge import MergedView
 from ctrfs.overlay.which import which
@@ -304,3 +306,16 @@ def test_which_of_a_symlink_replaced_mid_lookup(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(merge.os, "readlink", swapped)
     with pytest.raises(NotFound if gone else CtrfsError, match="no such file" if gone else "changed"):
         which(stack, "/race/d/etc/passwd")
+
+
+mount_paths = st.lists(st.lists(st.sampled_from(["a", "b", "ab", "proc", "x.y"]), min_size=0,
+                                max_size=3).map(lambda cs: "/" + "/".join(cs)), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mounts=mount_paths, path=mount_paths.map(lambda ps: ps[0] if ps else "/a"))
+def test_mount_of_a_change_is_the_first_covering_mount(mounts: list[str], path: str) -> None:
+    """The indexed lookup names the mount a plain scan of the list names (the first, in the
+    list's order, that is the path or an ancestor of it), or none."""
+    want = next((m for m in mounts if path == m or path.startswith(m + "/")), None)
+    assert _MountPoints(mounts).of(path) == want

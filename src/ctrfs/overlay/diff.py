@@ -254,25 +254,37 @@ class _NativeOps:
         return _fs.lstat_at(state[0], name)
 
 
+class _MountPoints:
+    """The container's mount points, to tell which one a changed path lies under: the first of
+    ``mounts`` (in their order) that is the path or one of its ancestors. A change is looked up
+    among the mounts that share its first component only: thousands of changes against the
+    dozens of mounts a container has (/proc/..., /sys/..., /dev/...) stay cheap."""
+
+    def __init__(self, mounts: list[str]) -> None:
+        self.by_top: dict[str, list[tuple[str, str]]] = {}
+        for m in mounts:
+            self.by_top.setdefault(m[1:].partition("/")[0], []).append((m, m + "/"))
+
+    def of(self, path: str) -> str | None:
+        for m, below in self.by_top.get(path[1:].partition("/")[0], ()):
+            if path == m or path.startswith(below):
+                return m
+        return None
+
+
 class _Walker:
     def __init__(self, target: str, podman: bool, mounts: list[str], budget: int) -> None:
         self.target = target
         self.podman = podman
-        self.mounts = mounts
+        self.mounts = _MountPoints(mounts)
         self.budget = budget
-
-    def _mount_of(self, path: str) -> str | None:
-        for m in self.mounts:
-            if path == m or path.startswith(m + "/"):
-                return m
-        return None
 
     def _emit(self, kind: str, path: bytes, typ: str | None, size: int | None,
               opaque: bool = False) -> Change | None:
         p = os.fsdecode(path)
         if self.podman and p in PODMAN_HIDDEN:
             return None
-        return Change(kind, p, typ, size, self._mount_of(p) if self.mounts else None, opaque)
+        return Change(kind, p, typ, size, self.mounts.of(p), opaque)
 
     def run(self, up_root: int, lower_roots: list[_Lower]) -> Iterator[Change]:
         # The root state is owned by changes(): TreeWalk never closes its root.
@@ -483,7 +495,7 @@ class _NaiveWalker:
 
     def __init__(self, target: str, mounts: list[str], budget: int) -> None:
         self.target = target
-        self.mounts = mounts
+        self.mounts = _MountPoints(mounts)
         self.budget = budget
 
     def _change(self, fr: _fs.Frame[_Naive], kind: str, path: bytes,
@@ -508,13 +520,7 @@ class _NaiveWalker:
     def _mk(self, kind: str, path: bytes, typ: str | None, size: int | None,
             opaque: bool = False) -> Change:
         p = os.fsdecode(path)
-        mount = None
-        if self.mounts:
-            for m in self.mounts:
-                if p == m or p.startswith(m + "/"):
-                    mount = m
-                    break
-        return Change(kind, p, typ, size, mount, opaque)
+        return Change(kind, p, typ, size, self.mounts.of(p), opaque)
 
     def _lookup(self, old: list[int], name: bytes) -> tuple[os.stat_result | None, int | None,
                                                             list[int]]:
