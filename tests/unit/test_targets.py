@@ -60,6 +60,16 @@ def test_escape_for_terminal(name: str | bytes, shown: str) -> None:
     assert escape(name) == shown
 
 
+@given(st.text(max_size=30) | st.text(st.characters(max_codepoint=0x7F), max_size=30))
+def test_escape_of_a_str_is_the_escape_of_its_bytes(name: str) -> None:
+    """The shortcut for printable ASCII gives what the full escape of the name's bytes gives."""
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return  # not a name the filesystem could have given
+    assert escape(name) == escape(raw)
+
+
 def test_public_container_function_survives_the_submodule_import() -> None:
     """ctrfs.container(TARGET) is the public API (README, the package docstring), and the package
     loads its names on first use: importing the model and the modules above it (which bind

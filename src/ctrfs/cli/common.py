@@ -111,6 +111,8 @@ def escape(name: str | bytes) -> str:
     """A name safe to print on a terminal: control characters, backslashes and undecodable bytes
     become escapes (``\\n``, ``\\x1b``), as in GNU ls's ``--quoting-style=escape``."""
     if isinstance(name, str):
+        if name.isascii() and name.isprintable() and "\\" not in name:
+            return name  # printable ASCII (no C0, DEL or C1, no surrogates): nothing to escape
         raw = os.fsencode(name)
     else:
         raw = name
