@@ -20,7 +20,10 @@
  * entries, and a directory deeper than `levels` is walked by hooks.deep(), so this code holds at
  * most `levels` directory fds (two per level for a copy) however deep the tree.
  *
- * docs/security.md: nothing here resolves a path; every open is one component relative to a
+ * It also has the three system calls every path resolution makes (openat2, statx's mount ID,
+ * fstatfs's type; ctrfs.rootfs._calls), so that a command's start needs no ctypes.
+ *
+ * docs/security.md: nothing here resolves a path but openat2 as its caller asks; every open is one component relative to a
  * directory fd this walk opened and checked (fstat after open), never following a symlink; every
  * name created is one component relative to a directory this copy made, with O_EXCL.
  */
@@ -40,6 +43,7 @@
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/sendfile.h>
+#include <sys/statfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -1186,11 +1190,118 @@ static PyObject *copy_tree(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* -- the system calls of every path resolution (ctrfs.rootfs._calls; _sys is the fallback) -- */
+
+#ifndef SYS_openat2
+#define SYS_openat2 437  /* the same on every architecture (added after the tables' unification) */
+#endif
+#define EAGAIN_RETRIES 128  /* as ctrfs.rootfs._sys.EAGAIN_RETRIES */
+
+struct ctrfs_open_how {  /* struct open_how (include/uapi/linux/openat2.h) */
+    uint64_t flags;
+    uint64_t mode;
+    uint64_t resolve;
+};
+
+/* OSError(err, strerror(err) + extra, path) as the ctypes reference raises it: path None when
+ * NULL (or "" and !keep_empty). */
+static PyObject *oserror_path(int err, const char *path, int keep_empty, const char *extra) {
+    PyObject *fn = path != NULL && (path[0] || keep_empty) ? PyUnicode_DecodeFSDefault(path)
+                                                          : (Py_INCREF(Py_None), Py_None);
+    if (fn == NULL)
+        return NULL;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s%s", strerror(err), extra);
+    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "isO", err, msg, fn);
+    Py_DECREF(fn);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* openat2(dirfd, path, flags, resolve, mode=0): a new fd; EAGAIN (a rename or mount racing the
+ * resolution) and EINTR are retried EAGAIN_RETRIES times, as the ctypes version does. */
+static PyObject *py_openat2(PyObject *self, PyObject *args) {
+    (void)self;
+    int dirfd;
+    const char *path;
+    Py_ssize_t path_len;
+    unsigned long long flags, resolve, mode = 0;
+    if (!PyArg_ParseTuple(args, "iy#KK|K", &dirfd, &path, &path_len, &flags, &resolve, &mode))
+        return NULL;
+    if ((Py_ssize_t)strlen(path) != path_len) {
+        PyErr_SetString(PyExc_ValueError, "embedded null byte");
+        return NULL;
+    }
+    struct ctrfs_open_how how = {flags, mode, resolve};
+    for (int i = 0; i < EAGAIN_RETRIES; i++) {
+        long fd;
+        Py_BEGIN_ALLOW_THREADS
+        fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+        Py_END_ALLOW_THREADS
+        if (fd >= 0)
+            return PyLong_FromLong(fd);
+        if (errno != EAGAIN && errno != EINTR)
+            return oserror_path(errno, path, 1, "");
+    }
+    return oserror_path(EAGAIN, path, 1, " (gave up after retries)");
+}
+
+/* mount_id(fd, name=b""): the mount ID (as in mountinfo) of name under fd, or of fd itself, the
+ * final symlink not followed; None where statx cannot tell (STATX_MNT_ID: Linux 5.8). */
+static PyObject *py_mount_id(PyObject *self, PyObject *args) {
+    (void)self;
+    int fd;
+    const char *name = "";
+    Py_ssize_t name_len = 0;
+    if (!PyArg_ParseTuple(args, "i|y#", &fd, &name, &name_len))
+        return NULL;
+    if ((Py_ssize_t)strlen(name) != name_len) {
+        PyErr_SetString(PyExc_ValueError, "embedded null byte");
+        return NULL;
+    }
+    struct statx stx;
+    int r;
+    Py_BEGIN_ALLOW_THREADS
+    r = statx(fd, name, AT_SYMLINK_NOFOLLOW | (name_len ? 0 : AT_EMPTY_PATH), STATX_MNT_ID, &stx);
+    Py_END_ALLOW_THREADS
+    if (r != 0) {
+        if (errno == ENOSYS || errno == EINVAL)
+            Py_RETURN_NONE;
+        return oserror_path(errno, name, 0, "");
+    }
+    if (!(stx.stx_mask & STATX_MNT_ID))
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(stx.stx_mnt_id);
+}
+
+/* fs_type(fd): f_type of the filesystem fd (O_PATH is fine) lives on, from fstatfs(2). */
+static PyObject *py_fs_type(PyObject *self, PyObject *args) {
+    (void)self;
+    int fd, r;
+    if (!PyArg_ParseTuple(args, "i", &fd))
+        return NULL;
+    struct statfs sf;
+    Py_BEGIN_ALLOW_THREADS
+    r = fstatfs(fd, &sf);
+    Py_END_ALLOW_THREADS
+    if (r != 0)
+        return oserror_path(errno, NULL, 0, "");
+    return PyLong_FromUnsignedLong((unsigned long)sf.f_type & 0xFFFFFFFFUL);
+}
+
 static PyMethodDef methods[] = {
     {"tar_tree", tar_tree, METH_VARARGS,
      "tar_tree(dirfd, hooks, arcprefix, levels): tar members of the tree below dirfd to hooks.buf"},
     {"copy_tree", copy_tree, METH_VARARGS,
      "copy_tree(srcfd, dstfd, hooks, levels, as_root, covered): copy the tree below srcfd into dstfd"},
+    {"openat2", py_openat2, METH_VARARGS,
+     "openat2(dirfd, path, flags, resolve, mode=0) -> fd (EAGAIN retried)"},
+    {"mount_id", py_mount_id, METH_VARARGS,
+     "mount_id(fd, name=b'') -> the mount ID of name under fd (no final symlink followed), or None"},
+    {"fs_type", py_fs_type, METH_VARARGS, "fs_type(fd) -> f_type of the filesystem fd is on"},
     {NULL, NULL, 0, NULL},
 };
 

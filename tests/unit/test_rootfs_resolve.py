@@ -289,7 +289,7 @@ def test_enosys_falls_back_and_other_errors_do_not(tree, monkeypatch):
         raise OSError(errno.ENOSYS, "no openat2")
 
     monkeypatch.setattr(res, "_openat2_missing", False)
-    monkeypatch.setattr(res._sys, "openat2", nosys)
+    monkeypatch.setattr(res._calls, "openat2", nosys)
     with DirRoot(tree) as r:
         assert read(r, "/dir/file") == b"hello\n"
     assert res._openat2_missing
@@ -298,7 +298,7 @@ def test_enosys_falls_back_and_other_errors_do_not(tree, monkeypatch):
         raise OSError(errno.EACCES, "denied")
 
     monkeypatch.setattr(res, "_openat2_missing", False)
-    monkeypatch.setattr(res._sys, "openat2", denied)
+    monkeypatch.setattr(res._calls, "openat2", denied)
     from ctrfs.errors import AccessDenied
 
     with DirRoot(tree) as r, pytest.raises(AccessDenied):

@@ -191,7 +191,7 @@ def test_scandir_stat_is_lstat(tree, mode):
 @pytest.mark.root
 def test_mount_points_without_statx_mnt_id(tree, mode, monkeypatch):
     # kernels before 5.8 have no STATX_MNT_ID: directories on another st_dev are mounts
-    monkeypatch.setattr(fdmod._sys, "mount_id", lambda fd, name=b"": None)
+    monkeypatch.setattr(fdmod._calls, "mount_id", lambda fd, name=b"": None)
     mnt = tree / "a" / "vol"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mnt)], check=True)

@@ -1,4 +1,6 @@
 """The one module of ctrfs that talks to libc/syscalls through ctypes (docs/conventions.md rule 2).
+The path resolution's three calls are read through :mod:`ctrfs.rootfs._calls`, which takes them
+from the C core when it is built; the ones here are the reference and the fallback.
 
 Every function declares ``argtypes``/``restype`` once, is loaded with ``use_errno=True`` and
 raises ``OSError(errno, os.strerror(errno), path)``. Nothing here knows about containers.
@@ -11,21 +13,20 @@ import errno
 import os
 import struct
 
-# openat2(2), x86_64 syscall number (arch/x86/entry/syscalls/syscall_64.tbl). Same number on
-# aarch64 and the other "generic" syscall tables, since it was added after the unification.
-SYS_openat2 = 437
-
-RESOLVE_NO_XDEV = 0x01
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_NO_SYMLINKS = 0x04
-RESOLVE_BENEATH = 0x08
-RESOLVE_IN_ROOT = 0x10
-
-# statx(2)
-AT_EMPTY_PATH = 0x1000
-AT_SYMLINK_NOFOLLOW = 0x100
-AT_STATX_SYNC_AS_STAT = 0x0000
-STATX_MNT_ID = 0x1000
+from ctrfs.rootfs._abi import (  # noqa: F401 (the path resolution's numbers, also read from here)
+    AT_EMPTY_PATH,
+    AT_STATX_SYNC_AS_STAT,
+    AT_SYMLINK_NOFOLLOW,
+    EAGAIN_RETRIES,
+    PROC_SUPER_MAGIC,
+    RESOLVE_BENEATH,
+    RESOLVE_IN_ROOT,
+    RESOLVE_NO_MAGICLINKS,
+    RESOLVE_NO_SYMLINKS,
+    RESOLVE_NO_XDEV,
+    STATX_MNT_ID,
+    SYS_openat2,
+)
 
 # inotify(7)
 IN_MODIFY = 0x00000002
@@ -39,10 +40,6 @@ IN_IGNORED = 0x00008000
 IN_Q_OVERFLOW = 0x00004000
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
-
-# How many times openat2 is retried when it reports EAGAIN (a concurrent rename or mount
-# changed the tree while RESOLVE_IN_ROOT was resolving "..", see openat2(2) ERRORS).
-EAGAIN_RETRIES = 128
 
 
 class _OpenHow(ctypes.Structure):
@@ -130,7 +127,6 @@ def mount_id(fd: int, name: bytes = b"") -> int | None:
     return int(mnt)
 
 
-PROC_SUPER_MAGIC = 0x9FA0  # statfs(2), include/uapi/linux/magic.h
 _STATFS_TYPE = struct.Struct("=l")  # struct statfs starts with __fsword_t f_type (a long)
 
 

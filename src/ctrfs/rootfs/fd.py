@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 
 from ctrfs._record import dataclass, field
 from ctrfs.errors import CtrfsError, UnsafePath, from_oserror
-from ctrfs.rootfs import _sys
+from ctrfs.rootfs import _calls
 from ctrfs.rootfs.base import (
     Entry,
     NotRegularFile,
@@ -365,7 +365,7 @@ class FdRoot(Root):
         with self._errors(path):
             fd = self._resolve(path, follow)
             try:
-                return _sys.mount_id(fd)
+                return _calls.mount_id(fd)
             finally:
                 os.close(fd)
 
@@ -395,12 +395,12 @@ class FdRoot(Root):
             dfd, _ = self._open_dir(path)
         top = norm_path(path)
         try:
-            mnt_here = _sys.mount_id(dfd)
+            mnt_here = _calls.mount_id(dfd)
             with os.scandir(dfd) as it:
                 for de in it:
                     try:
                         st = de.stat(follow_symlinks=False)
-                        mnt = _sys.mount_id(dfd, os.fsencode(de.name))
+                        mnt = _calls.mount_id(dfd, os.fsencode(de.name))
                     except FileNotFoundError:
                         continue  # removed since the listing was read
                     yield FdEntry(path=join(top, de.name), name=de.name, stat=st, depth=1,
@@ -419,10 +419,10 @@ class FdRoot(Root):
         try:
             with self._errors(path):
                 st = os.fstat(topfd)
-                top_mnt = _sys.mount_id(topfd)
+                top_mnt = _calls.mount_id(topfd)
             name = os.path.basename(top.rstrip("/")) or "/"
             first = FdEntry(path=top, name=name, stat=st, depth=0, _root=self, _fd=topfd)
-            first.extra["fs_type"] = _sys.fs_type(topfd)
+            first.extra["fs_type"] = _calls.fs_type(topfd)
             yield first
             if not stat_mod.S_ISDIR(st.st_mode) or max_depth == 0:
                 return
@@ -490,7 +490,7 @@ class FdRoot(Root):
                 mnt = fr.mnt  # a tree of one mount (see direct_open): no statx per entry
             else:
                 try:
-                    mnt = _sys.mount_id(dirfd, bname)
+                    mnt = _calls.mount_id(dirfd, bname)
                 except FileNotFoundError:
                     warn(WalkWarning(wp.cur + "/" + name, "vanished during the walk; skipped"))
                     continue
@@ -609,7 +609,7 @@ def _fs_type_at(dirfd: int, name: bytes) -> int | None:
     except OSError:
         return None
     try:
-        return _sys.fs_type(fd)
+        return _calls.fs_type(fd)
     finally:
         os.close(fd)
 

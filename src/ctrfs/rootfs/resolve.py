@@ -21,7 +21,7 @@ import errno
 import os
 import stat as stat_mod
 
-from ctrfs.rootfs import _sys
+from ctrfs.rootfs import _calls
 
 # path_resolution(7): "Linux imposes a limit of 40 (MAXSYMLINKS) symlinks per pathname lookup";
 # openat2 enforces the same, so the walker uses it too and both paths agree on what is a loop.
@@ -66,7 +66,7 @@ def resolve(rootfd: int, path: bytes, *, follow: bool = True, fallback: bool | N
 def resolve_openat2(rootfd: int, path: bytes, *, follow: bool = True) -> int:
     flags = _O_PATH | (0 if follow else os.O_NOFOLLOW)
     try:
-        return _sys.openat2(rootfd, path, flags, _sys.RESOLVE_IN_ROOT | _sys.RESOLVE_NO_MAGICLINKS)
+        return _calls.openat2(rootfd, path, flags, _calls.RESOLVE_IN_ROOT | _calls.RESOLVE_NO_MAGICLINKS)
     except OSError as err:
         if err.errno == errno.ELOOP:
             # ELOOP means either a loop / too many links, or a refused magic link. The walker
@@ -125,7 +125,7 @@ def resolve_walk(rootfd: int, path: bytes, *, follow: bool = True) -> int:
             try:
                 st = os.fstat(nxt)
                 if stat_mod.S_ISLNK(st.st_mode) and (follow or not last):
-                    if _sys.fs_type(nxt) == _sys.PROC_SUPER_MAGIC:
+                    if _calls.fs_type(nxt) == _calls.PROC_SUPER_MAGIC:
                         if os.fstat(cur).st_ino != _PROC_ROOT_INO:
                             raise MagicLinkError(errno.ELOOP, "refused to follow a magic link",
                                                  display)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 
 from ctrfs.errors import CtrfsError
 from ctrfs.proc.mountinfo import Mount
-from ctrfs.rootfs import _sys
+from ctrfs.rootfs import _calls
 from ctrfs.rootfs.base import Entry, PathArg, Root, WarnFn
 from ctrfs.rootfs.fd import FdRoot
 
@@ -130,7 +130,7 @@ class ContainerView(Root):
         self.base = base
         self.target = live.target
         self.idmap = base.idmap = live.idmap  # as in BoundRoot
-        self.root_mount = _sys.mount_id(live.fd)
+        self.root_mount = _calls.mount_id(live.fd)
         self.followed = followed_mounts(mounts, self.root_mount or -1)
         self.by_id = {m.mount_id: m for m in mounts}
         # Where a walk of the root filesystem meets a followed mount: by base name first (cheap,
