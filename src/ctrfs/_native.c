@@ -394,19 +394,68 @@ static int lstat_at(Walk *w, int dirfd, const char *name, struct stat *st, size_
     return errno_oserror(name);
 }
 
-/* A regular file listed as such. */
-static int do_file(Walk *w, int dirfd, const char *name, int depth, size_t rel_len) {
-    struct stat st;
+/* -- opening what a listing names (both walks) --------------------------------------------- */
+
+/* A listed name opened with `flags` (one component, never following a symlink) and fstat'ed:
+ * the fd, or -1 with errno. */
+static int open_listed(int dirfd, const char *name, int flags, struct stat *st) {
     int fd;
     Py_BEGIN_ALLOW_THREADS
-    fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    if (fd >= 0 && fstat(fd, &st) < 0) {
+    fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0 && fstat(fd, st) < 0) {
         int e = errno;
         close(fd);
         fd = -1;
         errno = e;
     }
     Py_END_ALLOW_THREADS
+    return fd;
+}
+
+#define OPEN_FILE (O_RDONLY | O_NONBLOCK | O_NOCTTY)
+#define OPEN_DIR (O_RDONLY | O_DIRECTORY)
+
+/* A directory that could not be opened (err) after its entry was written or copied as what it
+ * is now (a directory): the Python walk's warning, or an OSError. */
+static int dir_not_entered(Walk *w, const char *name, int err, size_t rel_len) {
+    if (err == ENOENT || err == ENOTDIR || err == ELOOP)
+        return warn(w, rel_len, "vanished or replaced during the walk; skipped");
+    if (err == EACCES || err == EPERM)
+        return warn(w, rel_len, "permission denied; not entered");
+    errno = err;
+    return errno_oserror(name);
+}
+
+/* The walk goes down into the open directory cfd (and its copy dfd, or -1): -1 (both closed)
+ * when out of memory. */
+static int push_level(Walk *w, int cfd, int dfd, const struct stat *st, size_t rel_len) {
+    Level *L = &w->lv[w->depth + 1];
+    if (L->dents == NULL) {
+        L->dents = PyMem_Malloc(DENTS_BUF);
+        if (L->dents == NULL) {
+            close(cfd);
+            if (dfd >= 0)
+                close(dfd);
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    L->fd = cfd;
+    L->dfd = dfd;
+    L->st = *st;
+    L->dev = st->st_dev;
+    L->ino = st->st_ino;
+    L->rel_len = rel_len;
+    L->pos = L->end = 0;
+    L->eof = 0;
+    w->depth++;
+    return 0;
+}
+
+/* A regular file listed as such. */
+static int do_file(Walk *w, int dirfd, const char *name, int depth, size_t rel_len) {
+    struct stat st;
+    int fd = open_listed(dirfd, name, OPEN_FILE, &st);
     if (fd < 0) {
         /* replaced by something else, vanished, refused: the reference decides */
         int r = lstat_at(w, dirfd, name, &st, rel_len);
@@ -519,18 +568,9 @@ static int call_deep(Walk *w, size_t rel_len, const struct stat *st, int depth) 
 /* A directory listed as such: its member, then the walk goes down into it. */
 static int do_dir(Walk *w, int dirfd, const char *name, int depth, size_t rel_len) {
     struct stat st;
-    int cfd, err = 0;
-    Py_BEGIN_ALLOW_THREADS
-    cfd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int cfd = open_listed(dirfd, name, OPEN_DIR, &st);
     if (cfd < 0) {
-        err = errno;
-    } else if (fstat(cfd, &st) < 0) {
-        err = errno;
-        close(cfd);
-        cfd = -1;
-    }
-    Py_END_ALLOW_THREADS
-    if (cfd < 0) {
+        int err = errno;
         int r = lstat_at(w, dirfd, name, &st, rel_len);
         if (r != 0)
             return r < 0 ? -1 : 0;
@@ -538,12 +578,7 @@ static int do_dir(Walk *w, int dirfd, const char *name, int depth, size_t rel_le
             return -1;
         if (!S_ISDIR(st.st_mode))
             return 0;  /* replaced by a file since the listing: written as what it is now */
-        if (err == ENOENT || err == ENOTDIR || err == ELOOP)
-            return warn(w, rel_len, "vanished or replaced during the walk; skipped");
-        if (err == EACCES || err == EPERM)
-            return warn(w, rel_len, "permission denied; not entered");
-        errno = err;
-        return errno_oserror(name);
+        return dir_not_entered(w, name, err, rel_len);
     }
     /* its member */
     PyObject *own = NULL;
@@ -586,23 +621,7 @@ static int do_dir(Walk *w, int dirfd, const char *name, int depth, size_t rel_le
         close(cfd);
         return call_deep(w, rel_len, &st, depth);
     }
-    Level *L = &w->lv[w->depth + 1];
-    if (L->dents == NULL) {
-        L->dents = PyMem_Malloc(DENTS_BUF);
-        if (L->dents == NULL) {
-            close(cfd);
-            PyErr_NoMemory();
-            return -1;
-        }
-    }
-    L->fd = cfd;
-    L->dev = st.st_dev;
-    L->ino = st.st_ino;
-    L->rel_len = rel_len;
-    L->pos = L->end = 0;
-    L->eof = 0;
-    w->depth++;
-    return 0;
+    return push_level(w, cfd, -1, &st, rel_len);
 }
 
 static int do_other(Walk *w, int dirfd, const char *name, int depth, size_t rel_len) {
@@ -770,16 +789,7 @@ static long long copy_range(Walk *w, int src, int dst, long long size, int *src_
 /* A regular file listed as such: copied here unless it is one the reference must handle. */
 static int cp_file(Walk *w, int sdir, int ddir, const char *name, int depth, size_t rel_len) {
     struct stat st;
-    int fd;
-    Py_BEGIN_ALLOW_THREADS
-    fd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    if (fd >= 0 && fstat(fd, &st) < 0) {
-        int e = errno;
-        close(fd);
-        fd = -1;
-        errno = e;
-    }
-    Py_END_ALLOW_THREADS
+    int fd = open_listed(sdir, name, OPEN_FILE, &st);
     if (fd < 0) {
         int r = lstat_at(w, sdir, name, &st, rel_len);
         return r != 0 ? (r < 0 ? -1 : 0) : cp_member(w, sdir, ddir, name, &st, depth, rel_len, 0);
@@ -910,18 +920,9 @@ static int cp_deep(Walk *w, size_t rel_len, const struct stat *st, int depth, in
 /* A directory listed as such: made (mode 0700 until the walk leaves it), then entered. */
 static int cp_dir(Walk *w, int sdir, int ddir, const char *name, int depth, size_t rel_len) {
     struct stat st;
-    int cfd, err = 0;
-    Py_BEGIN_ALLOW_THREADS
-    cfd = openat(sdir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int cfd = open_listed(sdir, name, OPEN_DIR, &st);
     if (cfd < 0) {
-        err = errno;
-    } else if (fstat(cfd, &st) < 0) {
-        err = errno;
-        close(cfd);
-        cfd = -1;
-    }
-    Py_END_ALLOW_THREADS
-    if (cfd < 0) {
+        int err = errno;
         int r = lstat_at(w, sdir, name, &st, rel_len);
         if (r != 0)
             return r < 0 ? -1 : 0;
@@ -930,12 +931,7 @@ static int cp_dir(Walk *w, int sdir, int ddir, const char *name, int depth, size
             return -1;
         if (!S_ISDIR(st.st_mode) || covered)
             return 0;  /* replaced by a file since the listing: copied as what it is now */
-        if (err == ENOENT || err == ENOTDIR || err == ELOOP)
-            return warn(w, rel_len, "vanished or replaced during the walk; skipped");
-        if (err == EACCES || err == EPERM)
-            return warn(w, rel_len, "permission denied; not entered");
-        errno = err;
-        return errno_oserror(name);
+        return dir_not_entered(w, name, err, rel_len);
     }
     if (w->n_covered && is_covered(w, &st)) {
         close(cfd);  /* a followed mount's mount point: the container's view decides */
@@ -967,26 +963,7 @@ static int cp_dir(Walk *w, int sdir, int ddir, const char *name, int depth, size
             return warn(w, rel_len, "directory loop (a bind mount of an ancestor); not entered");
         }
     }
-    Level *L = &w->lv[w->depth + 1];
-    if (L->dents == NULL) {
-        L->dents = PyMem_Malloc(DENTS_BUF);
-        if (L->dents == NULL) {
-            close(cfd);
-            close(dfd);
-            PyErr_NoMemory();
-            return -1;
-        }
-    }
-    L->fd = cfd;
-    L->dfd = dfd;
-    L->st = st;
-    L->dev = st.st_dev;
-    L->ino = st.st_ino;
-    L->rel_len = rel_len;
-    L->pos = L->end = 0;
-    L->eof = 0;
-    w->depth++;
-    return 0;
+    return push_level(w, cfd, dfd, &st, rel_len);
 }
 
 static int cp_other(Walk *w, int sdir, int ddir, const char *name, int depth, size_t rel_len) {

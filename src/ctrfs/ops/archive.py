@@ -642,6 +642,19 @@ def _arcname(entry_path: str, top: str, prefix: str) -> str:
     return rel
 
 
+def open_start(fast: FdRoot, first: FdEntry) -> int:
+    """A readable fd of the directory a C core walks from (the walk's ``first`` entry, whose
+    own fd is O_PATH), checked to be the directory listed."""
+    st = first.stat
+    with fast._errors(first.path):
+        dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=first._fd)
+    cst = os.fstat(dfd)
+    if (cst.st_dev, cst.st_ino) != (st.st_dev, st.st_ino):
+        os.close(dfd)
+        raise CtrfsError("replaced while opened; try again", target=fast.target, path=first.path)
+    return dfd
+
+
 def native_enabled() -> bool:
     """Whether exports use the C core (built, and not turned off by ``CTRFS_NATIVE=0``)."""
     return _native is not None and os.environ.get("CTRFS_NATIVE", "1") != "0"
@@ -681,14 +694,8 @@ class _NativeHooks:
 
     def run(self) -> None:
         assert isinstance(self.first, FdEntry) and _native is not None
-        st = self.first.stat
-        with self.fast._errors(self.first.path):
-            dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.first._fd)
+        dfd = open_start(self.fast, self.first)
         try:
-            cst = os.fstat(dfd)
-            if (cst.st_dev, cst.st_ino) != (st.st_dev, st.st_ino):
-                raise CtrfsError("replaced while opened; try again", target=self.fast.target,
-                                 path=self.first.path)
             try:
                 _native.tar_tree(dfd, self, os.fsencode(self.arcpre), self.LEVELS)
             except OSError as err:

@@ -33,6 +33,7 @@ from ctrfs.ops.archive import (
     ProgressFn,
     data_segments,
     native_enabled,
+    open_start,
 )
 from ctrfs.ops.listing import text
 from ctrfs.rootfs.base import (
@@ -361,14 +362,8 @@ class _CopyHooks:
 
     def run(self) -> None:
         assert _native is not None
-        st = self.first.stat
-        with self.fast._errors(self.first.path):
-            dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.first._fd)
+        dfd = open_start(self.fast, self.first)
         try:
-            cst = os.fstat(dfd)
-            if (cst.st_dev, cst.st_ino) != (st.st_dev, st.st_ino):
-                raise CtrfsError("replaced while opened; try again", target=self.fast.target,
-                                 path=self.first.path)
             covered: list[tuple[int, int]] = []
             if isinstance(self.root, ContainerView) and not self.one_filesystem:
                 covered = sorted(self.root.covered)
