@@ -672,10 +672,40 @@ def _native_root(first: Entry, one_filesystem: bool) -> FdRoot | None:
     return None
 
 
-class _NativeHooks:
-    """What the C core calls back (src/ctrfs/_native.c says when): it appends members to
-    ``buf`` (the TarWriter's output buffer, the same bytearray), and hands every member it does
-    not write itself to :meth:`member`, i.e. to :meth:`TarWriter.add`."""
+class CoreHooks:
+    """What both C cores (src/ctrfs/_native.c) call back alike: warnings, by path relative to
+    the start, and every TICK entries the counts, progress and the liveness check. ``counts``
+    is the caller's result (entries, bytes), ``progress`` its callback."""
+
+    def __init__(self, fast: FdRoot, root: Root, first: Entry, warn: WarnFn, counts: Any,
+                 progress: ProgressFn | None) -> None:
+        self.fast = fast
+        self.root = root
+        self.first = first
+        self.base = first.path.rstrip("/")  # container path of the start, "" for the root
+        self.warn_fn = warn
+        self.counts = counts
+        self.progress = progress
+
+    def _path(self, rel: bytes) -> str:
+        return self.base + "/" + os.fsdecode(rel)
+
+    def warn(self, rel: bytes, message: str) -> None:
+        self.warn_fn(WalkWarning(self._path(rel) if rel else self.first.path, message))
+
+    def tick(self, entries: int, nbytes: int) -> None:
+        counts = self.counts
+        counts.entries += entries
+        counts.bytes += nbytes
+        if self.progress is not None:
+            self.progress(counts.entries, counts.bytes)
+        self.root.check_alive()
+
+
+class _NativeHooks(CoreHooks):
+    """What the C core of export calls back (src/ctrfs/_native.c says when): it appends
+    members to ``buf`` (the TarWriter's output buffer, the same bytearray), and hands every
+    member it does not write itself to :meth:`member`, i.e. to :meth:`TarWriter.add`."""
 
     # Directory levels the C core keeps open (one fd each); deeper ones go to deep(), the
     # Python walk, with its own fd bound.
@@ -683,14 +713,10 @@ class _NativeHooks:
 
     def __init__(self, w: TarWriter, fast: FdRoot, root: Root, first: Entry, prefix: str,
                  warn: WarnFn) -> None:
+        super().__init__(fast, root, first, warn, w.stats, w.progress)
         self.w = w
         self.buf = w.buf
-        self.fast = fast
-        self.root = root
-        self.first = first
-        self.base = first.path.rstrip("/")  # container path of the start, "" for the root
         self.arcpre = prefix + "/" if prefix else ""
-        self.warn_fn = warn
 
     def run(self) -> None:
         assert isinstance(self.first, FdEntry) and _native is not None
@@ -704,9 +730,6 @@ class _NativeHooks:
             os.close(dfd)
             self.w.buf = self.buf  # what the core appended is the writer's
 
-    def _path(self, rel: bytes) -> str:
-        return self.base + "/" + os.fsdecode(rel)
-
     def flush(self) -> None:
         self.w._flush()
         self.buf = self.w.buf
@@ -719,17 +742,6 @@ class _NativeHooks:
                     depth=depth, _root=self.fast, _dirfd=dirfd)
         self.w.add(e, self.arcpre + os.fsdecode(rel))
         self.buf = self.w.buf
-
-    def warn(self, rel: bytes, message: str) -> None:
-        self.warn_fn(WalkWarning(self._path(rel) if rel else self.first.path, message))
-
-    def tick(self, entries: int, nbytes: int) -> None:
-        stats = self.w.stats
-        stats.entries += entries
-        stats.bytes += nbytes
-        if self.w.progress is not None:
-            self.w.progress(stats.entries, stats.bytes)
-        self.root.check_alive()
 
     def owner(self, uid: int, gid: int) -> tuple[int, int, bytes, bytes, bool]:
         idmap = self.w.idmap

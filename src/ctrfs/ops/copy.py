@@ -30,6 +30,7 @@ from ctrfs.ops.archive import (
     SENDFILE_MAX,
     SKIP_XATTR_PREFIXES,
     SMALL_FILE,
+    CoreHooks,
     ProgressFn,
     data_segments,
     native_enabled,
@@ -340,7 +341,7 @@ class _Copier:
             self.cur, self.stack, self.names = saved
 
 
-class _CopyHooks:
+class _CopyHooks(CoreHooks):
     """What the C core of cp calls back (src/ctrfs/_native.c, copy_tree): the entries it does
     not copy itself go to :meth:`member`, i.e. to :meth:`_Copier.add`; the mounts the
     container's view follows (whose mount points' inodes the core is given) and directories
@@ -352,12 +353,10 @@ class _CopyHooks:
 
     def __init__(self, c: _Copier, root: Root, fast: FdRoot, first: FdEntry,
                  one_filesystem: bool) -> None:
+        super().__init__(fast, root, first, c.warn_fn, c.result, c.progress)
+        self.first: FdEntry = first
         self.c = c
-        self.root = root
-        self.fast = fast
-        self.first = first
         self.one_filesystem = one_filesystem
-        self.base = first.path.rstrip("/")  # container path of the start, "" for the root
         self.names = list(c.names)  # where the start's copy is below the temporary directory
 
     def run(self) -> None:
@@ -376,9 +375,6 @@ class _CopyHooks:
                 raise self.fast._translate(err, self.first.path) from err
         finally:
             os.close(dfd)
-
-    def _path(self, rel: bytes) -> str:
-        return self.base + "/" + os.fsdecode(rel)
 
     def _names(self, rel: bytes) -> list[str]:
         return [*self.names, *os.fsdecode(rel).split("/")[:-1]]
@@ -416,17 +412,6 @@ class _CopyHooks:
                        (e for e in itertools.chain((top,), walk) if not pseudo.skip(e)))
         finally:
             walk.close()  # type: ignore[attr-defined]
-
-    def warn(self, rel: bytes, message: str) -> None:
-        self.c.warn_fn(WalkWarning(self._path(rel) if rel else self.first.path, message))
-
-    def tick(self, entries: int, nbytes: int) -> None:
-        result = self.c.result
-        result.entries += entries
-        result.bytes += nbytes
-        if self.c.progress is not None:
-            self.c.progress(result.entries, result.bytes)
-        self.root.check_alive()
 
 
 def _native_start(e: Entry, preserve_all: bool) -> FdRoot | None:
