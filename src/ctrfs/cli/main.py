@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from ctrfs._version import __version__
+from ctrfs._version import version_line
 from ctrfs.errors import UsageError, run_program
 
 TYPE_CHECKING = False
@@ -78,7 +78,7 @@ _VALUE_FLAGS = frozenset(flag for flag, *_ in GLOBAL_OPTIONS)
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args == ["--version"]:  # answered before anything is imported
-        sys.stdout.write(f"ctrfs, version {__version__}\n")
+        sys.stdout.write(version_line())
         return 0
     return run_program("ctrfs", lambda: program(args), debug="--debug" in args, shown=_sanitize)
 
@@ -140,7 +140,7 @@ def build_parser(names: Sequence[str]) -> Parser:
     for flag, field, metavar, help_ in GLOBAL_OPTIONS:
         parser.add_argument(flag, dest="g_" + (field or "host_root"), metavar=metavar, help=help_)
     parser.add_argument("--debug", dest="g_debug", action="store_true", help="show tracebacks")
-    parser.add_argument("--version", action="version", version=f"ctrfs, version {__version__}")
+    parser.add_argument("--version", action="version", version=version_line().rstrip("\n"))
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for n in names:
         cmd = app.REGISTRY[n]
